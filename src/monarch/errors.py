@@ -1,0 +1,86 @@
+"""Every error monarch raises on purpose derives from :class:`MonarchError`.
+
+The library never prints and never exits: it raises one of these, and the CLI turns it into
+``Error: <message>`` (plus ``Try: <hint>`` when there is one) and an exit code. Driver errors
+(pymongo, boto, psycopg) are translated into these in one place per backend, ``from`` the original.
+
+Messages must never contain a secret: build them from redacted values only.
+"""
+
+from __future__ import annotations
+
+
+class MonarchError(Exception):
+    """Root of monarch's errors.
+
+    ``hint`` is the next step a user can take (shown as ``Try: ...``); ``exit_code`` is what the
+    CLI exits with: 2 for usage and configuration errors, 1 for operations that failed.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(MonarchError):
+    """The configuration is missing, unreadable or invalid."""
+
+    exit_code = 2
+
+
+class UsageError(MonarchError):
+    """A command was called with arguments that cannot work."""
+
+    exit_code = 2
+
+
+class NotImplementedYet(MonarchError):
+    """A command exists but its feature is not built yet."""
+
+
+class ConnectionFailed(MonarchError):
+    """A database or store could not be reached (message names the host, never a password)."""
+
+
+class ConfirmationRequired(MonarchError):
+    """A protected environment needs the user to confirm a destructive command."""
+
+    exit_code = 2
+
+
+class MigrationError(MonarchError):
+    """A migration could not be loaded, planned or run."""
+
+
+class LockError(MigrationError):
+    """The migration lock is held by someone else or could not be taken."""
+
+
+class DriftError(MigrationError):
+    """An applied migration's file changed and ``strict`` was asked for."""
+
+
+class TransactionUnsupported(MigrationError):
+    """A transactional migration was asked for on a server without transactions."""
+
+
+class StoreError(MonarchError):
+    """A backup store failed."""
+
+
+class BackupNotFound(StoreError):
+    """No complete backup (one with a manifest) has that name."""
+
+
+class ArchiveError(MonarchError):
+    """An archive is corrupt, truncated or not in a format monarch reads."""
+
+
+class BackupError(MonarchError):
+    """A backup, restore or copy failed."""
