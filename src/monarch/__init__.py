@@ -1,0 +1,65 @@
+"""monarch: migrate, back up, restore and copy databases between named environments.
+
+The library is the product; the ``monarch`` command is a thin skin over it::
+
+    import monarch
+
+    config = monarch.load_config()
+    result = monarch.migrate(config, "production", confirm="production")
+
+Public names are imported on first use, so ``import monarch`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from monarch._version import __version__
+
+_LAZY = {
+    # configuration
+    "load_config": "monarch.config",
+    "Config": "monarch.config",
+    "Environment": "monarch.config",
+    # errors
+    "MonarchError": "monarch.errors",
+    "ConfigError": "monarch.errors",
+    # project
+    "init_project": "monarch.project",
+    "list_environments": "monarch.project",
+    # migrations
+    "generate": "monarch.migrations.api",
+    "list_migrations": "monarch.migrations.api",
+    "migrate": "monarch.migrations.api",
+    "migrate_one": "monarch.migrations.api",
+    "rollback": "monarch.migrations.api",
+    "unlock": "monarch.migrations.api",
+    "Migration": "monarch.migrations.migration",
+    "MongoMigration": "monarch.migrations.migration",
+    "MongoBackedMigration": "monarch.migrations.migration",
+    # backups
+    "backup": "monarch.backups.api",
+    "list_backups": "monarch.backups.api",
+    "restore": "monarch.backups.api",
+    "copy_db": "monarch.backups.api",
+    "verify": "monarch.backups.api",
+    "prune": "monarch.backups.api",
+    "delete_backup": "monarch.backups.api",
+    "generate_query_set": "monarch.backups.api",
+}
+
+__all__ = ["__version__", *_LAZY]  # noqa: PLE0604 - the lazy names are the API
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'monarch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

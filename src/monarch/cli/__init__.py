@@ -1,0 +1,106 @@
+"""The ``monarch`` command: a thin skin over the library.
+
+Each command parses its arguments, calls one public library function and prints the result. A
+:class:`~monarch.errors.MonarchError` becomes ``Error: ...`` / ``Try: ...`` and its exit code, here
+and nowhere else. Heavy imports happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from monarch._version import __version__
+from monarch.cli.session import Session, redacting
+from monarch.errors import MonarchError
+
+# Names users of the original tool type, and dashed spellings, map to one command.
+ALIASES = {"create": "generate", "status": "list_migrations"}
+
+
+class MonarchGroup(click.Group):
+    """A group that accepts aliases and ``list-migrations`` for ``list_migrations``."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        name = cmd_name.replace("-", "_")
+        return super().get_command(ctx, ALIASES.get(name, name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        _, cmd, rest = super().resolve_command(ctx, args)
+        return (cmd.name if cmd else None), cmd, rest
+
+
+@click.group(cls=MonarchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="monarch", message="%(prog)s %(version)s")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    envvar="MONARCH_CONFIG",
+    help="monarch.toml to use (default: $MONARCH_CONFIG, else search upward from here).",
+)
+@click.option("--traceback", is_flag=True, help="Show the full traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, traceback: bool) -> None:
+    """Migrate, back up, restore and copy databases between named environments."""
+    ctx.obj = Session(config_path=config_path, traceback=traceback)
+
+
+def _register() -> None:
+    from monarch.cli import backups, migrations, project
+
+    for module in (project, migrations, backups):
+        for command in module.COMMANDS:
+            # The original tool's spelling (list_migrations) is canonical; dashes work too.
+            cli.add_command(command, (command.name or "").replace("-", "_"))
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``monarch`` command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    session: Session | None = None
+    try:
+        result = cli.main(args=args, prog_name="monarch", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except MonarchError as exc:
+        session = Session.current
+        if session is not None and session.traceback:
+            raise
+        _print_error(exc.message, exc.hint, session)
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted; nothing was changed.", err=True)
+        code = 1
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = 2
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = 130
+    except Exception as exc:
+        session = Session.current
+        if (session is not None and session.traceback) or "--traceback" in args:
+            raise
+        _print_error(
+            f"unexpected {type(exc).__name__}: {exc}",
+            "rerun with --traceback and report the output (check it for private data first)",
+            session,
+        )
+        code = 1
+    sys.exit(code)
+
+
+def _print_error(message: str, hint: str | None, session: Session | None) -> None:
+    clean = redacting(session)
+    click.echo(f"Error: {clean(message)}", err=True)
+    if hint:
+        click.echo(f"Try: {clean(hint)}", err=True)

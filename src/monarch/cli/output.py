@@ -1,0 +1,40 @@
+"""Plain-text output helpers (no heavy rendering libraries at startup)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Render rows as left-aligned columns under a header line."""
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` as indented JSON (dates and paths as strings)."""
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def confirm_name(environment_name: str, action: str, confirm: str | None) -> str | None:
+    """On a terminal, ask the user to type a protected environment's name.
+
+    Returns what to pass as ``confirm`` to the library (which makes the final decision).
+    """
+    if confirm is not None or not sys.stdin.isatty():
+        return confirm
+    click.echo(f"{environment_name!r} is a protected environment.", err=True)
+    typed: str = click.prompt(
+        f"Type its name to {action}", default="", show_default=False, err=True
+    )
+    return typed.strip()

@@ -1,0 +1,36 @@
+"""Database engines, chosen by URL scheme through one registry.
+
+``engine_for(environment)`` is the only way to get an engine. Engine modules are imported only when
+an environment of theirs is used, so a MongoDB project never imports psycopg and vice versa.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from monarch.errors import NotImplementedYet
+
+if TYPE_CHECKING:
+    from monarch.config import Environment
+    from monarch.engines.base import Engine
+
+# engine name (see monarch.config.SCHEMES) -> "module:class"
+_REGISTRY = {
+    "mongo": "monarch.engines.mongo:MongoEngine",
+}
+
+
+def engine_for(environment: Environment) -> Engine:
+    """Return a new, unconnected engine for ``environment``; connecting happens on first use."""
+    target = _REGISTRY.get(environment.engine)
+    if target is None:
+        raise NotImplementedYet(
+            f"environment {environment.name!r} uses the {environment.engine} engine, "
+            "which this version of monarch does not support yet",
+            hint="use a mongodb:// environment, or upgrade monarch",
+        )
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    engine: Engine = cls(environment)
+    return engine

@@ -1,0 +1,71 @@
+"""The MongoDB engine (pymongo)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from monarch.engines.base import ServerInfo
+from monarch.engines.mongo.errors import translated
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+    from pymongo.database import Database
+
+    from monarch.config import Environment
+
+# How long to wait for an unreachable server before failing: seconds, not minutes.
+CONNECT_TIMEOUT_MS = int(os.environ.get("MONARCH_CONNECT_TIMEOUT_MS", "5000"))
+
+
+class MongoEngine:
+    """One MongoDB environment. Connects on first use; ``close()`` disconnects."""
+
+    name = "mongo"
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self._client: MongoClient[Any] | None = None
+
+    @property
+    def client(self) -> MongoClient[Any]:
+        """The pymongo client, created on first use."""
+        if self._client is None:
+            from pymongo import MongoClient
+
+            with translated(self.environment, "connecting"):
+                self._client = MongoClient(
+                    self.environment.url.reveal(),
+                    appname="monarch",
+                    serverSelectionTimeoutMS=CONNECT_TIMEOUT_MS,
+                    connectTimeoutMS=CONNECT_TIMEOUT_MS,
+                    uuidRepresentation="standard",
+                    tz_aware=True,
+                )
+        return self._client
+
+    @property
+    def db(self) -> Database[Any]:
+        """The environment's database."""
+        return self.client[self.environment.database]
+
+    def server_info(self) -> ServerInfo:
+        with translated(self.environment, "connecting"):
+            hello = self.client.admin.command("hello")
+            build = self.client.admin.command("buildInfo")
+        replicated = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+        ferret = "ferretdb" in build or "ferretdbVersion" in build
+        return ServerInfo(
+            engine=self.name,
+            version=str(build.get("version", "?")),
+            supports_transactions=replicated and not ferret,
+            details="FerretDB" if ferret else ("replica set" if replicated else "standalone"),
+        )
+
+    def migration_context(self) -> dict[str, Any]:
+        return {"db": self.db, "client": self.client}
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
