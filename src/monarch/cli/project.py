@@ -27,7 +27,7 @@ def init(force: bool, from_settings: bool, folder: str) -> None:
     from monarch.project import init_project
 
     root = Path(folder)
-    if (root / CONFIG_NAME).exists() and not force and click.get_text_stream("stdin").isatty():
+    if (root / CONFIG_NAME).exists() and not force and sys.stdin.isatty():
         force = click.confirm(f"{root / CONFIG_NAME} exists. Overwrite it?", default=False)
         if not force:
             raise click.exceptions.Abort()
