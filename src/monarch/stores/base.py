@@ -1,0 +1,85 @@
+"""The interface every backup store implements (a local folder, S3, memory for tests).
+
+A store holds opaque objects under string keys (``production-20261126T070000Z.archive.zst``).
+It knows nothing of backups: the rule that a backup exists only once its manifest is written
+belongs to :mod:`monarch.backups`, which writes the archive first and the manifest last.
+
+Contract:
+
+- ``writer(key)`` returns an :class:`Upload`. Bytes written to it are invisible under ``key``
+  until ``commit()`` returns; ``abort()`` (or an exception inside ``with``) leaves nothing visible.
+  A process killed mid-upload leaves at most leftovers that ``cleanup()`` removes, never a
+  partial object under ``key``. ``exclusive=True`` makes ``commit()`` raise ``StoreError`` if
+  ``key`` already exists.
+- ``reader(key)`` returns a readable binary stream; a missing key raises ``ObjectNotFound``.
+- ``list(prefix)`` yields every committed object whose key starts with ``prefix``.
+- ``delete(key)`` removes an object; deleting a missing key raises ``ObjectNotFound``.
+- ``cleanup(older_than)`` removes leftovers of uploads started more than ``older_than`` seconds
+  ago (temporary files, pending multipart uploads) and returns how many it removed.
+
+Every failure of the backend is raised as :class:`monarch.errors.StoreError` (or a subclass),
+with a message that names the store (never a secret) and what to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import BinaryIO, Protocol
+
+from monarch.errors import StoreError
+
+
+class ObjectNotFound(StoreError):
+    """The store has no object under that key."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A committed object: its key, size in bytes and last-modified time (UTC)."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+class Upload(Protocol):
+    """A pending object. Use as a context manager: a clean exit commits, an exception aborts."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+
+    def commit(self) -> None:
+        """Make the object visible under its key, durably. Idempotent."""
+        ...
+
+    def abort(self) -> None:
+        """Discard everything written. Safe after commit (does nothing) and when called twice."""
+        ...
+
+    def __enter__(self) -> Upload: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Store(Protocol):
+    """Where backups live. See the module docstring for the contract."""
+
+    display_url: str
+    """The store's URL as it may be printed (no secrets)."""
+
+    def writer(self, key: str, *, exclusive: bool = False) -> Upload: ...
+
+    def reader(self, key: str) -> BinaryIO: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def cleanup(self, older_than: float = 3600.0) -> int: ...
