@@ -1,0 +1,130 @@
+"""The monarch command end to end: init, list_environments, aliases, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def monarch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "MONARCH_CONFIG"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "monarch", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version_is_printed(tmp_path: Path) -> None:
+    from monarch import __version__
+
+    result = monarch("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"monarch {__version__}"
+
+
+def test_init_writes_config_and_folders_then_refuses_to_overwrite(tmp_path: Path) -> None:
+    first = monarch("init", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "monarch.toml").is_file()
+    assert (tmp_path / "migrations").is_dir() and (tmp_path / "querysets").is_dir()
+    assert "Next:" in first.stdout
+    (tmp_path / "monarch.toml").write_text("# mine\n")
+    second = monarch("init", cwd=tmp_path)
+    assert second.returncode == 2
+    assert "already exists" in second.stderr and "Try: pass --force" in second.stderr
+    assert (tmp_path / "monarch.toml").read_text() == "# mine\n"
+    forced = monarch("init", "--force", cwd=tmp_path)
+    assert forced.returncode == 0
+    assert "[environments.development]" in (tmp_path / "monarch.toml").read_text()
+
+
+def test_list_environments_shows_name_engine_host_database_protected(tmp_path: Path) -> None:
+    (tmp_path / "monarch.toml").write_text(
+        '[environments.development]\nurl = "mongodb://localhost:27017/app_dev"\n'
+        '[environments.production]\nurl = "${PROD_URL}"\n'
+    )
+    env = {"PROD_URL": "mongodb://admin:hunter22@db.example.com:27017/app"}
+    result = monarch("list_environments", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "ENGINE", "HOST", "DATABASE", "PROTECTED"]
+    assert lines[2].split()[:5] == ["development", "mongo", "localhost:27017", "app_dev", "no"]
+    assert lines[3].split()[:5] == ["production", "mongo", "db.example.com:27017", "app", "yes"]
+    as_json = monarch("list-environments", "--json", cwd=tmp_path, env=env)
+    rows = json.loads(as_json.stdout)
+    assert rows[1]["url"] == "mongodb://admin:**redacted**@db.example.com:27017/app"
+    assert "hunter22" not in result.stdout + result.stderr + as_json.stdout + as_json.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        ("[environments.dev\n", {}, r"invalid TOML"),
+        ('[environments.dev]\nurl = "mongodb://x/a"\nprotect = true\n', {}, "did you mean 'environments.dev.protected'"),
+        ('[environments.dev]\nurl = "${NOPE}"\n', {}, "NOPE is not set"),
+        ('[environments.dev]\nurl = "redis://x/a"\n', {}, "unknown URL scheme 'redis://'"),
+    ],
+)
+def test_bad_config_gets_error_and_exit_2(tmp_path: Path, toml: str, env: dict[str, str], expected: str) -> None:
+    (tmp_path / "monarch.toml").write_text(toml)
+    result = monarch("list_environments", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: ")
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_says_to_run_init(tmp_path: Path) -> None:
+    result = monarch("list_environments", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Try: run `monarch init`" in result.stderr
+
+
+def test_unknown_environment_lists_known_ones(tmp_path: Path) -> None:
+    (tmp_path / "monarch.toml").write_text('[environments.development]\nurl = "mongodb://localhost/a"\n')
+    result = monarch("migrate", "staging", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown environment 'staging'; known environments: development" in result.stderr
+
+
+def test_traceback_flag_shows_the_traceback(tmp_path: Path) -> None:
+    result = monarch("--traceback", "list_environments", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback (most recent call last)" in result.stderr
+
+
+def test_legacy_project_works_and_says_once_how_to_convert(tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "settings.py").write_text(
+        "ENVIRONMENTS = {'development': {'host': 'localhost', 'port': 27017, 'db_name': 'd',"
+        " 'username': 'u', 'password': 'hunter22'}}\n"
+    )
+    result = monarch("list_environments", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("init --from-settings") == 1
+    assert "hunter22" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("spelling", ["list_environments", "list-environments"])
+def test_original_and_dashed_command_names_both_work(tmp_path: Path, spelling: str) -> None:
+    (tmp_path / "monarch.toml").write_text('[environments.dev]\nurl = "mongodb://localhost/a"\n')
+    assert monarch(spelling, cwd=tmp_path).returncode == 0
+
+
+def test_help_lists_the_original_command_names(tmp_path: Path) -> None:
+    result = monarch("--help", cwd=tmp_path)
+    for name in ("init", "generate", "list_migrations", "migrate", "migrate_one", "backup",
+                 "list_backups", "restore", "copy_db", "list_environments"):
+        assert name in result.stdout
