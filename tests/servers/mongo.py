@@ -17,7 +17,7 @@ from pymongo.errors import PyMongoError
 
 from tests.servers.ferretdb import start_ferretdb
 from tests.servers.ports import free_port
-from tests.servers.process import ServerProcess
+from tests.servers.process import ServerProcess, ServerStartError
 
 ENV_URI = "MONARCH_TEST_MONGODB_URI"
 START_TIMEOUT = 30.0
@@ -92,7 +92,10 @@ def start_mongo() -> MongoServer:
     """Use ``$MONARCH_TEST_MONGODB_URI``, else start ``mongod`` from PATH, else FerretDB."""
     kind = planned_kind()
     if kind == "external":
-        return _describe(_without_database(os.environ[ENV_URI]), kind)
+        try:
+            return _describe(_without_database(os.environ[ENV_URI]), kind)
+        except PyMongoError as exc:
+            raise ServerStartError(f"cannot use the server of ${ENV_URI}: {exc}") from exc
     workdir = Path(tempfile.mkdtemp(prefix=f"monarch-{kind}-"))
     process: ServerProcess | None = None
     try:
