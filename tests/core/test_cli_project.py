@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 
-def monarch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def monarch(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "MONARCH_CONFIG"}
     full_env.update(env or {})
     return subprocess.run(
@@ -72,12 +74,18 @@ def test_list_environments_shows_name_engine_host_database_protected(tmp_path: P
     ("toml", "env", "expected"),
     [
         ("[environments.dev\n", {}, r"invalid TOML"),
-        ('[environments.dev]\nurl = "mongodb://x/a"\nprotect = true\n', {}, "did you mean 'environments.dev.protected'"),
+        (
+            '[environments.dev]\nurl = "mongodb://x/a"\nprotect = true\n',
+            {},
+            "did you mean 'environments.dev.protected'",
+        ),
         ('[environments.dev]\nurl = "${NOPE}"\n', {}, "NOPE is not set"),
         ('[environments.dev]\nurl = "redis://x/a"\n', {}, "unknown URL scheme 'redis://'"),
     ],
 )
-def test_bad_config_gets_error_and_exit_2(tmp_path: Path, toml: str, env: dict[str, str], expected: str) -> None:
+def test_bad_config_gets_error_and_exit_2(
+    tmp_path: Path, toml: str, env: dict[str, str], expected: str
+) -> None:
     (tmp_path / "monarch.toml").write_text(toml)
     result = monarch("list_environments", cwd=tmp_path, env=env)
     assert result.returncode == 2
@@ -93,7 +101,9 @@ def test_missing_config_says_to_run_init(tmp_path: Path) -> None:
 
 
 def test_unknown_environment_lists_known_ones(tmp_path: Path) -> None:
-    (tmp_path / "monarch.toml").write_text('[environments.development]\nurl = "mongodb://localhost/a"\n')
+    (tmp_path / "monarch.toml").write_text(
+        '[environments.development]\nurl = "mongodb://localhost/a"\n'
+    )
     result = monarch("migrate", "staging", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown environment 'staging'; known environments: development" in result.stderr
@@ -125,6 +135,16 @@ def test_original_and_dashed_command_names_both_work(tmp_path: Path, spelling: s
 
 def test_help_lists_the_original_command_names(tmp_path: Path) -> None:
     result = monarch("--help", cwd=tmp_path)
-    for name in ("init", "generate", "list_migrations", "migrate", "migrate_one", "backup",
-                 "list_backups", "restore", "copy_db", "list_environments"):
+    for name in (
+        "init",
+        "generate",
+        "list_migrations",
+        "migrate",
+        "migrate_one",
+        "backup",
+        "list_backups",
+        "restore",
+        "copy_db",
+        "list_environments",
+    ):
         assert name in result.stdout

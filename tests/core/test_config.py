@@ -35,7 +35,9 @@ protected = true
 
 
 def test_environments_are_loaded_with_engine_host_and_database(project: Path) -> None:
-    config = load_config(project / "monarch.toml", environ={"PROD_URL": "mongodb://db.example:27017/app"})
+    config = load_config(
+        project / "monarch.toml", environ={"PROD_URL": "mongodb://db.example:27017/app"}
+    )
     dev = config.environment("development")
     assert (dev.engine, dev.host, dev.database, dev.protected) == (
         "mongo",
@@ -60,7 +62,9 @@ def test_config_is_found_by_searching_upward(project: Path) -> None:
     assert find_config(deep) == project / "monarch.toml"
 
 
-def test_monarch_config_variable_points_at_the_file(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_monarch_config_variable_points_at_the_file(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     monkeypatch.setenv("MONARCH_CONFIG", str(project / "monarch.toml"))
     assert find_config(tmp_path_factory.mktemp("elsewhere")) == project / "monarch.toml"
 
@@ -93,7 +97,9 @@ def test_variable_default_is_used_when_unset(tmp_path: Path) -> None:
 
 
 def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
-    path = write(tmp_path / "monarch.toml", '[environments.dev]\nurl = "mongodb://x/app"\nprotected = \n')
+    path = write(
+        tmp_path / "monarch.toml", '[environments.dev]\nurl = "mongodb://x/app"\nprotected = \n'
+    )
     with pytest.raises(ConfigError, match=r"monarch\.toml: invalid TOML: .*line 3"):
         load_config(path, environ={})
 
@@ -102,11 +108,21 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     ("text", "bad", "suggestion"),
     [
         ('migration = "m"\n', "'migration'", "'migrations'"),
-        ('[environments.dev]\nurl = "mongodb://x/a"\nprotect = true\n', "'environments.dev.protect'", "'environments.dev.protected'"),
-        ('[backups]\nurl = "s3://b/p"\nregoin = "eu-west-1"\n', "'backups.regoin'", "'backups.region'"),
+        (
+            '[environments.dev]\nurl = "mongodb://x/a"\nprotect = true\n',
+            "'environments.dev.protect'",
+            "'environments.dev.protected'",
+        ),
+        (
+            '[backups]\nurl = "s3://b/p"\nregoin = "eu-west-1"\n',
+            "'backups.regoin'",
+            "'backups.region'",
+        ),
     ],
 )
-def test_unknown_key_is_named_with_the_closest_valid_one(tmp_path: Path, text: str, bad: str, suggestion: str) -> None:
+def test_unknown_key_is_named_with_the_closest_valid_one(
+    tmp_path: Path, text: str, bad: str, suggestion: str
+) -> None:
     path = write(tmp_path / "monarch.toml", text)
     with pytest.raises(ConfigError, match=f"unknown key {bad}") as info:
         load_config(path, environ={})
@@ -128,7 +144,9 @@ def test_unknown_environment_lists_known_ones(project: Path) -> None:
 
 
 def test_url_without_database_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path / "monarch.toml", '[environments.dev]\nurl = "mongodb://u:hunter22@x:27017"\n')
+    path = write(
+        tmp_path / "monarch.toml", '[environments.dev]\nurl = "mongodb://u:hunter22@x:27017"\n'
+    )
     with pytest.raises(ConfigError, match="names no database") as info:
         load_config(path, environ={})
     assert "hunter22" not in str(info.value)
@@ -145,13 +163,18 @@ def test_url_without_database_is_refused(tmp_path: Path) -> None:
         ("dev", "mongodb://localhost:1,db2.example:2/app", True),
     ],
 )
-def test_protection_is_judged_by_name_or_remote_host_when_unset(tmp_path: Path, name: str, url: str, protected: bool) -> None:
+def test_protection_is_judged_by_name_or_remote_host_when_unset(
+    tmp_path: Path, name: str, url: str, protected: bool
+) -> None:
     path = write(tmp_path / "monarch.toml", f'[environments.{name}]\nurl = "{url}"\n')
     assert load_config(path, environ={}).environment(name).protected is protected
 
 
 def test_explicit_protected_false_wins_over_the_name(tmp_path: Path) -> None:
-    path = write(tmp_path / "monarch.toml", '[environments.production]\nurl = "mongodb://x/a"\nprotected = false\n')
+    path = write(
+        tmp_path / "monarch.toml",
+        '[environments.production]\nurl = "mongodb://x/a"\nprotected = false\n',
+    )
     assert load_config(path, environ={}).environment("production").protected is False
 
 

@@ -28,8 +28,14 @@ def test_secret_refuses_to_be_pickled() -> None:
     [
         ("mongodb://bob:hunter22@db:27017/app", f"mongodb://bob:{REDACTED}@db:27017/app"),
         ("mongodb://bob@db/app", "mongodb://bob@db/app"),
-        ("mongodb://a:p%40ss@h1,h2/app?replicaSet=rs", f"mongodb://a:{REDACTED}@h1,h2/app?replicaSet=rs"),
-        ("postgresql://u@h/app?password=hunter22&sslmode=require", f"postgresql://u@h/app?password={REDACTED}&sslmode=require"),
+        (
+            "mongodb://a:p%40ss@h1,h2/app?replicaSet=rs",
+            f"mongodb://a:{REDACTED}@h1,h2/app?replicaSet=rs",
+        ),
+        (
+            "postgresql://u@h/app?password=hunter22&sslmode=require",
+            f"postgresql://u@h/app?password={REDACTED}&sslmode=require",
+        ),
         ("mongodb://db/app", "mongodb://db/app"),
     ],
 )
