@@ -84,3 +84,11 @@ class ArchiveError(MonarchError):
 
 class BackupError(MonarchError):
     """A backup, restore or copy failed."""
+
+
+class ManifestError(BackupError):
+    """A backup's manifest is unreadable or not one monarch understands."""
+
+
+class QuerySetError(ConfigError):
+    """A query set file is missing, fails to load, or has an invalid shape."""

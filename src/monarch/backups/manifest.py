@@ -1,0 +1,247 @@
+"""The manifest: the JSON object written beside an archive, last, that makes a backup exist.
+
+It describes the backup without opening the archive (``list_backups`` reads only manifests) and
+holds what ``verify`` and ``restore`` check the archive against: its size and SHA-256, and per
+collection the number of documents, their bytes and their CRC-64.
+
+Shape (``format_version`` 1)::
+
+    {
+      "format": "monarch-backup", "format_version": 1,
+      "name": "production-20260101T120000Z-pre-migrate",
+      "monarch_version": "1.0.0",
+      "environment": "production", "engine": "mongo", "database": "shop",
+      "source_host": "db1.example.com:27017",          # hosts only: never credentials
+      "server_version": "7.0.2", "server_details": "replica set",
+      "started_at": "2026-01-01T12:00:00.123456+00:00", "finished_at": "...",
+      "duration_seconds": 12.5,
+      "label": "pre-migrate", "query_set": null,
+      "archive": {"key": "...archive.zst", "format": "mongodump-archive",
+                  "compression": "zstd", "size": 123, "sha256": "<hex>",
+                  "uncompressed_size": 456},
+      "collections": [{"name": "orders", "type": "collection", "documents": 10,
+                       "bytes": 2048, "crc64": "<16 hex digits>",
+                       "indexes": [...], "options": {...}}],
+      "totals": {"collections": 1, "documents": 10, "bytes": 2048}
+    }
+
+``indexes`` and ``options`` are canonical Extended JSON (what the archive's metadata holds, so
+BSON types survive). The CRC is a hex string because JSON readers lose precision past 2**53.
+Readers ignore fields they do not know; a higher ``format_version`` is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from monarch.errors import ManifestError
+
+FORMAT = "monarch-backup"
+FORMAT_VERSION = 1
+ARCHIVE_FORMAT = "mongodump-archive"
+
+
+@dataclass(frozen=True)
+class CollectionEntry:
+    """One collection of a backup: what was dumped, and the checksum of its documents."""
+
+    name: str
+    type: str
+    documents: int
+    bytes: int
+    crc64: int
+    """Unsigned CRC-64/XZ of the collection's documents, as the archive's end block records."""
+    indexes: tuple[Mapping[str, Any], ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "documents": self.documents,
+            "bytes": self.bytes,
+            "crc64": f"{self.crc64:016x}",
+            "indexes": [dict(i) for i in self.indexes],
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str) -> CollectionEntry:
+        try:
+            indexes = data.get("indexes") or []
+            options = data.get("options") or {}
+            if not isinstance(indexes, list) or not isinstance(options, dict):
+                raise TypeError("indexes must be a list and options an object")
+            return cls(
+                name=_str(data["name"]),
+                type=_str(data.get("type", "collection")),
+                documents=_int(data["documents"]),
+                bytes=_int(data["bytes"]),
+                crc64=int(_str(data["crc64"]), 16),
+                indexes=tuple(indexes),
+                options=options,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: a collection entry is malformed ({exc})") from None
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """Where the archive is and what it must hash to."""
+
+    key: str
+    compression: str
+    size: int
+    sha256: str
+    uncompressed_size: int
+    format: str = ARCHIVE_FORMAT
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A complete backup's description. See the module docstring for the JSON shape."""
+
+    name: str
+    monarch_version: str
+    environment: str
+    engine: str
+    database: str
+    source_host: str
+    server_version: str
+    started_at: datetime
+    finished_at: datetime
+    archive: ArchiveEntry
+    collections: tuple[CollectionEntry, ...]
+    server_details: str = ""
+    label: str | None = None
+    query_set: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the start of the dump to the archive's commit."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def documents(self) -> int:
+        """Documents in the backup, all collections together."""
+        return sum(c.documents for c in self.collections)
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of BSON documents in the backup (before compression)."""
+        return sum(c.bytes for c in self.collections)
+
+    def collection(self, name: str) -> CollectionEntry | None:
+        """The entry of collection ``name``, if the backup has it."""
+        return next((c for c in self.collections if c.name == name), None)
+
+    def to_json(self) -> str:
+        """The manifest as JSON text (stable key order, one field per line)."""
+        doc = {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "name": self.name,
+            "monarch_version": self.monarch_version,
+            "environment": self.environment,
+            "engine": self.engine,
+            "database": self.database,
+            "source_host": self.source_host,
+            "server_version": self.server_version,
+            "server_details": self.server_details,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_seconds": round(self.duration, 3),
+            "label": self.label,
+            "query_set": self.query_set,
+            "archive": {
+                "key": self.archive.key,
+                "format": self.archive.format,
+                "compression": self.archive.compression,
+                "size": self.archive.size,
+                "sha256": self.archive.sha256,
+                "uncompressed_size": self.archive.uncompressed_size,
+            },
+            "collections": [c.to_json() for c in self.collections],
+            "totals": {
+                "collections": len(self.collections),
+                "documents": self.documents,
+                "bytes": self.data_bytes,
+            },
+        }
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str) -> Manifest:
+        """Parse a manifest; ``where`` names it in errors (its key). Raises ManifestError."""
+        try:
+            doc = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{where} is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ManifestError(f"{where} is not a monarch backup manifest")
+        version = doc.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ManifestError(
+                f"{where} has manifest format version {version!r}; this monarch reads up to "
+                f"{FORMAT_VERSION}",
+                hint="upgrade monarch to read this backup",
+            )
+        try:
+            archive = doc["archive"]
+            entries = doc["collections"]
+            if not isinstance(entries, list):
+                raise TypeError("collections must be a list")
+            return cls(
+                name=_str(doc["name"]),
+                monarch_version=_str(doc.get("monarch_version", "")),
+                environment=_str(doc["environment"]),
+                engine=_str(doc.get("engine", "mongo")),
+                database=_str(doc["database"]),
+                source_host=_str(doc.get("source_host", "")),
+                server_version=_str(doc.get("server_version", "")),
+                server_details=_str(doc.get("server_details", "")),
+                started_at=_time(doc["started_at"]),
+                finished_at=_time(doc["finished_at"]),
+                label=_opt_str(doc.get("label")),
+                query_set=_opt_str(doc.get("query_set")),
+                format_version=version,
+                archive=ArchiveEntry(
+                    key=_str(archive["key"]),
+                    compression=_str(archive["compression"]),
+                    size=_int(archive["size"]),
+                    sha256=_str(archive["sha256"]),
+                    uncompressed_size=_int(archive.get("uncompressed_size", 0)),
+                    format=_str(archive.get("format", ARCHIVE_FORMAT)),
+                ),
+                collections=tuple(CollectionEntry.from_json(c, where) for c in entries),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where} is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _time(value: object) -> datetime:
+    parsed = datetime.fromisoformat(_str(value))
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {value!r} has no time zone")
+    return parsed

@@ -1,0 +1,122 @@
+"""Backup names and the store keys derived from them.
+
+A backup is called ``<env>-<UTC yyyymmddTHHMMSSZ>[-<label>]``: names sort by environment, then
+by time, and say where and when at a glance. A backup is two objects in the store::
+
+    <name>.archive[.gz|.zst]    the mongodump-format archive (written first)
+    <name>.manifest.json        what makes the backup exist (written last)
+
+Everything that turns names into keys and back lives here, so the restore side and prune agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from monarch.errors import UsageError
+
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+MANIFEST_SUFFIX = ".manifest.json"
+ARCHIVE_SUFFIXES = {"none": ".archive", "gzip": ".archive.gz", "zstd": ".archive.zst"}
+"""Compression name -> archive key suffix; the names are what manifests record."""
+
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_ENV_RE = re.compile(rf"^{_PART}$")
+_LABEL_RE = re.compile(rf"^{_PART}$")
+_NAME_RE = re.compile(rf"^(?P<env>{_PART}?)-(?P<stamp>\d{{8}}T\d{{6}}Z)(?:-(?P<label>{_PART}))?$")
+MAX_LABEL = 64
+
+
+@dataclass(frozen=True)
+class BackupName:
+    """A parsed backup name."""
+
+    environment: str
+    created: datetime
+    label: str | None
+
+    def __str__(self) -> str:
+        return make_name(self.environment, self.created, self.label)
+
+
+def make_name(environment: str, created: datetime, label: str | None = None) -> str:
+    """Return the backup name for ``environment`` at ``created`` (UTC, whole seconds)."""
+    stamp = created.astimezone(UTC).strftime(STAMP_FORMAT)
+    return f"{environment}-{stamp}" + (f"-{label}" if label else "")
+
+
+def parse_name(name: str) -> BackupName | None:
+    """Split a backup name into its parts; None if ``name`` is not shaped like one."""
+    match = _NAME_RE.match(name)
+    if match is None:
+        return None
+    created = datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC)
+    return BackupName(match["env"], created, match["label"])
+
+
+def check_environment_name(environment: str) -> str:
+    """Refuse an environment name that cannot start a backup name (it becomes a store key)."""
+    if not _ENV_RE.match(environment) or environment.endswith("."):
+        raise UsageError(
+            f"environment name {environment!r} cannot be used in a backup name",
+            hint="backup names use environments named with letters, digits, '_', '-' and '.'",
+        )
+    return environment
+
+
+def check_label(label: str) -> str:
+    """Return ``label`` if it may end a backup name, else raise UsageError saying why."""
+    if not label or len(label) > MAX_LABEL or not _LABEL_RE.match(label) or label.endswith("."):
+        raise UsageError(
+            f"invalid backup label {label!r}",
+            hint=f"use up to {MAX_LABEL} letters, digits, '_', '-' or '.', starting with a letter "
+            "or digit, e.g. --name pre-release",
+        )
+    return label
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a well-formed backup name, else raise UsageError."""
+    if parse_name(name) is None:
+        raise UsageError(
+            f"{name!r} is not a backup name",
+            hint="backup names look like production-20260101T120000Z; run `monarch list_backups`",
+        )
+    return name
+
+
+def manifest_key(name: str) -> str:
+    """The store key of a backup's manifest."""
+    return name + MANIFEST_SUFFIX
+
+
+def archive_key(name: str, compression: str) -> str:
+    """The store key of a backup's archive compressed with ``compression``."""
+    try:
+        return name + ARCHIVE_SUFFIXES[compression]
+    except KeyError:
+        raise UsageError(
+            f"unknown compression {compression!r}",
+            hint="use one of: " + ", ".join(ARCHIVE_SUFFIXES),
+        ) from None
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """Return ``(backup name, "manifest" | "archive")`` for a backup object's key, else None.
+
+    Keys in other shapes (other tools' files in the same folder) are not monarch's and are left
+    alone by everything that lists the store.
+    """
+    if key.endswith(MANIFEST_SUFFIX):
+        name, kind = key[: -len(MANIFEST_SUFFIX)], "manifest"
+    else:
+        # Longest suffix first: ".archive.gz" also ends like nothing shorter, but be explicit.
+        for suffix in sorted(ARCHIVE_SUFFIXES.values(), key=len, reverse=True):
+            if key.endswith(suffix):
+                name, kind = key[: -len(suffix)], "archive"
+                break
+        else:
+            return None
+    return (name, kind) if parse_name(name) is not None else None

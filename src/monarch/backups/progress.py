@@ -1,0 +1,328 @@
+"""Progress reporting: the small interface the library calls, and the renderers the CLI picks.
+
+The library never prints. Long operations (backup, restore, copy_db, verify) accept a
+``progress`` object and call it as work advances::
+
+    progress.start("backup", [Item("users", documents=120_000, size=50_000_000), ...])
+    progress.advance("users", documents=1000, size=400_000)   # increments, any number of times
+    progress.finish_item("users")
+    progress.finish(Summary(...))                             # or finish(None) on failure
+
+Calls may come from several threads. Three renderers ship here: :class:`TerminalProgress`
+(per-item bars with documents, MB/s and ETA, redrawn in place on stderr), :class:`LineProgress`
+(a plain line every few seconds, for logs and CI), and :class:`NullProgress` (``--quiet``).
+:func:`progress_for` picks one the way the CLI does.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+
+@dataclass(frozen=True)
+class Item:
+    """Something a phase will process (a collection), with size estimates when known."""
+
+    name: str
+    documents: int | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What an operation did, for the closing line."""
+
+    action: str
+    items: int
+    documents: int
+    size: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        """Bytes per second over the whole operation."""
+        return self.size / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """One human line: ``backup: 3 collections, 1,200 documents, 4.1 MB in 2.0 s (...)``."""
+        return (
+            f"{self.action}: {self.items} collection{'s' if self.items != 1 else ''}, "
+            f"{self.documents:,} documents, {format_size(self.size)} in "
+            f"{format_duration(self.seconds)} ({format_size(self.throughput)}/s)"
+        )
+
+
+class Progress(Protocol):
+    """What the library reports to. Every method must be cheap and must not raise."""
+
+    def start(self, action: str, items: Sequence[Item]) -> None: ...
+
+    def advance(self, item: str, documents: int, size: int) -> None: ...
+
+    def finish_item(self, item: str) -> None: ...
+
+    def finish(self, summary: Summary | None) -> None: ...
+
+
+class NullProgress:
+    """Reports nothing (``--quiet``, and the library's default)."""
+
+    def start(self, action: str, items: Sequence[Item]) -> None:
+        pass
+
+    def advance(self, item: str, documents: int, size: int) -> None:
+        pass
+
+    def finish_item(self, item: str) -> None:
+        pass
+
+    def finish(self, summary: Summary | None) -> None:
+        pass
+
+
+@dataclass
+class _State:
+    item: Item
+    documents: int = 0
+    size: int = 0
+    started: float | None = None
+    done: bool = False
+
+
+class _Tracker:
+    """Counts shared by the renderers; every method is called with the lock held."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.action = ""
+        self.items: dict[str, _State] = {}
+        self.started = clock()
+
+    def reset(self, action: str, items: Sequence[Item]) -> None:
+        self.action = action
+        self.items = {i.name: _State(i) for i in items}
+        self.started = self.clock()
+
+    def add(self, name: str, documents: int, size: int) -> _State:
+        state = self.items.get(name)
+        if state is None:
+            state = self.items[name] = _State(Item(name))
+        if state.started is None:
+            state.started = self.clock()
+        state.documents += documents
+        state.size += size
+        return state
+
+    def totals(self) -> tuple[int, int, int | None, int]:
+        """(documents, bytes, expected documents or None, items done)."""
+        docs = sum(s.documents for s in self.items.values())
+        size = sum(s.size for s in self.items.values())
+        expected: int | None = 0
+        for s in self.items.values():
+            if s.item.documents is None or expected is None:
+                expected = None
+            else:
+                expected += max(s.item.documents, s.documents)
+        done = sum(1 for s in self.items.values() if s.done)
+        return docs, size, expected, done
+
+
+class LineProgress:
+    """A plain status line every ``interval`` seconds and one line per finished item."""
+
+    def __init__(
+        self, stream: TextIO, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._out = stream
+        self._interval = interval
+        self._t = _Tracker(clock)
+        self._last = 0.0
+
+    def start(self, action: str, items: Sequence[Item]) -> None:
+        with self._t.lock:
+            self._t.reset(action, items)
+            self._last = self._t.started
+            known = [i.documents for i in items]
+            about = f" (~{sum(d or 0 for d in known):,} documents)" if all(
+                d is not None for d in known) else ""
+            self._write(f"{action}: {len(items)} collections{about}")
+
+    def advance(self, item: str, documents: int, size: int) -> None:
+        with self._t.lock:
+            self._t.add(item, documents, size)
+            now = self._t.clock()
+            if now - self._last >= self._interval:
+                self._last = now
+                self._write(self._status(now))
+
+    def finish_item(self, item: str) -> None:
+        with self._t.lock:
+            state = self._t.add(item, 0, 0)
+            state.done = True
+            self._write(f"  {item}: {state.documents:,} documents, {format_size(state.size)}")
+
+    def finish(self, summary: Summary | None) -> None:
+        with self._t.lock:
+            if summary is None:
+                self._write(f"{self._t.action}: stopped")
+
+    def _status(self, now: float) -> str:
+        docs, size, expected, done = self._t.totals()
+        elapsed = now - self._t.started
+        rate = size / elapsed if elapsed > 0 else 0.0
+        parts = [f"{done}/{len(self._t.items)} collections", f"{docs:,} documents"]
+        if expected:
+            parts[1] = f"{docs:,}/{expected:,} documents ({min(docs / expected, 1):.0%})"
+        parts += [format_size(size), f"{format_size(rate)}/s"]
+        eta = _eta(docs, expected, elapsed)
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
+        return f"{self._t.action}: " + ", ".join(parts)
+
+    def _write(self, line: str) -> None:
+        try:
+            self._out.write(line + "\n")
+            self._out.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stderr must not fail the backup
+
+
+class TerminalProgress:
+    """Per-item bars redrawn in place (at most ``rows`` at a time) plus a total line."""
+
+    BAR = 20
+
+    def __init__(
+        self,
+        stream: TextIO,
+        rows: int = 6,
+        refresh: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._out = stream
+        self._rows = rows
+        self._refresh = refresh
+        self._t = _Tracker(clock)
+        self._drawn = 0
+        self._last = 0.0
+
+    def start(self, action: str, items: Sequence[Item]) -> None:
+        with self._t.lock:
+            self._t.reset(action, items)
+            self._redraw(force=True)
+
+    def advance(self, item: str, documents: int, size: int) -> None:
+        with self._t.lock:
+            self._t.add(item, documents, size)
+            self._redraw()
+
+    def finish_item(self, item: str) -> None:
+        with self._t.lock:
+            state = self._t.add(item, 0, 0)
+            state.done = True
+            took = self._t.clock() - (state.started or self._t.clock())
+            # Finished items scroll up above the live region and stay on screen.
+            self._clear()
+            self._emit(f"  done {item}: {state.documents:,} documents, "
+                       f"{format_size(state.size)} in {format_duration(took)}\n")
+            self._redraw(force=True)
+
+    def finish(self, summary: Summary | None) -> None:
+        with self._t.lock:
+            self._clear()
+
+    def _redraw(self, force: bool = False) -> None:
+        now = self._t.clock()
+        if not force and now - self._last < self._refresh:
+            return
+        self._last = now
+        active = [s for s in self._t.items.values() if s.started is not None and not s.done]
+        lines = [self._bar(s, now) for s in active[: self._rows]]
+        if len(active) > self._rows:
+            lines.append(f"  ... and {len(active) - self._rows} more")
+        lines.append(self._total(now))
+        self._clear()
+        self._emit("".join(f"{line}\x1b[K\n" for line in lines))
+        self._drawn = len(lines)
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self._emit(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def _bar(self, state: _State, now: float) -> str:
+        elapsed = now - (state.started or now)
+        rate = state.size / elapsed if elapsed > 0 else 0.0
+        total = state.item.documents
+        name = state.item.name[:24].ljust(24)
+        if total:
+            frac = min(state.documents / total, 1.0)
+            fill = int(frac * self.BAR)
+            bar = "[" + "#" * fill + "-" * (self.BAR - fill) + f"] {frac:4.0%}"
+            count = f"{state.documents:,}/{total:,}"
+        else:
+            bar, count = " " * (self.BAR + 7), f"{state.documents:,}"
+        eta = _eta(state.documents, total, elapsed)
+        tail = f"  ETA {format_duration(eta)}" if eta is not None else ""
+        return f"  {name} {bar} {count} docs  {format_size(rate)}/s{tail}"
+
+    def _total(self, now: float) -> str:
+        docs, size, expected, done = self._t.totals()
+        elapsed = now - self._t.started
+        rate = size / elapsed if elapsed > 0 else 0.0
+        of = f"/{expected:,}" if expected else ""
+        eta = _eta(docs, expected, elapsed)
+        tail = f", ETA {format_duration(eta)}" if eta is not None else ""
+        return (f"{self._t.action}: {done}/{len(self._t.items)} collections, {docs:,}{of} "
+                f"documents, {format_size(size)}, {format_size(rate)}/s{tail}")
+
+    def _emit(self, text: str) -> None:
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def progress_for(
+    stream: TextIO | None = None, *, quiet: bool = False, interval: float = 5.0
+) -> Progress:
+    """The renderer the CLI uses: none when quiet, bars on a terminal, lines otherwise."""
+    if quiet:
+        return NullProgress()
+    out = stream if stream is not None else sys.stderr
+    isatty = getattr(out, "isatty", None)
+    if isatty is not None and isatty():
+        return TerminalProgress(out)
+    return LineProgress(out, interval=interval)
+
+
+def _eta(done: int, total: int | None, elapsed: float) -> float | None:
+    if not total or done <= 0 or elapsed < 1.0 or done >= total:
+        return None
+    return elapsed * (total - done) / done
+
+
+def format_size(size: float) -> str:
+    """``1.5 MB`` style (decimal units, as disk and network speeds are quoted)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"  # pragma: no cover - the loop always returns
+
+
+def format_duration(seconds: float) -> str:
+    """``0.4 s``, ``12.3 s``, ``4:05``, ``1:02:03``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds + 0.5)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
