@@ -58,6 +58,17 @@ class MigrationError(MonarchError):
     """A migration could not be loaded, planned or run."""
 
 
+class MigrationFailed(MigrationError):
+    """A migration raised: it is recorded as failed, later ones did not run.
+
+    ``result`` is the command's result up to the failure (what ran before it).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, result: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
 class LockError(MigrationError):
     """The migration lock is held by someone else or could not be taken."""
 

@@ -1,50 +1,285 @@
-"""Migration commands (filled in by the migrations work)."""
+"""Migration commands: generate, list_migrations, migrate, migrate_one, rollback, unlock.
+
+Each command calls one function of :mod:`monarch.migrations.api` and formats its result; the
+library does every check (including the final word on protected environments).
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import click
 
+from monarch.cli.output import confirm_name, echo_json, table
 from monarch.cli.session import Session
-from monarch.errors import NotImplementedYet
+from monarch.errors import UsageError
+
+if TYPE_CHECKING:
+    from monarch.config import Environment
+    from monarch.migrations.progress import StreamReporter
+    from monarch.migrations.results import RunResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Exit code of `list_migrations --check` when there is work to do (0: none; 1/2: errors).
+PENDING_EXIT = 3
 
 
-def _not_yet(what: str) -> NotImplementedYet:
-    return NotImplementedYet(f"`monarch {what}` is not available in this version yet")
+def _run_options(func: F) -> F:
+    """Options shared by the commands that change an environment."""
+    options = [
+        click.option("--dry-run", is_flag=True, help="Print the plan; change nothing."),
+        click.option("--yes", "-y", is_flag=True, help="Do not ask questions."),
+        click.option(
+            "--confirm",
+            metavar="ENVNAME",
+            help="Confirm a protected environment by name (needed without a terminal).",
+        ),
+        click.option(
+            "--lock-timeout",
+            type=click.FloatRange(min=0),
+            default=60.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long to wait for another run's lock (0: do not wait).",
+        ),
+        click.option(
+            "--lock-lease",
+            type=click.FloatRange(min=1),
+            default=60.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long the lock outlives this process if it dies.",
+        ),
+        click.option(
+            "--backup/--no-backup",
+            default=None,
+            help="Back up the environment first (default: its backup_before_migrate).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 @click.command()
 @click.argument("name")
-def generate(name: str) -> None:
-    """Write a new migration file NAME."""
-    raise _not_yet("generate")
+@click.pass_obj
+def generate(session: Session, name: str) -> None:
+    """Write a new migration file migrations/<timestamp>_NAME.py (alias: create)."""
+    from monarch.migrations.api import generate as generate_migration
+
+    path = generate_migration(session.config, name)
+    click.echo(f"created {_shown(path)}")
 
 
 @click.command()
 @click.argument("env")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--check", is_flag=True, help="Exit with code 3 when anything is pending or failed.")
 @click.pass_obj
-def list_migrations(session: Session, env: str) -> None:
-    """Show every migration and its state on ENV."""
-    session.environment(env)
-    raise _not_yet("list_migrations")
+def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> int:
+    """Show every migration and its state on ENV (alias: status)."""
+    from monarch.migrations.api import list_migrations as status
+
+    report = status(session.config, env)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        rows = [(m.name, m.state.replace("_", " "), m.detail()) for m in report.migrations]
+        if rows:
+            click.echo(table(("MIGRATION", "STATE", "DETAIL"), rows))
+        else:
+            click.echo("No migrations yet: `monarch generate NAME` writes the first one.")
+        if report.lock is not None:
+            lock = report.lock
+            state = "expired" if lock.expired else "held"
+            click.echo(
+                f"\nLock {state}: {lock.describe()} since {lock.acquired_at:%Y-%m-%d %H:%M:%S} "
+                f"UTC, lease until {lock.expires_at:%H:%M:%S} UTC"
+            )
+        work = report.needs_work
+        click.echo(f"\n{len(work)} to run on {env}." if work else f"\n{env} is up to date.")
+    return PENDING_EXIT if check and report.needs_work else 0
 
 
 @click.command()
 @click.argument("env")
+@click.option("--to", "to", metavar="NAME", help="Stop after this migration.")
+@click.option("--strict", is_flag=True, help="Fail when an applied migration's file changed.")
+@_run_options
 @click.pass_obj
-def migrate(session: Session, env: str) -> None:
-    """Run the pending migrations on ENV."""
-    session.environment(env)
-    raise _not_yet("migrate")
+def migrate(session: Session, /, env: str, to: str | None, strict: bool, **options: Any) -> None:
+    """Run the pending migrations on ENV, in order."""
+    from monarch.migrations.api import migrate as run
+
+    environment = session.environment(env)
+    confirm = _confirmation(environment, "migrate", options)
+    result = run(
+        session.config,
+        env,
+        to=to,
+        strict=strict,
+        confirm=confirm,
+        reporter=_reporter(),
+        **_library_options(options),
+    )
+    _summary(result)
 
 
 @click.command()
 @click.argument("name")
 @click.argument("env")
+@_run_options
 @click.pass_obj
-def migrate_one(session: Session, name: str, env: str) -> None:
-    """Run exactly migration NAME on ENV."""
-    session.environment(env)
-    raise _not_yet("migrate_one")
+def migrate_one(session: Session, /, name: str, env: str, **options: Any) -> None:
+    """Run exactly migration NAME on ENV, even if it was applied."""
+    from monarch.migrations.api import migrate_one as run
+
+    environment = session.environment(env)
+    confirm = _confirmation(environment, "migrate", options)
+    result = run(
+        session.config,
+        name,
+        env,
+        confirm=confirm,
+        reporter=_reporter(),
+        **_library_options(options),
+    )
+    _summary(result)
 
 
-COMMANDS = [generate, list_migrations, migrate, migrate_one]
+@click.command()
+@click.argument("env")
+@click.option("--to", "to", metavar="NAME", help="Roll back everything after NAME.")
+@click.option("--steps", type=click.IntRange(min=1), help="Roll back this many (default 1).")
+@click.option("--strict", is_flag=True, help="Fail when an applied migration's file changed.")
+@_run_options
+@click.pass_obj
+def rollback(
+    session: Session,
+    /,
+    env: str,
+    to: str | None,
+    steps: int | None,
+    strict: bool,
+    **options: Any,
+) -> None:
+    """Undo applied migrations on ENV with their rollback(), newest first."""
+    from monarch.migrations.api import rollback as run
+
+    environment = session.environment(env)
+    confirm = _confirmation(environment, "roll back", options)
+    result = run(
+        session.config,
+        env,
+        to=to,
+        steps=steps,
+        strict=strict,
+        confirm=confirm,
+        reporter=_reporter(),
+        **_library_options(options),
+    )
+    _summary(result)
+
+
+@click.command()
+@click.argument("env")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--confirm", metavar="ENVNAME", help="Confirm a protected environment by name.")
+@click.pass_obj
+def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
+    """Clear ENV's migration lock, left by a process that is gone."""
+    from monarch.migrations.api import unlock as clear
+
+    environment = session.environment(env)
+    if environment.protected:
+        confirm = confirm_name(environment.name, "unlock it", confirm)
+    elif not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "unlock clears a lock another process may still hold; pass --yes to confirm"
+            )
+        click.confirm(
+            f"Clear the migration lock of {env!r}? Do it only if its holder is gone.",
+            abort=True,
+            err=True,
+        )
+    result = clear(session.config, env, confirm=confirm)
+    if result.cleared is None:
+        click.echo(f"The migration lock of {env} was free; nothing to clear.")
+    else:
+        holder = result.cleared
+        click.echo(
+            f"Cleared the migration lock of {env}, held by {holder.describe()} since "
+            f"{holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC."
+        )
+
+
+def _confirmation(environment: Environment, action: str, options: dict[str, Any]) -> str | None:
+    """What to pass as ``confirm``: a dry run needs none; a protected one asks on a terminal.
+
+    ``--yes`` never stands in for typing a protected environment's name.
+    """
+    confirm: str | None = options["confirm"]
+    if options["dry_run"] or not environment.protected:
+        return confirm
+    return confirm_name(environment.name, action, confirm)
+
+
+def _library_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dry_run": options["dry_run"],
+        "backup": options["backup"],
+        "lock_timeout": options["lock_timeout"],
+        "lock_lease": options["lock_lease"],
+    }
+
+
+def _reporter() -> StreamReporter:
+    from monarch.migrations.progress import StreamReporter
+
+    return StreamReporter(sys.stdout, sys.stderr, tty=sys.stderr.isatty())
+
+
+def _summary(result: RunResult) -> None:
+    env = result.environment
+    verb = "roll back" if result.command == "rollback" else "run"
+    if result.dry_run:
+        for name in result.drift:
+            click.echo(f"Warning: {name} changed since it was applied", err=True)
+        if not result.planned:
+            click.echo(f"Dry run: nothing to {verb} on {env}.")
+            return
+        click.echo(f"Dry run: would {verb} {len(result.planned)} migration(s) on {env}:")
+        for step in result.planned:
+            click.echo(f"  {step.describe()}")
+        click.echo("Nothing was changed.")
+        return
+    if not result.outcomes:
+        click.echo(
+            f"Nothing to {verb} on {env}: it is up to date."
+            if verb == "run"
+            else f"Nothing to roll back on {env}."
+        )
+        return
+    total = sum(o.duration for o in result.outcomes)
+    done = "rolled back" if result.command == "rollback" else "ran"
+    line = f"{done} {len(result.outcomes)} migration(s) on {env} in {total:.2f} s"
+    if result.backup:
+        line += f" (backup: {result.backup})"
+    click.echo(line[0].upper() + line[1:] + ".")
+
+
+def _shown(path: Any) -> str:
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+COMMANDS = [generate, list_migrations, migrate, migrate_one, rollback, unlock]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from monarch.config import Environment
+    from monarch.migrations.store import HistoryStore, MigrationLock
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,14 @@ class Engine(Protocol):
 
     def migration_context(self) -> dict[str, Any]:
         """Attributes given to migration instances (``db``, ``client`` for MongoDB...)."""
+        ...
+
+    def history(self) -> HistoryStore:
+        """The migration history of this database (see :mod:`monarch.migrations.store`)."""
+        ...
+
+    def migration_lock(self, name: str = "migrate") -> MigrationLock:
+        """The lease lock named ``name`` that serialises migration runs on this database."""
         ...
 
     def close(self) -> None:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from monarch.config import Environment
+    from monarch.engines.mongo.history import MongoHistory, ServerClock
+    from monarch.engines.mongo.lock import MongoLock
 
 # How long to wait for an unreachable server before failing: seconds, not minutes.
 CONNECT_TIMEOUT_MS = int(os.environ.get("MONARCH_CONNECT_TIMEOUT_MS", "5000"))
@@ -26,6 +28,7 @@ class MongoEngine:
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
         self._client: MongoClient[Any] | None = None
+        self._clock: ServerClock | None = None
 
     @property
     def client(self) -> MongoClient[Any]:
@@ -64,6 +67,23 @@ class MongoEngine:
 
     def migration_context(self) -> dict[str, Any]:
         return {"db": self.db, "client": self.client}
+
+    def history(self) -> MongoHistory:
+        from monarch.engines.mongo.history import MongoHistory
+
+        return MongoHistory(self, self._server_clock())
+
+    def migration_lock(self, name: str = "migrate") -> MongoLock:
+        from monarch.engines.mongo.lock import MongoLock
+
+        return MongoLock(self, self._server_clock(), name)
+
+    def _server_clock(self) -> ServerClock:
+        from monarch.engines.mongo.history import ServerClock
+
+        if self._clock is None:
+            self._clock = ServerClock(self)
+        return self._clock
 
     def close(self) -> None:
         if self._client is not None:

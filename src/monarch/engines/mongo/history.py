@@ -1,0 +1,129 @@
+"""Migration history in MongoDB: the ``monarch_migrations`` collection, and the server's clock.
+
+One document per migration, ``_id`` = the migration's name. Transactions are used only where the
+server has them (a replica set or sharded cluster; not a standalone server, not FerretDB).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from monarch.engines.mongo.errors import translated
+from monarch.errors import TransactionUnsupported
+from monarch.migrations.store import Record
+
+if TYPE_CHECKING:
+    from pymongo.client_session import ClientSession
+    from pymongo.collection import Collection
+
+    from monarch.engines.mongo import MongoEngine
+
+HISTORY_COLLECTION = "monarch_migrations"
+
+
+class ServerClock:
+    """The server's time, estimated once from ``hello``'s ``localTime`` and the round trip.
+
+    Leases are compared on this clock so that machines with skewed clocks agree on expiry.
+    """
+
+    def __init__(self, engine: MongoEngine) -> None:
+        self._engine = engine
+        self._offset: timedelta | None = None
+
+    def now(self) -> datetime:
+        if self._offset is None:
+            self._offset = self._measure()
+        return datetime.now(UTC) + self._offset
+
+    def _measure(self) -> timedelta:
+        with translated(self._engine.environment, "reading the server's clock"):
+            before = time.time()
+            hello = self._engine.client.admin.command("hello")
+            after = time.time()
+        server = hello.get("localTime")
+        if not isinstance(server, datetime):
+            return timedelta(0)  # a server that does not say: trust our own clock
+        if server.tzinfo is None:
+            server = server.replace(tzinfo=UTC)
+        return timedelta(seconds=server.timestamp() - (before + after) / 2)
+
+
+class MongoHistory:
+    """:class:`~monarch.migrations.store.HistoryStore` over ``monarch_migrations``."""
+
+    def __init__(self, engine: MongoEngine, clock: ServerClock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._transactions: bool | None = None
+
+    @property
+    def _collection(self) -> Collection[dict[str, Any]]:
+        return self._engine.db[HISTORY_COLLECTION]
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def records(self) -> dict[str, Record]:
+        with translated(self._engine.environment, "reading the migration history"):
+            docs = list(self._collection.find({}))
+        records = {}
+        for doc in docs:
+            record = Record.from_dict({**doc, "name": str(doc["_id"])})
+            records[record.name] = record
+        return records
+
+    def save(self, record: Record, *, session: object | None = None) -> None:
+        doc = record.to_dict()
+        name = doc.pop("name")
+        with translated(self._engine.environment, f"recording migration {name}"):
+            self._collection.replace_one({"_id": name}, doc, upsert=True, session=_session(session))
+
+    def save_checkpoint(
+        self, name: str, checkpoint: dict[str, dict[str, Any]], *, session: object | None = None
+    ) -> None:
+        items = [{"key": key, **value} for key, value in checkpoint.items()]
+        with translated(self._engine.environment, f"saving the checkpoint of {name}"):
+            self._collection.update_one(
+                {"_id": name}, {"$set": {"checkpoint": items}}, session=_session(session)
+            )
+
+    def supports_transactions(self) -> bool:
+        if self._transactions is None:
+            self._transactions = self._engine.server_info().supports_transactions
+        return self._transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[object]:
+        if not self.supports_transactions():
+            raise TransactionUnsupported(
+                f"the server of environment {self._engine.environment.name!r} has no "
+                "transactions (FerretDB and standalone servers have none)"
+            )
+        import pymongo.errors
+
+        env = self._engine.environment
+        with translated(env, "starting a transaction"):
+            session = self._engine.client.start_session()
+            session.start_transaction()
+        try:
+            try:
+                yield session
+            except BaseException:
+                # The block's own error is what matters; a failed abort only adds noise.
+                with suppress(pymongo.errors.PyMongoError):
+                    session.abort_transaction()
+                raise
+            with translated(env, "committing a transaction"):
+                session.commit_transaction()
+        finally:
+            session.end_session()
+
+
+def _session(session: object | None) -> ClientSession | None:
+    # The runner passes back exactly what transaction() yielded: a pymongo ClientSession.
+    return cast("ClientSession | None", session)

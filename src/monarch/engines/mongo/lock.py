@@ -1,0 +1,159 @@
+"""The migration lock in MongoDB: numbered lease documents in ``monarch_lock``.
+
+Each acquisition inserts a new document ``{_id: "<lock>:<epoch>"}`` with the next epoch; the
+unique ``_id`` makes the insert the atomic step, so of any number of competing processes exactly
+one gets each epoch. The lock's state is the document with the highest epoch: held while it is
+neither released nor past its lease. Taking over an expired lease is just inserting the next
+epoch, so it needs no conditional update — which matters on FerretDB, whose updates and deletes
+are a read followed by a write and so cannot serve as compare-and-set. After inserting, the winner
+checks that its epoch is the highest (a process that slept through other acquisitions may insert
+a stale, lower epoch; it backs off), then deletes older epochs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from monarch.engines.mongo.errors import translated
+from monarch.migrations.store import Acquisition, LockHolder, LockOwner
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+
+    from monarch.engines.mongo import MongoEngine
+    from monarch.engines.mongo.history import ServerClock
+
+LOCK_COLLECTION = "monarch_lock"
+
+
+class MongoLock:
+    """:class:`~monarch.migrations.store.MigrationLock` named ``name`` in ``monarch_lock``."""
+
+    def __init__(self, engine: MongoEngine, clock: ServerClock, name: str = "migrate") -> None:
+        self._engine = engine
+        self._clock = clock
+        self.name = name
+        self._mine: dict[str, str] = {}  # owner token -> _id of the document we inserted
+
+    @property
+    def _collection(self) -> Collection[dict[str, Any]]:
+        return self._engine.db[LOCK_COLLECTION]
+
+    def try_acquire(self, owner: LockOwner, lease: float) -> Acquisition:
+        from pymongo.errors import DuplicateKeyError
+
+        with translated(self._engine.environment, "taking the migration lock"):
+            now = self._clock.now()
+            latest = self._latest()
+            if latest is not None and _held(latest, now):
+                return Acquisition(False, holder=_holder(latest, now))
+            previous = _holder(latest, now) if latest is not None and _live(latest) else None
+            epoch = int(latest["epoch"]) + 1 if latest is not None else 1
+            doc_id = f"{self.name}:{epoch:012d}"
+            try:
+                self._collection.insert_one(
+                    {
+                        "_id": doc_id,
+                        "lock": self.name,
+                        "epoch": epoch,
+                        "token": owner.token,
+                        "user": owner.user,
+                        "host": owner.host,
+                        "pid": owner.pid,
+                        "command": owner.command,
+                        "version": owner.version,
+                        "acquired_at": now,
+                        "renewed_at": now,
+                        "expires_at": now + timedelta(seconds=lease),
+                        "released_at": None,
+                    }
+                )
+            except DuplicateKeyError:
+                # Someone else took this epoch a moment ago.
+                current = self._latest()
+                if current is not None and _held(current, self._clock.now()):
+                    return Acquisition(False, holder=_holder(current, now))
+                return Acquisition(False)
+            current = self._latest()
+            if current is None or current["_id"] != doc_id:
+                self._collection.delete_one({"_id": doc_id, "token": owner.token})
+                return Acquisition(False, holder=_holder(current, now) if current else None)
+            self._mine[owner.token] = doc_id
+            self._collection.delete_many({"lock": self.name, "epoch": {"$lt": epoch}})
+        return Acquisition(True, previous=previous)
+
+    def renew(self, owner: LockOwner, lease: float) -> bool:
+        doc_id = self._mine.get(owner.token)
+        if doc_id is None:
+            return False
+        with translated(self._engine.environment, "renewing the migration lock"):
+            now = self._clock.now()
+            result = self._collection.update_one(
+                {"_id": doc_id, "token": owner.token, "released_at": None},
+                {"$set": {"renewed_at": now, "expires_at": now + timedelta(seconds=lease)}},
+            )
+            if result.matched_count != 1:
+                return False  # cleared by `monarch unlock`
+            latest = self._latest()
+        return latest is not None and latest["_id"] == doc_id
+
+    def release(self, owner: LockOwner) -> None:
+        doc_id = self._mine.pop(owner.token, None)
+        if doc_id is None:
+            return
+        with translated(self._engine.environment, "releasing the migration lock"):
+            now = self._clock.now()
+            # The released document stays: it keeps the epoch count going up.
+            self._collection.update_one(
+                {"_id": doc_id, "token": owner.token, "released_at": None},
+                {"$set": {"released_at": now, "expires_at": now}},
+            )
+
+    def holder(self) -> LockHolder | None:
+        with translated(self._engine.environment, "reading the migration lock"):
+            latest = self._latest()
+            now = self._clock.now()
+        if latest is None or not _live(latest):
+            return None
+        return _holder(latest, now)
+
+    def clear(self, by: LockOwner) -> LockHolder | None:
+        with translated(self._engine.environment, "clearing the migration lock"):
+            latest = self._latest()
+            now = self._clock.now()
+            if latest is None or not _live(latest):
+                return None
+            self._collection.update_one(
+                {"_id": latest["_id"]},
+                {"$set": {"released_at": now, "expires_at": now, "released_by": by.who}},
+            )
+        return _holder(latest, now)
+
+    def _latest(self) -> dict[str, Any] | None:
+        return self._collection.find_one({"lock": self.name}, sort=[("epoch", -1)])
+
+
+def _live(doc: dict[str, Any]) -> bool:
+    return doc.get("released_at") is None
+
+
+def _held(doc: dict[str, Any], now: datetime) -> bool:
+    return _live(doc) and _aware(doc["expires_at"]) > now
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _holder(doc: dict[str, Any], now: datetime) -> LockHolder:
+    return LockHolder(
+        token=str(doc.get("token", "")),
+        user=str(doc.get("user", "?")),
+        host=str(doc.get("host", "?")),
+        pid=int(doc.get("pid", 0)),
+        command=str(doc.get("command", "")),
+        acquired_at=_aware(doc["acquired_at"]),
+        expires_at=_aware(doc["expires_at"]),
+        checked_at=now,
+    )

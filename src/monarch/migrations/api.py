@@ -1,0 +1,306 @@
+"""The migration commands as library calls: one function per command, each returning a result.
+
+::
+
+    import monarch
+
+    config = monarch.load_config()
+    result = monarch.migrate(config, "production", confirm="production")
+    print(result.ran)
+
+Every function raises a :class:`~monarch.errors.MonarchError` on failure and never prints; pass a
+``reporter`` (see :mod:`monarch.migrations.progress`) to follow a run as it happens (by default
+events go to the ``monarch.migrations`` logger).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from monarch.engines import engine_for
+from monarch.errors import MigrationError, MigrationFailed, TransactionUnsupported, UsageError
+from monarch.migrations import planning
+from monarch.migrations.discovery import MigrationFile, discover
+from monarch.migrations.generate import new_migration
+from monarch.migrations.lease import DEFAULT_LEASE, DEFAULT_TIMEOUT, MIN_LEASE, Lease, current_owner
+from monarch.migrations.progress import LoggingReporter, Reporter
+from monarch.migrations.results import RunResult, StatusReport, UnlockResult
+from monarch.migrations.runner import Runner, mark_interrupted
+from monarch.migrations.store import ROLLBACK, HistoryStore, Record
+from monarch.safety import require_confirmation
+from monarch.secrets import redact_text, split_userinfo
+
+if TYPE_CHECKING:
+    from monarch.config import Config, Environment
+
+Planner = Callable[[list[MigrationFile], dict[str, Record]], planning.Plan]
+
+
+def generate(config: Config, name: str, *, now: datetime | None = None) -> Path:
+    """Write a new migration ``<UTC timestamp>_<name>.py`` from the template; return its path.
+
+    ``name`` must be snake_case and not used by another migration; nothing is overwritten.
+    """
+    return new_migration(config.migrations_dir, name, now)
+
+
+def list_migrations(config: Config, environment: str) -> StatusReport:
+    """Every migration, in order, with its state on ``environment``, and who holds the lock."""
+    env = config.environment(environment)
+    files = discover(config.migrations_dir)
+    engine = engine_for(env)
+    try:
+        records = engine.history().records()
+        holder = engine.migration_lock().holder()
+    finally:
+        engine.close()
+    statuses = planning.statuses(files, records, holder)
+    return StatusReport(env.name, tuple(statuses), holder)
+
+
+def migrate(
+    config: Config,
+    environment: str,
+    *,
+    to: str | None = None,
+    dry_run: bool = False,
+    strict: bool = False,
+    confirm: str | None = None,
+    backup: bool | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float = DEFAULT_LEASE,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run the pending migrations of ``environment`` in order, each exactly once.
+
+    ``to`` stops after that migration. ``dry_run`` only plans (nothing is written, no lock is
+    taken). ``strict`` makes drift (an applied file that changed) an error. A protected
+    environment needs ``confirm`` equal to its name. ``backup`` (default: the environment's
+    ``backup_before_migrate``) makes a backup first when there is anything to run. Waits up to
+    ``lock_timeout`` seconds for the lock; ``lock_lease`` is how long the lock outlives a
+    process that dies. Raises MigrationFailed (with ``.result``) when a migration fails.
+    """
+    return _execute(
+        config,
+        environment,
+        "migrate",
+        lambda files, records: planning.plan_migrate(files, records, to),
+        dry_run=dry_run,
+        strict=strict,
+        confirm=confirm,
+        backup=backup,
+        lock_timeout=lock_timeout,
+        lock_lease=lock_lease,
+        reporter=reporter,
+    )
+
+
+def migrate_one(
+    config: Config,
+    name: str,
+    environment: str,
+    *,
+    dry_run: bool = False,
+    confirm: str | None = None,
+    backup: bool | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float = DEFAULT_LEASE,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run exactly migration ``name`` on ``environment``, even if it was applied, and record it.
+
+    ``name`` may be the full name, the part after the timestamp, or the timestamp.
+    """
+    return _execute(
+        config,
+        environment,
+        "migrate_one",
+        lambda files, records: planning.plan_one(files, records, name),
+        dry_run=dry_run,
+        strict=False,
+        confirm=confirm,
+        backup=backup,
+        lock_timeout=lock_timeout,
+        lock_lease=lock_lease,
+        reporter=reporter,
+    )
+
+
+def rollback(
+    config: Config,
+    environment: str,
+    *,
+    to: str | None = None,
+    steps: int | None = None,
+    dry_run: bool = False,
+    strict: bool = False,
+    confirm: str | None = None,
+    backup: bool | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float = DEFAULT_LEASE,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run ``rollback()`` of applied migrations, most recently applied first.
+
+    ``steps`` rolls back that many (default 1); ``to`` rolls back everything after that
+    migration (which stays applied). If any of them has no ``rollback()``, nothing runs.
+    """
+    return _execute(
+        config,
+        environment,
+        "rollback",
+        lambda files, records: planning.plan_rollback(files, records, to=to, steps=steps),
+        dry_run=dry_run,
+        strict=strict,
+        confirm=confirm,
+        backup=backup,
+        lock_timeout=lock_timeout,
+        lock_lease=lock_lease,
+        reporter=reporter,
+    )
+
+
+def unlock(config: Config, environment: str, *, confirm: str | None = None) -> UnlockResult:
+    """Clear the migration lock of ``environment`` (for a holder that is gone).
+
+    A protected environment needs ``confirm`` equal to its name. A migration that the cleared
+    holder left ``running`` is marked interrupted by the next ``migrate``.
+    """
+    env = config.environment(environment)
+    require_confirmation(env, "unlock", confirm)
+    engine = engine_for(env)
+    try:
+        cleared = engine.migration_lock().clear(current_owner(f"unlock {env.name}"))
+    finally:
+        engine.close()
+    return UnlockResult(env.name, cleared)
+
+
+def _execute(
+    config: Config,
+    environment: str,
+    command: str,
+    planner: Planner,
+    *,
+    dry_run: bool,
+    strict: bool,
+    confirm: str | None,
+    backup: bool | None,
+    lock_timeout: float,
+    lock_lease: float,
+    reporter: Reporter | None,
+) -> RunResult:
+    env = config.environment(environment)
+    if lock_timeout < 0:
+        raise UsageError(f"the lock timeout cannot be negative ({lock_timeout:g})")
+    if lock_lease < MIN_LEASE:
+        raise UsageError(f"the lock lease must be at least {MIN_LEASE:g} s, not {lock_lease:g}")
+    if not dry_run:
+        # Before connecting or reading anything: a refusal leaves no trace.
+        require_confirmation(env, command, confirm)
+    report = reporter or LoggingReporter()
+    files = discover(config.migrations_dir)
+    by_name = {f.name: f for f in files}
+    engine = engine_for(env)
+    try:
+        engine.server_info()  # an unreachable server fails here, within the connect timeout
+        store = engine.history()
+        if dry_run:
+            plan = planner(files, store.records())
+            _check(plan, store, strict, env)
+            return RunResult(env.name, command, True, tuple(plan.steps), drift=tuple(plan.drift))
+        owner = current_owner(f"{command} {env.name}")
+        lease = Lease(
+            engine.migration_lock(),
+            owner,
+            environment=env.name,
+            lease=lock_lease,
+            timeout=lock_timeout,
+            reporter=report,
+        )
+        with lease:
+            interrupted = mark_interrupted(store, lease.previous, report)
+            records = store.records()
+            plan = planner(files, records)
+            for name in plan.drift:
+                report.message(f"{name} changed since it was applied", warning=True)
+            _check(plan, store, strict, env)
+            made = None
+            if plan.steps and (env.backup_before_migrate if backup is None else backup):
+                made = _backup(config, env.name, report)
+            runner = Runner(
+                environment=env.name,
+                engine=engine,
+                store=store,
+                lease=lease,
+                reporter=report,
+                scrub=_scrubber(env),
+                backup=made,
+            )
+            outcomes = runner.run(plan.steps, by_name, records)
+    finally:
+        engine.close()
+    result = RunResult(
+        env.name,
+        command,
+        False,
+        tuple(plan.steps),
+        tuple(outcomes),
+        tuple(plan.drift),
+        tuple(interrupted),
+        made,
+    )
+    failed = result.failed
+    if failed is not None:
+        what = "rollback of " if failed.action == ROLLBACK else ""
+        skipped = len(plan.steps) - len(outcomes)
+        rest = f"; {skipped} later migration(s) were not run" if skipped else ""
+        retry = "rollback" if failed.action == ROLLBACK else "migrate"
+        raise MigrationFailed(
+            f"{what}migration {failed.name} failed: {failed.error}{rest}",
+            hint=f"fix {by_name[failed.name].path} and run `monarch {retry} {env.name}` again "
+            f"(it retries {failed.name}); the full error is in "
+            f"`monarch list_migrations {env.name} --json`",
+            result=result,
+        )
+    return result
+
+
+def _check(plan: planning.Plan, store: HistoryStore, strict: bool, env: Environment) -> None:
+    """Refusals that must happen before anything runs."""
+    planning.check_drift(plan, strict)
+    atomic = [s.name for s in plan.steps if s.transactional]
+    if atomic and not store.supports_transactions():
+        raise TransactionUnsupported(
+            f"{', '.join(atomic)} declare(s) transactional = True, but the server of "
+            f"environment {env.name!r} has no transactions (FerretDB and standalone servers "
+            "have none), and monarch will not run it as if it were atomic; nothing was run",
+            hint="run it against a replica set, or make run() safe to repeat and set "
+            "transactional = False",
+        )
+
+
+def _backup(config: Config, environment: str, reporter: Reporter) -> str:
+    try:
+        backups = importlib.import_module("monarch.backups.api")
+    except ImportError as exc:
+        raise MigrationError(
+            "a backup before migrating was asked for, but backups are not available",
+            hint="run without --backup (and without backup_before_migrate)",
+        ) from exc
+    made = backups.backup(config, environment, label="pre-migrate")
+    name = str(made.name)
+    reporter.message(f"backed up {environment!r} as {name} before running migrations")
+    return name
+
+
+def _scrubber(env: Environment) -> Callable[[str], str]:
+    """A function removing the environment's URL and password from error text."""
+    url = env.url.reveal()
+    _, password, _ = split_userinfo(url.partition("://")[2].partition("/")[0])
+    secrets = [password] if password else []
+    return lambda text: redact_text(text.replace(url, env.display_url), secrets)

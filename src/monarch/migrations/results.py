@@ -1,0 +1,230 @@
+"""What the migration commands return: plain, frozen values (the CLI only formats them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monarch.migrations.store import APPLIED, FAILED, ROLLBACK, LockHolder, Record
+
+# States shown by list_migrations (a record's state, or one derived from the files).
+PENDING = "pending"
+CHANGED = "changed"  # applied, but the file changed since
+MISSING = "missing"  # recorded, but the file is gone
+NEEDS_WORK = frozenset({PENDING, FAILED, "interrupted", "running"})
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as ``2024-05-01 12:00:00 UTC`` (empty for None)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else ""
+
+
+def seconds(value: float | None) -> str:
+    """A duration as ``0.12 s``, ``12.3 s`` or ``4 min 05 s``."""
+    if value is None:
+        return ""
+    if value < 10:
+        return f"{value:.2f} s"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration a command will run (``action`` is ``migrate`` or ``rollback``)."""
+
+    name: str
+    path: Path
+    action: str
+    out_of_order: bool = False
+    resume: bool = False  # an earlier run left a checkpoint to resume from
+    previous_state: str | None = None
+    transactional: bool = False
+
+    def describe(self) -> str:
+        notes = []
+        if self.out_of_order:
+            notes.append("out of order: older than an applied migration")
+        if self.resume:
+            notes.append("resumes from its checkpoint")
+        if self.previous_state in (FAILED, "interrupted", "running"):
+            notes.append(f"retry after {self.previous_state}")
+        if self.transactional:
+            notes.append("in a transaction")
+        verb = "roll back" if self.action == ROLLBACK else "migrate"
+        return f"{verb} {self.name}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one migration: ``state`` is the record's new state."""
+
+    name: str
+    action: str
+    state: str
+    duration: float
+    out_of_order: bool = False
+    resumed: bool = False
+    error: str | None = None  # the first line of the error
+
+    @property
+    def ok(self) -> bool:
+        return self.state != FAILED and self.error is None
+
+    def describe(self) -> str:
+        verb = {APPLIED: "applied", "rolled_back": "rolled back"}.get(self.state, self.state)
+        line = f"{verb:<11} {self.name}  {seconds(self.duration)}"
+        if self.out_of_order:
+            line += "  (ran out of order)"
+        if self.resumed:
+            line += "  (resumed from its checkpoint)"
+        if self.error:
+            line += f"  {self.error}"
+        return line
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A run found unfinished (its process died or lost the lock) and marked interrupted."""
+
+    name: str
+    who: str
+    pid: int
+    started_at: datetime | None
+
+    def describe(self) -> str:
+        return (
+            f"{self.name} was interrupted: the run by {self.who} (pid {self.pid}) started "
+            f"{when(self.started_at)} never finished; it counts as pending"
+        )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The result of ``migrate``, ``migrate_one`` or ``rollback``.
+
+    ``planned`` is what was (or, with ``dry_run``, would be) run; ``outcomes`` what happened,
+    in order (empty for a dry run); ``drift`` names applied migrations whose file changed.
+    """
+
+    environment: str
+    command: str
+    dry_run: bool
+    planned: tuple[Step, ...]
+    outcomes: tuple[Outcome, ...] = ()
+    drift: tuple[str, ...] = ()
+    interrupted: tuple[Interrupted, ...] = ()
+    backup: str | None = None
+
+    @property
+    def ran(self) -> list[str]:
+        """Names of the migrations that completed."""
+        return [o.name for o in self.outcomes if o.ok]
+
+    @property
+    def failed(self) -> Outcome | None:
+        return next((o for o in self.outcomes if not o.ok), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "command": self.command,
+            "dry_run": self.dry_run,
+            "planned": [s.__dict__ | {"path": str(s.path)} for s in self.planned],
+            "outcomes": [o.__dict__ for o in self.outcomes],
+            "drift": list(self.drift),
+            "interrupted": [i.__dict__ for i in self.interrupted],
+            "backup": self.backup,
+        }
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """One migration's state on an environment, as ``list_migrations`` shows it."""
+
+    name: str
+    state: str
+    path: Path | None
+    record: Record | None = None
+    out_of_order: bool = False
+    running_by: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.state in NEEDS_WORK
+
+    def detail(self) -> str:
+        """One line: when/how long/by whom, the error, or why it is in this state."""
+        r = self.record
+        if self.state == "running":
+            return f"running now: {self.running_by}"
+        if r is None:
+            return "older than an applied migration: will run out of order" * self.out_of_order
+        if self.state in (APPLIED, CHANGED, MISSING) and r.state == APPLIED:
+            text = f"{when(r.applied_at or r.finished_at)}, {seconds(r.duration)}, by {r.who}"
+            if r.backup:
+                text += f", backup {r.backup}"
+            if self.state == CHANGED:
+                text = "file changed since it was applied; " + text
+            if self.state == MISSING:
+                text = "file missing; " + text
+            return text
+        if r.state == "rolled_back":
+            return f"rolled back {when(r.finished_at)} by {r.who}"
+        if r.state in (FAILED, "interrupted"):
+            action = "rollback " if r.action == ROLLBACK else ""
+            return f"{action}{r.error_line} ({when(r.started_at)}, by {r.who})"
+        return ""
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.record
+        data: dict[str, Any] = {
+            "name": self.name,
+            "state": self.state,
+            "file": str(self.path) if self.path else None,
+            "out_of_order": self.out_of_order,
+            "detail": self.detail(),
+        }
+        if r is not None:
+            data["record"] = {
+                k: v for k, v in r.to_dict().items() if k not in ("name", "checkpoint")
+            }
+            data["record"]["has_checkpoint"] = bool(r.checkpoint)
+        return data
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The result of ``list_migrations``: every migration in order, and the lock."""
+
+    environment: str
+    migrations: tuple[MigrationStatus, ...]
+    lock: LockHolder | None
+
+    @property
+    def needs_work(self) -> list[MigrationStatus]:
+        """Migrations a ``migrate`` would run (pending, failed, interrupted, running)."""
+        return [m for m in self.migrations if m.pending]
+
+    def to_json(self) -> dict[str, Any]:
+        lock = None
+        if self.lock is not None:
+            lock = self.lock.__dict__ | {"expired": self.lock.expired}
+        return {
+            "environment": self.environment,
+            "migrations": [m.to_json() for m in self.migrations],
+            "pending": [m.name for m in self.needs_work],
+            "lock": lock,
+        }
+
+
+@dataclass(frozen=True)
+class UnlockResult:
+    """The result of ``unlock``: who held the lock that was cleared (None if it was free)."""
+
+    environment: str
+    cleared: LockHolder | None

@@ -1,0 +1,225 @@
+"""Running planned steps under the lock, each with its history record.
+
+For every step: record ``running`` (so a crash is visible), run, record ``applied`` /
+``rolled_back`` or ``failed`` with the error. A transactional migration's run and its final record
+commit together. The first failure stops the run.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from monarch.migrations.progress import Progress, Reporter
+from monarch.migrations.results import Interrupted, Outcome, Step
+from monarch.migrations.store import (
+    APPLIED,
+    FAILED,
+    INTERRUPTED,
+    MIGRATE,
+    ROLLED_BACK,
+    RUNNING,
+    HistoryStore,
+    LockHolder,
+    Record,
+)
+
+if TYPE_CHECKING:
+    from monarch.engines.base import Engine
+    from monarch.migrations.discovery import MigrationFile
+    from monarch.migrations.lease import Lease
+
+MAX_ERROR = 8000  # characters of traceback kept in a record
+
+
+def mark_interrupted(
+    store: HistoryStore, previous: LockHolder | None, reporter: Reporter
+) -> list[Interrupted]:
+    """Mark records left ``running`` as ``interrupted``; call it only while holding the lock.
+
+    Holding the lock proves their runs are over: a run writes ``running`` only under the lock.
+    """
+    found = []
+    for record in store.records().values():
+        if record.state != RUNNING:
+            continue
+        why = "its process stopped without finishing"
+        if previous is not None and previous.token == record.run_id:
+            why += f" (its lock lease expired at {previous.expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+        error = f"interrupted: the run by {record.who} (pid {record.pid}): {why}"
+        store.save(replace(record, state=INTERRUPTED, error=error))
+        item = Interrupted(record.name, record.who, record.pid, record.started_at)
+        reporter.message(item.describe(), warning=True)
+        found.append(item)
+    return found
+
+
+class Runner:
+    """Runs steps on one environment while ``lease`` holds its lock."""
+
+    def __init__(
+        self,
+        *,
+        environment: str,
+        engine: Engine,
+        store: HistoryStore,
+        lease: Lease,
+        reporter: Reporter,
+        scrub: Callable[[str], str],
+        backup: str | None = None,
+    ) -> None:
+        self.environment = environment
+        self.engine = engine
+        self.store = store
+        self.lease = lease
+        self.reporter = reporter
+        self.scrub = scrub
+        self.backup = backup
+
+    def run(
+        self, steps: list[Step], files: dict[str, MigrationFile], records: dict[str, Record]
+    ) -> list[Outcome]:
+        """Run ``steps`` in order, stopping at the first failure."""
+        outcomes = []
+        for step in steps:
+            self.lease.check()
+            outcome = self._run_step(step, files[step.name], records.get(step.name))
+            outcomes.append(outcome)
+            self.reporter.finished(outcome)
+            if not outcome.ok:
+                break
+        return outcomes
+
+    def _run_step(self, step: Step, file: MigrationFile, old: Record | None) -> Outcome:
+        owner = self.lease.owner
+        record = replace(
+            old or Record(name=step.name, state=RUNNING, checksum=file.checksum),
+            state=RUNNING,
+            action=step.action,
+            checksum=file.checksum,
+            started_at=self.store.now(),
+            finished_at=None,
+            duration=None,
+            user=owner.user,
+            host=owner.host,
+            pid=owner.pid,
+            version=owner.version,
+            error=None,
+            run_count=(old.run_count if old else 0) + 1,
+            run_id=owner.token,
+            backup=self.backup,
+        )
+        if step.action == MIGRATE:
+            record.out_of_order = step.out_of_order
+        record.checkpoint = dict(record.checkpoint) if step.resume else {}
+        self.store.save(record)
+        self.reporter.started(step)
+
+        migration = file.cls()
+        runtime = _Runtime(self, record)
+        migration._bind(
+            name=step.name,
+            env=self.environment,
+            context=self.engine.migration_context(),
+            runtime=runtime,
+        )
+        method = migration.run if step.action == MIGRATE else migration.rollback
+        started = time.monotonic()
+        try:
+            if file.transactional:
+                with self.store.transaction() as session:
+                    migration.session = runtime.session = session
+                    method()
+                    record = self._done(record, step, started)
+                    self.store.save(record, session=session)
+            else:
+                method()
+                record = self._done(record, step, started)
+                self.store.save(record)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._failed(record, started, exc, INTERRUPTED)
+            raise
+        except Exception as exc:
+            failed = self._failed(record, started, exc, FAILED)
+            return Outcome(
+                step.name,
+                step.action,
+                FAILED,
+                failed.duration or 0.0,
+                step.out_of_order,
+                step.resume,
+                error=failed.error_line,
+            )
+        return Outcome(
+            step.name,
+            step.action,
+            record.state,
+            record.duration or 0.0,
+            step.out_of_order,
+            step.resume,
+        )
+
+    def _done(self, record: Record, step: Step, started: float) -> Record:
+        now = self.store.now()
+        applied = step.action == MIGRATE
+        return replace(
+            record,
+            state=APPLIED if applied else ROLLED_BACK,
+            finished_at=now,
+            duration=time.monotonic() - started,
+            checkpoint={},
+            applied_at=now if applied else record.applied_at,
+        )
+
+    def _failed(self, record: Record, started: float, exc: BaseException, state: str) -> Record:
+        lines = traceback.format_exception(exc)
+        text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0] + "\n\n" + "".join(lines)
+        if len(text) > MAX_ERROR:
+            head = text.splitlines()[0]
+            text = f"{head}\n...\n{text[-MAX_ERROR:]}"
+        failed = replace(
+            record,
+            state=state,
+            finished_at=self.store.now(),
+            duration=time.monotonic() - started,
+            error=self.scrub(text),
+        )
+        # The record of the failure matters more than the failure to write it.
+        try:
+            self.store.save(failed)
+        except Exception as error:
+            exc.add_note(f"monarch could not record the failure: {error}")
+        return failed
+
+
+class _Runtime:
+    """The running migration's link to progress reporting, checkpoints and the lock."""
+
+    def __init__(self, runner: Runner, record: Record) -> None:
+        self.runner = runner
+        self.record = record
+        self.session: object | None = None
+        self._starts: dict[str, tuple[float, int]] = {}
+
+    def progress(self, label: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        started, start_done = self._starts.setdefault(label, (now, done))
+        self.runner.reporter.progress(
+            Progress(self.record.name, label, done, total, start_done, now - started)
+        )
+
+    def checkpoint(self, key: str) -> dict[str, Any] | None:
+        state = self.record.checkpoint.get(key)
+        return dict(state) if state is not None else None
+
+    def save_checkpoint(self, key: str, state: dict[str, Any]) -> None:
+        self.record.checkpoint[key] = state
+        self.runner.store.save_checkpoint(
+            self.record.name, self.record.checkpoint, session=self.session
+        )
+
+    def check(self) -> None:
+        self.runner.lease.check()

@@ -1,0 +1,201 @@
+"""What an engine stores for migrations: history records and the lock.
+
+These are the only database-specific pieces of the migrations feature. An engine (MongoDB today,
+PostgreSQL and SQLite later) implements :class:`HistoryStore` and :class:`MigrationLock`; the
+runner, planner and lease logic in this package use nothing else. Every method raises a
+:class:`~monarch.errors.MonarchError` (usually ``ConnectionFailed``) on a driver failure, never a
+driver exception.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, Protocol
+
+# Record states.
+RUNNING = "running"
+APPLIED = "applied"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+ROLLED_BACK = "rolled_back"
+STATES = (RUNNING, APPLIED, FAILED, INTERRUPTED, ROLLED_BACK)
+
+# What the record's last run did.
+MIGRATE = "migrate"
+ROLLBACK = "rollback"
+
+
+@dataclass
+class Record:
+    """The history of one migration on one environment (one record per migration name).
+
+    ``checkpoint`` maps a resumable loop's key (e.g. a collection name) to its saved position;
+    ``run_id`` is the lock token of the run that wrote the record last.
+    """
+
+    name: str
+    state: str
+    checksum: str
+    action: str = MIGRATE
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = None
+    user: str = ""
+    host: str = ""
+    pid: int = 0
+    version: str = ""
+    error: str | None = None
+    run_count: int = 0
+    checkpoint: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backup: str | None = None
+    out_of_order: bool = False
+    run_id: str | None = None
+    applied_at: datetime | None = None
+
+    @property
+    def who(self) -> str:
+        """``user@host`` of the last run."""
+        return f"{self.user}@{self.host}"
+
+    @property
+    def error_line(self) -> str:
+        """The first line of the error (the exception), or an empty string."""
+        return (self.error or "").strip().splitlines()[0] if (self.error or "").strip() else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict for storage; the checkpoint becomes a list (its keys may hold dots)."""
+        data = asdict(self)
+        data["checkpoint"] = [{"key": k, **v} for k, v in self.checkpoint.items()]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Build a record from stored data, ignoring fields this version does not know."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        raw = values.get("checkpoint") or []
+        values["checkpoint"] = {
+            str(item["key"]): {k: v for k, v in item.items() if k != "key"}
+            for item in raw
+            if isinstance(item, dict) and "key" in item
+        }
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who asks for the lock: written into the lock so others can name the holder."""
+
+    token: str
+    user: str
+    host: str
+    pid: int
+    command: str
+    version: str
+
+    @property
+    def who(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """The lock as stored, read at ``checked_at`` (server clock)."""
+
+    token: str
+    user: str
+    host: str
+    pid: int
+    command: str
+    acquired_at: datetime
+    expires_at: datetime
+    checked_at: datetime
+
+    @property
+    def expired(self) -> bool:
+        """Whether the lease ran out (the holder stopped renewing it: it is gone or stuck)."""
+        return self.expires_at <= self.checked_at
+
+    def describe(self) -> str:
+        """One line naming the holder, e.g. ``alice@web1 (pid 42, `migrate production`)``."""
+        return f"{self.user}@{self.host} (pid {self.pid}, `{self.command}`)"
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """The outcome of one attempt to take the lock.
+
+    ``acquired`` says whether we hold it now; ``holder`` is the other holder when we do not;
+    ``previous`` is the expired, never-released holder we took over from, if any.
+    """
+
+    acquired: bool
+    holder: LockHolder | None = None
+    previous: LockHolder | None = None
+
+
+class HistoryStore(Protocol):
+    """Migration records of one environment, and its transactions.
+
+    ``session`` arguments take what :meth:`transaction` yielded, so that a write joins it.
+    """
+
+    def now(self) -> datetime:
+        """The server's current time (timezone-aware UTC), as well as it can be estimated."""
+        ...
+
+    def records(self) -> dict[str, Record]:
+        """Every record, by migration name (empty when nothing was ever recorded)."""
+        ...
+
+    def save(self, record: Record, *, session: object | None = None) -> None:
+        """Create or replace the record named ``record.name``."""
+        ...
+
+    def save_checkpoint(
+        self, name: str, checkpoint: dict[str, dict[str, Any]], *, session: object | None = None
+    ) -> None:
+        """Replace only the checkpoint of the record ``name`` (which exists)."""
+        ...
+
+    def supports_transactions(self) -> bool:
+        """Whether :meth:`transaction` can make several writes atomic on this server."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[object]:
+        """Begin a transaction; it commits when the block ends and aborts on an exception.
+
+        Raises TransactionUnsupported when the server has no transactions.
+        """
+        ...
+
+
+class MigrationLock(Protocol):
+    """A lease-based lock: one holder at a time, taken over once its lease expires.
+
+    The lease is measured on the server's clock, so the clocks of competing machines do not
+    matter. Implementations must make :meth:`try_acquire` atomic: of any number of concurrent
+    callers, at most one gets ``acquired=True``.
+    """
+
+    def try_acquire(self, owner: LockOwner, lease: float) -> Acquisition:
+        """Take the lock if it is free or its lease expired; never waits."""
+        ...
+
+    def renew(self, owner: LockOwner, lease: float) -> bool:
+        """Extend ``owner``'s lease; False if ``owner`` no longer holds the lock."""
+        ...
+
+    def release(self, owner: LockOwner) -> None:
+        """Give the lock up (nothing happens if ``owner`` no longer holds it)."""
+        ...
+
+    def holder(self) -> LockHolder | None:
+        """The current holder (possibly with an expired lease), or None when the lock is free."""
+        ...
+
+    def clear(self, by: LockOwner) -> LockHolder | None:
+        """Force the lock free, whoever holds it; returns who held it, if anyone."""
+        ...
