@@ -103,3 +103,16 @@ class ManifestError(BackupError):
 
 class QuerySetError(ConfigError):
     """A query set file is missing, fails to load, or has an invalid shape."""
+
+
+class RestoreBusy(BackupError):
+    """Another restore into the same database is running; nothing was done."""
+
+
+class IndexRefused(BackupError):
+    """The target server refused to build an index of the backup; the target is unchanged."""
+
+    def __init__(self, message: str, *, collection: str, index: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.collection = collection
+        self.index = index

@@ -7,10 +7,11 @@ Driver errors never escape an engine: each backend maps them to :mod:`monarch.er
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from monarch.archive.events import DumpReader
     from monarch.config import Environment
     from monarch.migrations.store import HistoryStore, MigrationLock
 
@@ -23,6 +24,47 @@ class ServerInfo:
     version: str
     supports_transactions: bool
     details: str = ""
+
+
+@dataclass(frozen=True)
+class CollectionRestored:
+    """One collection (or view) as a restore put it in place."""
+
+    name: str
+    documents: int
+    bytes: int
+    indexes: tuple[str, ...] = ()
+    type: str = "collection"
+
+
+@dataclass(frozen=True)
+class RestoreStats:
+    """What an engine's restore did.
+
+    ``dropped``: collections the target had and the dump did not, now gone. ``skipped``:
+    namespaces of the dump that are not restored (the oplog, ``system.*``, monarch's own).
+    ``recovered``: what an earlier, interrupted restore into the same database had left, and
+    how it was finished or cleaned up first.
+    """
+
+    database: str
+    collections: tuple[CollectionRestored, ...]
+    dropped: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    recovered: str | None = None
+    seconds: float = 0.0
+    workers: int = 1
+    details: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def documents(self) -> int:
+        """Documents restored, all collections together."""
+        return sum(c.documents for c in self.collections)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of BSON restored, all collections together."""
+        return sum(c.bytes for c in self.collections)
 
 
 class Engine(Protocol):
@@ -45,6 +87,42 @@ class Engine(Protocol):
 
     def migration_lock(self, name: str = "migrate") -> MigrationLock:
         """The lease lock named ``name`` that serialises migration runs on this database."""
+        ...
+
+    def restore_dump(
+        self, reader: DumpReader, *, db: str, progress: Any = None, workers: int | None = None
+    ) -> RestoreStats:
+        """Replace this database with database ``db`` of ``reader``'s dump, exactly.
+
+        Data is loaded and verified in staging first; the target changes only in a final swap
+        that a crash cannot leave half done (it is finished by the next restore or
+        :meth:`recover_restore`). Errors before the swap leave the target as it was.
+        """
+        ...
+
+    def recover_restore(self) -> str | None:
+        """Finish or clean up an interrupted restore; say what was done (None: nothing to do)."""
+        ...
+
+    def same_database(self, other: Engine) -> bool:
+        """Whether ``other`` reaches the very same database (whatever the URLs say)."""
+        ...
+
+    def dump_archive(
+        self,
+        out: Writable,
+        *,
+        query_set: QuerySet | None = None,
+        progress: Progress | None = None,
+        parallel: int = 4,
+        action: str = "backup",
+    ) -> DumpStats:
+        """Write this database to ``out`` as one complete mongodump-format archive.
+
+        Documents pass through as raw BSON (decoded only for a query set's transform); memory
+        stays bounded whatever the database size. ``out`` is neither flushed nor closed. On
+        error ``out`` holds an incomplete archive that the caller must discard.
+        """
         ...
 
     def close(self) -> None:

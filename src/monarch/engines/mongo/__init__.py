@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from pymongo import MongoClient
     from pymongo.database import Database
 
+    from monarch.archive.events import DumpReader
     from monarch.config import Environment
+    from monarch.engines.base import Engine, RestoreStats
     from monarch.engines.mongo.history import MongoHistory, ServerClock
     from monarch.engines.mongo.lock import MongoLock
 
@@ -84,6 +86,38 @@ class MongoEngine:
         if self._clock is None:
             self._clock = ServerClock(self)
         return self._clock
+
+    def restore_dump(
+        self, reader: DumpReader, *, db: str, progress: Any = None, workers: int | None = None
+    ) -> RestoreStats:
+        from monarch.engines.mongo.restore import restore_dump
+
+        return restore_dump(self, reader, db=db, progress=progress, workers=workers)
+
+    def recover_restore(self) -> str | None:
+        from monarch.engines.mongo.restore import recover_restore
+
+        return recover_restore(self)
+
+    def same_database(self, other: Engine) -> bool:
+        from monarch.engines.mongo.restore import same_database
+
+        return same_database(self, other)
+
+    def dump_archive(
+        self,
+        out: Writable,
+        *,
+        query_set: QuerySet | None = None,
+        progress: Progress | None = None,
+        parallel: int = 4,
+        action: str = "backup",
+    ) -> DumpStats:
+        from monarch.engines.mongo.dump import dump_archive
+
+        return dump_archive(
+            self, out, query_set=query_set, progress=progress, parallel=parallel, action=action
+        )
 
     def close(self) -> None:
         if self._client is not None:

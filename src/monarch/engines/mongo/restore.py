@@ -1,0 +1,327 @@
+"""Restoring a dump into MongoDB: staging collections, raw inserts, verification, then the swap.
+
+Documents travel as raw BSON from the dump to the server (``RawBSONDocument``; never decoded
+into dicts). Nothing the user sees changes until every collection has been loaded, counted
+against the dump and indexed; only then does :mod:`monarch.engines.mongo.journal` swap the
+staging collections in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import bson
+from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
+
+from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW
+from monarch.engines.base import CollectionRestored, RestoreStats
+from monarch.engines.mongo._inserter import Inserter
+from monarch.engines.mongo.errors import first_line, translated
+from monarch.engines.mongo.journal import (
+    PROBE_PREFIX,
+    Journal,
+    SwapPlan,
+    is_operational,
+    name_fits,
+)
+from monarch.errors import ArchiveError, BackupError, IndexRefused, MonarchError
+
+if TYPE_CHECKING:
+    from pymongo.errors import OperationFailure
+
+    from monarch.archive.events import DumpReader
+    from monarch.archive.meta import CollectionMeta
+    from monarch.engines.base import Engine
+    from monarch.engines.mongo import MongoEngine
+
+DEFAULT_WORKERS = 1
+"""Insertion threads. One thread already overlaps reading with the server's work; more
+threads were measured slower on FerretDB (SQLite serialises writers) and are an option for
+servers that scale (``workers=``)."""
+BATCH_DOCUMENTS = 1000
+BATCH_BYTES = 16 * 1024 * 1024
+_INDEX_FIELDS_DROPPED = ("v", "ns", "background")
+"""Index-spec fields that say nothing about the index itself (format version, namespace, how
+to build it): dropped, since FerretDB refuses them. Everything else is passed to the server,
+so an index it cannot build exactly is refused by name rather than built differently."""
+
+
+@dataclass
+class _Target:
+    meta: CollectionMeta
+    staging: str
+    indexes: list[dict[str, Any]] = field(default_factory=list)
+    expected: int | None = None
+    size: int = 0
+
+
+def restore_dump(
+    engine: MongoEngine,
+    reader: DumpReader,
+    *,
+    db: str,
+    progress: Any = None,
+    workers: int | None = None,
+    command: str = "monarch restore",
+) -> RestoreStats:
+    """Replace ``engine``'s database with database ``db`` of ``reader``'s dump, exactly.
+
+    See :meth:`monarch.engines.base.Engine.restore_dump`. Raises :class:`ArchiveError` for a
+    corrupt dump, :class:`IndexRefused` for an index the server will not build,
+    :class:`~monarch.errors.RestoreBusy` if another restore is running, and
+    :class:`BackupError` for anything else that stops it; in every case before the swap the
+    target is as it was.
+    """
+    started = time.monotonic()
+    env = engine.environment
+    wanted = [m for m in reader.collections if m.db == db and not _skipped(m)]
+    skipped = [m.namespace for m in reader.collections if m.db == db and _skipped(m)]
+    _check_supported(wanted, env.database)
+    journal = Journal(engine)
+    journal.acquire(command)
+    staging = _Staging(engine, journal, wanted, progress, max(1, workers or DEFAULT_WORKERS))
+    try:
+        with translated(env, "loading the staging collections"):
+            staging.create()
+            inserted = staging.load(reader, db)
+        staging.timings["load"] = time.monotonic() - started
+        staging.verify(inserted)
+        with translated(env, "building indexes on the staging collections"):
+            staging.build_indexes()
+        staging.timings["indexes"] = time.monotonic() - started - staging.timings["load"]
+    except BaseException:
+        with contextlib.suppress(MonarchError):  # unreachable server: the next run cleans up
+            journal.abandon()
+        raise
+    _report(progress, "swap")
+    with translated(env, "swapping the restored collections in"):
+        placing = [(t.staging, name) for name, t in staging.targets.items()]
+        dropped = journal.swap(SwapPlan(placing, staging.views))
+    restored = [
+        CollectionRestored(name, inserted.get(name, 0), t.size,
+                           tuple(str(spec["name"]) for spec in t.indexes))
+        for name, t in staging.targets.items()
+    ] + [CollectionRestored(str(v["create"]), 0, 0, (), VIEW) for v in staging.views]
+    return RestoreStats(
+        database=env.database,
+        collections=tuple(restored),
+        dropped=tuple(dropped),
+        skipped=tuple(skipped),
+        recovered=journal.recovered,
+        seconds=time.monotonic() - started,
+        workers=staging.workers,
+        details=staging.timings,
+    )
+
+
+class _Staging:
+    """The staging side of one restore: create, load, verify, index."""
+
+    def __init__(
+        self,
+        engine: MongoEngine,
+        journal: Journal,
+        metas: list[CollectionMeta],
+        progress: Any,
+        workers: int,
+    ) -> None:
+        self._engine = engine
+        self._db = engine.db
+        self._journal = journal
+        self._progress = progress
+        self.workers = workers
+        self.targets = {
+            m.data_collection: _Target(m, journal.staging_name(m.collection), _index_specs(m))
+            for m in metas if m.type == COLLECTION
+        }
+        self.views = [_view_command(m) for m in metas if m.type == VIEW]
+        self.timings: dict[str, float] = {}
+
+    def create(self) -> None:
+        from pymongo.errors import OperationFailure
+
+        for target in self.targets.values():
+            options = {k: v for k, v in target.meta.options.items() if k != "autoIndexId"}
+            try:
+                self._db.command({"create": target.staging, **options})
+            except OperationFailure as exc:
+                raise BackupError(
+                    f"the server refused to create collection {target.meta.collection!r} with "
+                    f"options {sorted(options)}: {_reason(exc)}; the target is unchanged"
+                ) from exc
+
+    def load(self, reader: DumpReader, source_db: str) -> dict[str, int]:
+        """Insert every selected document into staging; return the acknowledged counts."""
+        from monarch.archive.events import CollectionEnd
+
+        inserter = Inserter(self._db, self._engine.environment, self.workers)
+        pending: dict[str, tuple[list[RawBSONDocument], int]] = {}
+        ok = False
+        try:
+            for event in reader:
+                self._journal.heartbeat()
+                target = self.targets.get(event.collection) if event.db == source_db else None
+                if target is None:
+                    continue
+                name = event.collection
+                batch, size = pending.pop(name, ([], 0))
+                if isinstance(event, CollectionEnd):
+                    target.expected = event.documents
+                    if batch:
+                        inserter.submit(name, target.staging, batch)
+                    _report(self._progress, "end", name)
+                    continue
+                batch.extend(bson.decode_all(event.data, DEFAULT_RAW_BSON_OPTIONS))
+                size += len(event.data)
+                target.size += len(event.data)
+                if len(batch) >= BATCH_DOCUMENTS or size >= BATCH_BYTES:
+                    inserter.submit(name, target.staging, batch)
+                    batch, size = [], 0
+                pending[name] = (batch, size)
+                _report(self._progress, "documents", name, event.count, len(event.data))
+            for name, (batch, _) in pending.items():
+                if batch:
+                    inserter.submit(name, self.targets[name].staging, batch)
+            counts = inserter.finish()
+            ok = True
+            return counts
+        finally:
+            if not ok:
+                inserter.abort()  # no insert may recreate a staging collection after cleanup
+
+    def verify(self, inserted: dict[str, int]) -> None:
+        for name, target in self.targets.items():
+            if target.expected is None:
+                raise ArchiveError(f"the dump ended without the end of collection {name!r}")
+            got = inserted.get(name, 0)
+            if got != target.expected:
+                raise BackupError(
+                    f"collection {name!r}: the dump has {target.expected} documents but the "
+                    f"server acknowledged {got}; the target is unchanged"
+                )
+
+    def build_indexes(self) -> None:
+        from pymongo.errors import OperationFailure
+
+        for target in self.targets.values():
+            for spec in target.indexes:
+                self._journal.heartbeat()
+                name, coll = str(spec["name"]), target.meta.collection
+                _report(self._progress, "index", coll, name)
+                try:
+                    # One index per command: FerretDB mishandles several in one createIndexes.
+                    self._db.command("createIndexes", target.staging, indexes=[spec])
+                except OperationFailure as exc:
+                    raise IndexRefused(
+                        f"the server refused index {name!r} of collection {coll!r}: "
+                        f"{_reason(exc)}; the restore was stopped and the target is unchanged",
+                        collection=coll,
+                        index=name,
+                        hint="restore to a server that supports this index, or drop it from "
+                             "the source",
+                    ) from exc
+        self._try_views()
+
+    def _try_views(self) -> None:
+        """Create each view once under a staging name, so a refusal comes before the swap."""
+        from pymongo.errors import OperationFailure
+
+        for view in self.views:
+            trial = self._journal.staging_name(str(view["create"]))
+            try:
+                self._db.command({**view, "create": trial})
+            except OperationFailure as exc:
+                raise BackupError(f"the server refused view {view['create']!r}: "
+                                  f"{_reason(exc)}; the target is unchanged") from exc
+            self._db.drop_collection(trial)
+
+
+def recover_restore(engine: MongoEngine) -> str | None:
+    """Finish or clean up an interrupted restore into ``engine``'s database, if there is one."""
+    journal = Journal(engine)
+    journal.acquire("monarch recover")
+    recovered = journal.recovered
+    journal.abandon()
+    return recovered
+
+
+def same_database(engine: MongoEngine, other: Engine) -> bool:
+    """Whether ``other`` reaches ``engine``'s very database, asked of the servers themselves.
+
+    Host names cannot tell (``localhost``, ``127.0.0.1``, a DNS alias, a replica set member):
+    a uniquely named empty collection is created here and looked for there.
+    """
+    from monarch.engines.mongo import MongoEngine
+
+    if not isinstance(other, MongoEngine):
+        return False
+    probe = f"{PROBE_PREFIX}{secrets.token_hex(6)}"
+    with translated(engine.environment, "checking whether two environments are one database"):
+        engine.db.create_collection(probe)
+        try:
+            with translated(other.environment, "checking whether two environments are one "
+                            "database"):
+                return probe in other.db.list_collection_names(filter={"name": probe})
+        finally:
+            engine.db.drop_collection(probe)
+
+
+def _skipped(meta: CollectionMeta) -> bool:
+    # The oplog (db ""), system collections, and monarch's own bookkeeping are not data.
+    return not meta.db or is_operational(meta.collection)
+
+
+def _check_supported(metas: list[CollectionMeta], target_db: str) -> None:
+    for meta in metas:
+        if meta.type == TIMESERIES:
+            raise BackupError(
+                f"{meta.namespace!r} is a time-series collection, which monarch cannot restore "
+                "yet; nothing was done",
+                hint="restore it with mongorestore, or leave it out of the dump",
+            )
+        if meta.type not in (COLLECTION, VIEW):
+            raise BackupError(f"{meta.namespace!r} has type {meta.type!r}, which monarch cannot "
+                              "restore; nothing was done")
+        name = meta.collection
+        if not name_fits(target_db, name) or name.startswith(".") or "$" in name or "\0" in name:
+            raise BackupError(
+                f"collection name {name!r} is not valid in database {target_db!r} (too long, or "
+                "a character the server refuses); nothing was done",
+                hint="restore into a database with a shorter name",
+            )
+
+
+def _index_specs(meta: CollectionMeta) -> list[dict[str, Any]]:
+    specs = []
+    for spec in meta.indexes:
+        if spec.get("name") == "_id_":
+            continue  # every collection has it already
+        if "key" not in spec or "name" not in spec:
+            raise ArchiveError(f"an index of {meta.namespace!r} lacks its key or name")
+        specs.append({k: v for k, v in spec.items() if k not in _INDEX_FIELDS_DROPPED})
+    return specs
+
+
+def _view_command(meta: CollectionMeta) -> dict[str, Any]:
+    options = dict(meta.options)
+    if "viewOn" not in options:
+        raise ArchiveError(f"the view {meta.namespace!r} has no viewOn in its metadata")
+    return {"create": meta.collection, **options}
+
+
+def _reason(exc: OperationFailure) -> str:
+    details = exc.details or {}
+    return first_line(str(details.get("errmsg") or exc))
+
+
+def _report(progress: Any, what: str, *args: Any) -> None:
+    if progress is None:
+        return
+    handler = getattr(progress, f"restore_{what}", None)
+    if handler is not None:
+        handler(*args)
+
