@@ -33,7 +33,7 @@ def make_archive(
     with open_compressed_writer(out, compression) as stream:
         kwargs = {} if segment_size is None else {"segment_size": segment_size}
         writer = ArchiveWriter(stream, **kwargs)
-        writer.write_header(collections, "7.0.0", "monarch-tests", 2)
+        writer.write_header(collections, "7.0.0", "monarch-tests", max(1, len(collections)))
         for db, coll, raw in batches:
             writer.write_documents(db, coll, raw)
         for meta in collections:

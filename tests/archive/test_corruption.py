@@ -295,3 +295,16 @@ class TestWriterRefusesBadInput:
     def test_documents_before_the_header(self) -> None:
         with pytest.raises(ValueError, match="write_header"):
             ArchiveWriter(io.BytesIO()).write_documents("shop", "orders", DOCS[0])
+
+    def test_more_namespaces_in_progress_than_declared(self) -> None:
+        writer = ArchiveWriter(io.BytesIO())
+        writer.write_header(COLLECTIONS, "7.0", "t", concurrent_collections=1)
+        writer.write_documents("shop", "orders", DOCS[0])
+        with pytest.raises(ValueError, match="concurrent_collections=1"):
+            writer.write_documents("shop", "users", DOCS[0])
+        with pytest.raises(ValueError, match="concurrent_collections=1"):
+            writer.end_collection("shop", "users")  # an empty one counts too
+        writer.end_collection("shop", "orders")
+        writer.write_documents("shop", "users", DOCS[0])
+        writer.end_collection("shop", "users")
+        writer.close()

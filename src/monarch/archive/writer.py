@@ -76,6 +76,8 @@ class ArchiveWriter:
         self._closed = False
         self._current: tuple[str, str] | None = None  # namespace of the open segment
         self._segment_used = 0
+        self._concurrent = 1
+        self._started: set[tuple[str, str]] = set()  # has had a block and is not ended
 
     @property
     def stats(self) -> list[NamespaceStats]:
@@ -93,6 +95,11 @@ class ArchiveWriter:
 
         Every namespace written later must be the :attr:`CollectionMeta.data_collection` of one
         of ``collections``, and each must be ended, views included.
+
+        ``concurrent_collections`` is how many namespaces may be in progress at once (started
+        and not yet ended). mongorestore restores that many collections in parallel, one worker
+        staying with each until its end block, so an archive that interleaves more would make
+        it deadlock; the writer refuses to write one (``ValueError``).
         """
         if self._header_written:
             raise ValueError("the archive header was already written")
@@ -107,6 +114,7 @@ class ArchiveWriter:
         parts.append(TERMINATOR_BYTES)
         self._out.write(b"".join(parts))
         self._stats = stats
+        self._concurrent = concurrent_collections
         self._header_written = True
 
     def write_documents(self, db: str, collection: str, raw: Buffer) -> None:
@@ -142,12 +150,14 @@ class ArchiveWriter:
     def end_collection(self, db: str, collection: str) -> NamespaceStats:
         """Write the namespace's end-of-collection block (with its CRC) and return its stats."""
         stats = self._open_namespace(db, collection)
+        self._check_concurrency((db, collection))
         self._finish_segment()
         self._out.write(
             encode_namespace_header(db, collection, eof=True, crc=to_signed(stats.crc))
             + TERMINATOR_BYTES
         )
         stats.ended = True
+        self._started.discard((db, collection))
         return stats
 
     def close(self) -> None:
@@ -184,7 +194,17 @@ class ArchiveWriter:
             raise ValueError(f"namespace {db}.{collection} was already ended")
         return stats
 
+    def _check_concurrency(self, key: tuple[str, str]) -> None:
+        if key not in self._started and len(self._started) >= self._concurrent:
+            raise ValueError(
+                f"starting namespace {key[0]}.{key[1]} would put {len(self._started) + 1} "
+                f"namespaces in progress at once, more than concurrent_collections="
+                f"{self._concurrent}; end one first or declare more in write_header()"
+            )
+
     def _start_segment(self, db: str, collection: str) -> None:
+        self._check_concurrency((db, collection))
+        self._started.add((db, collection))
         self._finish_segment()
         self._out.write(encode_namespace_header(db, collection, eof=False, crc=0))
         self._current = (db, collection)
