@@ -25,9 +25,10 @@ Shape (``format_version`` 1)::
       "totals": {"collections": 1, "documents": 10, "bytes": 2048}
     }
 
-``indexes`` and ``options`` are canonical Extended JSON (what the archive's metadata holds, so
-BSON types survive). The CRC is a hex string because JSON readers lose precision past 2**53.
-Readers ignore fields they do not know; a higher ``format_version`` is refused.
+``indexes`` and ``options`` are relaxed Extended JSON, for reading; the archive's own metadata
+(canonical Extended JSON) is what a restore uses. The CRC is a hex string because JSON readers
+lose precision past 2**53. Readers ignore fields they do not know; a higher ``format_version``
+is refused.
 """
 
 from __future__ import annotations

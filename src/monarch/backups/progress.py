@@ -169,7 +169,7 @@ class LineProgress:
 
     def finish(self, summary: Summary | None) -> None:
         with self._t.lock:
-            if summary is None:
+            if summary is None and self._t.action:
                 self._write(f"{self._t.action}: stopped")
 
     def _status(self, now: float) -> str:

@@ -1,51 +1,298 @@
-"""Backup commands (filled in by the backups work)."""
+"""Backup commands: backup, list_backups, verify, prune, delete_backup, generate_query_set,
+restore and copy_db. Each parses its arguments, calls one function of
+:mod:`monarch.backups.api` and prints the result; progress goes to stderr, results to stdout.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
 import click
 
+from monarch.cli.output import confirm_name, echo_json, table
 from monarch.cli.session import Session
-from monarch.errors import NotImplementedYet
+from monarch.errors import UsageError
+
+if TYPE_CHECKING:
+    from monarch.backups.catalog import BackupInfo
+    from monarch.backups.progress import Progress
+
+_quiet = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress; print only the essential result."
+)
+_as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+_confirm = click.option(
+    "--confirm", metavar="NAME", help="Type the protected target's name (for scripts and CI)."
+)
 
 
-def _not_yet(what: str) -> NotImplementedYet:
-    return NotImplementedYet(f"`monarch {what}` is not available in this version yet")
+def _progress(quiet: bool) -> Progress:
+    from monarch.backups.progress import progress_for
+
+    return progress_for(sys.stderr, quiet=quiet)
 
 
-@click.command()
-@click.argument("env")
-@click.pass_obj
-def backup(session: Session, env: str) -> None:
-    """Back up ENV's database into the backup store."""
-    session.environment(env)
-    raise _not_yet("backup")
+def split_spec(spec: str | None, shape: str, example: str, command: str) -> tuple[str, str]:
+    """Split ``A:B`` (at the last colon, so a path may hold one); UsageError if malformed."""
+    left, colon, right = (spec or "").rpartition(":")
+    if not spec or not colon or not left or not right:
+        given = f"got {spec!r}" if spec else "it is missing"
+        raise UsageError(
+            f"{command} takes {shape}, e.g. {example}; {given}",
+            hint=f"monarch {command} {example}",
+        )
+    return left, right
 
 
 @click.command()
 @click.argument("env", required=False)
+@click.option("--name", "label", metavar="LABEL", help="Label that ends the backup's name.")
+@click.option("--query-set", metavar="NAME", help="Dump through querysets/NAME.py.")
+@click.option(
+    "--compression", type=click.Choice(["zstd", "gzip", "none"]),
+    help="Archive compression (default: the store's `compression`, else zstd).",
+)
+@click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Collections read at once.")
+@_quiet
+@_as_json
 @click.pass_obj
-def list_backups(session: Session, env: str | None) -> None:
-    """List the complete backups in the store."""
-    session.config  # noqa: B018 - loads and validates the config
-    raise _not_yet("list_backups")
+def backup(
+    session: Session, *, env: str | None, label: str | None, query_set: str | None,
+    compression: str | None, parallel: int, quiet: bool, as_json: bool,
+) -> None:
+    """Back up ENV's database into the backup store."""
+    from monarch.backups.api import backup as run_backup
+    from monarch.backups.progress import format_duration, format_size
+
+    if not env:
+        raise UsageError("backup needs an environment", hint="monarch backup development")
+    config = session.config
+    result = run_backup(config, env, label=label, query_set=query_set, compression=compression,
+                        progress=_progress(quiet or as_json), parallel=parallel)
+    m = result.manifest
+    if as_json:
+        echo_json({"name": result.name, "store": result.store_url,
+                   "manifest": json.loads(m.to_json())})
+        return
+    if quiet:
+        click.echo(result.name)
+        return
+    environment = config.environment(env)
+    rate = result.data_bytes / result.seconds if result.seconds > 0 else 0.0
+    click.echo(f"Backed up {env} (database {m.database} on {environment.host or '-'}) "
+               f"as {result.name}")
+    click.echo(f"  {result.collections} collections, {result.documents:,} documents, "
+               f"{format_size(result.data_bytes)} of BSON -> {format_size(result.size)} archive "
+               f"({m.archive.compression}) in {format_duration(result.seconds)} "
+               f"({format_size(rate)}/s)")
+    if m.query_set:
+        click.echo(f"  through query set {m.query_set!r}")
+    click.echo(f"  in {result.store_url}")
+    click.echo(f"Restore it with: monarch restore {result.name}:ENV")
 
 
 @click.command()
-@click.argument("spec", metavar="BACKUP:ENV")
+@click.argument("env", required=False)
+@_as_json
 @click.pass_obj
-def restore(session: Session, spec: str) -> None:
-    """Restore BACKUP into ENV."""
-    session.config  # noqa: B018
-    raise _not_yet("restore")
+def list_backups(session: Session, env: str | None, as_json: bool) -> None:
+    """List the complete backups in the store (ENV's only, if given), oldest first."""
+    from monarch.backups.api import list_backups as run_list
+    from monarch.backups.progress import format_duration, format_size
+
+    backups = run_list(session.config, env)
+    if as_json:
+        echo_json([_info_json(b) for b in backups])
+        return
+    if not backups:
+        where = f" of {env}" if env else ""
+        click.echo(f"No backups{where} in {session.config.backups.url}.")
+        return
+    rows = [
+        (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+         format_duration(b.duration), format_size(b.size), b.collections, f"{b.documents:,}",
+         b.compression + (f" (query set {b.query_set})" if b.query_set else ""))
+        for b in backups
+    ]
+    headers = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE", "COLLECTIONS",
+               "DOCUMENTS", "COMPRESSION")
+    click.echo(table(headers, rows))
+
+
+def _info_json(b: BackupInfo) -> dict[str, Any]:
+    return {
+        "name": b.name, "environment": b.environment, "database": b.database,
+        "created": b.created.isoformat(), "finished": b.finished.isoformat(),
+        "duration_seconds": round(b.duration, 3), "size": b.size,
+        "collections": b.collections, "documents": b.documents,
+        "compression": b.compression, "label": b.label, "query_set": b.query_set,
+        "archive": b.manifest.archive.key, "sha256": b.manifest.archive.sha256,
+    }
 
 
 @click.command()
-@click.argument("spec", metavar="FROM:TO")
+@click.argument("name", metavar="BACKUP", required=False)
+@_quiet
+@_as_json
 @click.pass_obj
-def copy_db(session: Session, spec: str) -> None:
-    """Copy FROM's database into TO."""
-    session.config  # noqa: B018
-    raise _not_yet("copy_db")
+def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> int:
+    """Read BACKUP's whole archive and check it against its manifest (exit 1 if unsound)."""
+    from monarch.backups.api import verify as run_verify
+    from monarch.backups.progress import format_size
+
+    if not name:
+        raise UsageError("verify needs a backup name",
+                         hint="monarch list_backups shows them; then monarch verify NAME")
+    result = run_verify(session.config, name, progress=_progress(quiet or as_json))
+    if as_json:
+        echo_json({"name": result.name, "ok": result.ok, "problems": list(result.problems),
+                   "collections": result.collections, "documents": result.documents,
+                   "size": result.size, "seconds": round(result.seconds, 3)})
+    elif result.ok:
+        click.echo(f"OK {result.name}: {result.collections} collections, "
+                   f"{result.documents:,} documents, {format_size(result.size)}; structure, "
+                   "CRCs, counts, size and SHA-256 match the manifest")
+    else:
+        click.echo(f"FAILED {result.name}: {len(result.problems)} problem(s)")
+        for problem in result.problems:
+            click.echo(f"  - {problem}")
+    return 0 if result.ok else 1
 
 
-COMMANDS = [backup, list_backups, restore, copy_db]
+@click.command()
+@click.option("--keep-last", type=int, metavar="N", help="Keep the N newest backups.")
+@click.option("--keep-daily", type=int, metavar="N",
+              help="Keep the newest backup of each of the last N days that have one.")
+@click.option("--keep-weekly", type=int, metavar="N",
+              help="Keep the newest backup of each of the last N weeks that have one.")
+@click.option("--env", metavar="ENV", help="Prune only ENV's backups (default: each env).")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@_as_json
+@click.pass_obj
+def prune(
+    session: Session, *, keep_last: int | None, keep_daily: int | None, keep_weekly: int | None,
+    env: str | None, dry_run: bool, as_json: bool,
+) -> None:
+    """Delete backups no --keep-* rule keeps, and leftovers of interrupted runs."""
+    from monarch.backups.api import prune as run_prune
+
+    result = run_prune(session.config, keep_last=keep_last, keep_daily=keep_daily,
+                       keep_weekly=keep_weekly, env=env, dry_run=dry_run)
+    if as_json:
+        echo_json({
+            "dry_run": result.dry_run,
+            "kept": [{"name": k.backup.name, "reasons": list(k.reasons)} for k in result.kept],
+            "removed": [b.name for b in result.removed],
+            "orphans": list(result.orphans), "leftovers": result.leftovers,
+        })
+        return
+    verb = "would remove" if dry_run else "removed"
+    for kept in result.kept:
+        click.echo(f"keep    {kept.backup.name}  ({', '.join(kept.reasons)})")
+    for info in result.removed:
+        click.echo(f"{'remove' if dry_run else 'removed'} {info.name}")
+    for key in result.orphans:
+        click.echo(f"{verb} orphan archive {key}")
+    tail = f", {result.leftovers} unfinished upload(s)" if result.leftovers else ""
+    click.echo(f"{'Dry run: ' if dry_run else ''}kept {len(result.kept)}, {verb} "
+               f"{len(result.removed)} backup(s) and {len(result.orphans)} orphan(s){tail}.")
+
+
+@click.command()
+@click.argument("name", metavar="BACKUP", required=False)
+@click.pass_obj
+def delete_backup(session: Session, name: str | None) -> None:
+    """Delete BACKUP: its manifest first (it is then gone), then its archive."""
+    from monarch.backups.api import delete_backup as run_delete
+
+    if not name:
+        raise UsageError("delete_backup needs a backup name",
+                         hint="monarch list_backups shows them; then monarch delete_backup NAME")
+    result = run_delete(session.config, name)
+    what = "backup" if result.was_complete else "leftovers of backup"
+    click.echo(f"Deleted {what} {result.name}: {', '.join(result.keys)}")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--force", is_flag=True, help="Overwrite an existing query set file.")
+@click.pass_obj
+def generate_query_set(session: Session, name: str | None, force: bool) -> None:
+    """Write querysets/NAME.py, a template that narrows and transforms what is dumped."""
+    from monarch.backups.api import generate_query_set as run_generate
+
+    if not name:
+        raise UsageError("generate_query_set needs a name", hint="monarch generate_query_set "
+                         "anonymized")
+    path = run_generate(session.config, name, force=force)
+    click.echo(f"created {path}")
+    click.echo(f"Next: edit it, then `monarch backup ENV --query-set {name}` or "
+               f"`monarch copy_db FROM:TO --query-set {name}`")
+
+
+@click.command()
+@click.argument("spec", metavar="BACKUP:ENV", required=False)
+@click.option("--from-db", metavar="NAME", help="The database to take from a multi-db dump.")
+@_confirm
+@_quiet
+@click.pass_obj
+def restore(
+    session: Session, *, spec: str | None, from_db: str | None, confirm: str | None, quiet: bool,
+) -> None:
+    """Restore BACKUP (a backup name, or a mongodump archive or folder) into ENV."""
+    from monarch.backups.api import restore as run_restore
+
+    backup_name, env = split_spec(spec, "BACKUP:ENV", "production-20260101T120000Z:development",
+                                  "restore")
+    environment = session.environment(env)
+    if environment.protected:
+        confirm = confirm_name(environment.name, f"restore {backup_name} into it", confirm)
+    result = run_restore(session.config, backup_name, env, from_db=from_db, confirm=confirm,
+                         progress=_progress(quiet))
+    _echo_outcome(f"Restored {backup_name} into {env}", result, quiet)
+
+
+@click.command()
+@click.argument("spec", metavar="FROM:TO", required=False)
+@click.option("--query-set", metavar="NAME", help="Copy through querysets/NAME.py.")
+@click.option("--keep-backup", is_flag=True, help="Also store the copied data as a backup.")
+@_confirm
+@_quiet
+@click.pass_obj
+def copy_db(
+    session: Session, *, spec: str | None, query_set: str | None, keep_backup: bool,
+    confirm: str | None, quiet: bool,
+) -> None:
+    """Copy FROM's database into TO (TO then holds exactly FROM's data)."""
+    from monarch.backups.api import copy_db as run_copy
+
+    source, target = split_spec(spec, "FROM:TO", "production:development", "copy_db")
+    if source == target:
+        raise UsageError(f"copy_db {spec}: source and target are the same environment",
+                         hint="name two environments, e.g. monarch copy_db production:development")
+    session.environment(source)
+    environment = session.environment(target)
+    if environment.protected:
+        confirm = confirm_name(environment.name, f"copy {source} over it", confirm)
+    result = run_copy(session.config, source, target, query_set=query_set,
+                      keep_backup=keep_backup, confirm=confirm, progress=_progress(quiet))
+    _echo_outcome(f"Copied {source} into {target}", result, quiet)
+
+
+def _echo_outcome(headline: str, result: object, quiet: bool) -> None:
+    """Print a restore-side result: its own ``summary()`` lines when it has them."""
+    if quiet:
+        return
+    click.echo(headline)
+    summary = getattr(result, "summary", None)
+    lines = summary() if callable(summary) else None
+    for line in lines or ():
+        click.echo(f"  {line}")
+
+
+COMMANDS = [
+    backup, list_backups, verify, prune, delete_backup, generate_query_set, restore, copy_db,
+]

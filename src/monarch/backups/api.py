@@ -1,0 +1,109 @@
+"""The public backup functions: what ``monarch.backup(...)`` and the CLI commands call.
+
+Each takes the loaded :class:`~monarch.config.Config` first and raises a
+:class:`~monarch.errors.MonarchError` on failure; none prints. ``restore`` and ``copy_db`` are
+implemented in :mod:`monarch.backups.restore` and imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from monarch.backups.backup import BackupResult, backup
+from monarch.backups.catalog import BackupInfo
+from monarch.backups.prune import DeleteResult, Kept, PruneResult, delete_backup, prune
+from monarch.backups.querysets import QuerySet, load_query_set
+from monarch.backups.verify import VerifyResult, verify
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from monarch.backups.progress import Progress
+    from monarch.config import Config
+
+
+def list_backups(config: Config, env: str | None = None) -> list[BackupInfo]:
+    """The complete backups in the store (only ``env``'s when given), oldest first.
+
+    Reads manifests only: no database is contacted. Backups without a manifest (unfinished or
+    interrupted) are never listed; an unreadable manifest is skipped with a logged warning.
+    """
+    from monarch.backups.catalog import scan
+    from monarch.stores import open_store
+
+    if env is not None and env not in config.environments:
+        config.environment(env)  # unknown name: a clear error with the known ones
+    return list(scan(open_store(config.backups), env).backups)
+
+
+def generate_query_set(config: Config, name: str, *, force: bool = False) -> Path:
+    """Write ``querysets/<name>.py``, a commented template; return its path."""
+    from monarch.backups.querysets import generate_query_set as generate
+
+    return generate(config, name, force=force)
+
+
+def restore(
+    config: Config,
+    backup_name: str,
+    env_name: str,
+    *,
+    from_db: str | None = None,
+    confirm: str | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Any:
+    """Restore a backup (or a mongodump archive or directory) into environment ``env_name``.
+
+    Afterwards the target holds exactly the backup's collections, documents and indexes.
+    See :func:`monarch.backups.restore.restore` for the guarantees and options.
+    """
+    from monarch.backups.restore import restore as _restore
+
+    return _restore(
+        config, backup_name, env_name, from_db=from_db, confirm=confirm, progress=progress,
+        **options,
+    )
+
+
+def copy_db(
+    config: Config,
+    source_env: str,
+    target_env: str,
+    *,
+    query_set: str | QuerySet | None = None,
+    keep_backup: bool = False,
+    confirm: str | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Any:
+    """Copy ``source_env``'s database into ``target_env``, streaming, with the restore's safety.
+
+    See :func:`monarch.backups.restore.copy_db` for the guarantees and options.
+    """
+    from monarch.backups.restore import copy_db as _copy_db
+
+    return _copy_db(
+        config, source_env, target_env, query_set=query_set, keep_backup=keep_backup,
+        confirm=confirm, progress=progress, **options,
+    )
+
+
+__all__ = [
+    "BackupInfo",
+    "BackupResult",
+    "DeleteResult",
+    "Kept",
+    "PruneResult",
+    "QuerySet",
+    "VerifyResult",
+    "backup",
+    "copy_db",
+    "delete_backup",
+    "generate_query_set",
+    "list_backups",
+    "load_query_set",
+    "prune",
+    "restore",
+    "verify",
+]

@@ -1,0 +1,183 @@
+"""What the store holds: complete backups (those with a manifest), and leftovers.
+
+Everything here reads the store only; no database connection is made. A backup exists exactly
+when its manifest does: an archive without one is an orphan (a backup that died between its two
+writes, or a delete that died between its two deletes) and is removed by ``prune`` and by the
+next ``backup`` once it is old enough not to belong to a backup still running.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from monarch.backups.manifest import Manifest
+from monarch.backups.naming import ARCHIVE_SUFFIXES, check_name, manifest_key, split_key
+from monarch.errors import BackupNotFound, ManifestError, StoreError
+from monarch.stores.base import ObjectInfo, ObjectNotFound
+
+if TYPE_CHECKING:
+    from monarch.stores.base import Store
+
+log = logging.getLogger("monarch.backups")
+
+LEFTOVER_AGE = 3600.0
+"""Seconds after which an unfinished upload or an orphan archive is taken as abandoned. A
+backup still running writes its manifest seconds after its archive, never an hour later."""
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """One complete backup, as its manifest describes it."""
+
+    name: str
+    environment: str
+    database: str
+    created: datetime
+    finished: datetime
+    size: int
+    collections: int
+    documents: int
+    compression: str
+    label: str | None
+    query_set: str | None
+    manifest: Manifest = field(repr=False)
+
+    @property
+    def duration(self) -> float:
+        """Seconds the backup took."""
+        return self.manifest.duration
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> BackupInfo:
+        return cls(
+            name=manifest.name,
+            environment=manifest.environment,
+            database=manifest.database,
+            created=manifest.started_at,
+            finished=manifest.finished_at,
+            size=manifest.archive.size,
+            collections=len(manifest.collections),
+            documents=manifest.documents,
+            compression=manifest.archive.compression,
+            label=manifest.label,
+            query_set=manifest.query_set,
+            manifest=manifest,
+        )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A snapshot of the store's backup objects."""
+
+    backups: tuple[BackupInfo, ...]
+    """Complete backups, oldest first."""
+    archives: dict[str, list[ObjectInfo]]
+    """Backup name -> its archive object(s), complete backups' included."""
+    broken: dict[str, str]
+    """Manifest key -> why it cannot be read. Such backups are neither listed nor touched."""
+
+    def orphans(self, older_than: float, now: datetime | None = None) -> list[ObjectInfo]:
+        """Archives with no manifest (and no broken one) last written ``older_than`` s ago."""
+        limit = (now or datetime.now(UTC)) - timedelta(seconds=older_than)
+        named = {b.name for b in self.backups} | {
+            key.removesuffix(".manifest.json") for key in self.broken
+        }
+        return [
+            obj
+            for name, objects in sorted(self.archives.items())
+            if name not in named
+            for obj in objects
+            if obj.modified <= limit
+        ]
+
+
+def read_manifest(store: Store, name: str) -> Manifest:
+    """Read and parse backup ``name``'s manifest. A missing one raises BackupNotFound."""
+    key = manifest_key(check_name(name))
+    try:
+        with store.reader(key) as stream:
+            text = stream.read()
+    except ObjectNotFound:
+        raise _not_found(store, name) from None
+    manifest = Manifest.from_json(text, key)
+    if manifest.name != name:
+        raise ManifestError(f"{key} describes backup {manifest.name!r}, not {name!r}")
+    return manifest
+
+
+def scan(store: Store, environment: str | None = None) -> Catalog:
+    """List the store once and read every manifest (in parallel: a remote store is slow)."""
+    manifests: list[str] = []
+    archives: dict[str, list[ObjectInfo]] = {}
+    prefix = f"{environment}-" if environment else ""
+    for obj in store.list(prefix):
+        parsed = split_key(obj.key)
+        if parsed is None:
+            continue
+        name, kind = parsed
+        if kind == "manifest":
+            manifests.append(name)
+        else:
+            archives.setdefault(name, []).append(obj)
+
+    def load(name: str) -> Manifest | str:
+        try:
+            return read_manifest(store, name)
+        except BackupNotFound:
+            return "deleted while listing"
+        except (ManifestError, StoreError) as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(manifests)))) as pool:
+        loaded = list(pool.map(load, manifests))
+    backups: list[BackupInfo] = []
+    broken: dict[str, str] = {}
+    for name, result in zip(manifests, loaded, strict=True):
+        if isinstance(result, str):
+            if result != "deleted while listing":
+                broken[manifest_key(name)] = result
+                log.warning("skipping backup %s: %s", name, result)
+            continue
+        if environment is None or result.environment == environment:
+            backups.append(BackupInfo.from_manifest(result))
+    backups.sort(key=lambda b: (b.created, b.name))
+    return Catalog(tuple(backups), archives, broken)
+
+
+def find_backup(store: Store, name: str) -> BackupInfo:
+    """The complete backup called ``name``; BackupNotFound (with close names) otherwise."""
+    return BackupInfo.from_manifest(read_manifest(store, name))
+
+
+def remove_orphans(store: Store, older_than: float = LEFTOVER_AGE) -> list[str]:
+    """Delete orphan archives older than ``older_than`` seconds; return their keys."""
+    removed: list[str] = []
+    for obj in scan(store).orphans(older_than):
+        try:
+            store.delete(obj.key)
+        except ObjectNotFound:
+            continue  # someone else removed it first
+        removed.append(obj.key)
+    return removed
+
+
+def archive_keys(name: str) -> Iterable[str]:
+    """Every key an archive of backup ``name`` may have."""
+    return (name + suffix for suffix in ARCHIVE_SUFFIXES.values())
+
+
+def _not_found(store: Store, name: str) -> BackupNotFound:
+    names = [
+        parsed[0]
+        for obj in store.list()
+        if (parsed := split_key(obj.key)) is not None and parsed[1] == "manifest"
+    ]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]!r}?" if close else "run `monarch list_backups` to see them"
+    return BackupNotFound(f"no backup {name!r} in {store.display_url}", hint=hint)

@@ -1,0 +1,211 @@
+"""Retention: which backups to keep (restic's rules), deleting the rest, and deleting one.
+
+Rules apply to each environment separately, newest backup first, and a backup is kept if any
+rule keeps it:
+
+- ``keep_last N``: the N newest backups;
+- ``keep_daily N``: for the N most recent days that have backups, the newest of each day;
+- ``keep_weekly N``: the same per ISO week (Monday to Sunday).
+
+Days and weeks are UTC, like backup names. A backup is deleted manifest first, so it stops
+existing at once; then its archive. Prune also removes what killed runs left: orphan archives
+(no manifest) and unfinished uploads older than an hour.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, scan
+from monarch.backups.naming import archive_key, check_name, manifest_key
+from monarch.errors import BackupNotFound, UsageError
+from monarch.stores.base import ObjectNotFound
+
+if TYPE_CHECKING:
+    from monarch.config import Config
+    from monarch.stores.base import Store
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A backup prune keeps, and the rules that keep it (``"last"``, ``"daily"``, ...)."""
+
+    backup: BackupInfo
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What prune kept and removed (or, with ``dry_run``, would remove)."""
+
+    kept: tuple[Kept, ...]
+    removed: tuple[BackupInfo, ...]
+    orphans: tuple[str, ...]
+    """Keys of archives without a manifest removed (or that would be)."""
+    leftovers: int
+    """Unfinished uploads removed (not counted on a dry run)."""
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What :func:`delete_backup` removed, in order."""
+
+    name: str
+    keys: tuple[str, ...]
+    was_complete: bool
+    """False when only an orphan archive (no manifest) was left to remove."""
+
+
+def select(
+    backups: Sequence[BackupInfo],
+    *,
+    keep_last: int | None = None,
+    keep_daily: int | None = None,
+    keep_weekly: int | None = None,
+) -> tuple[list[Kept], list[BackupInfo]]:
+    """Apply the rules to ``backups`` (grouped by environment); return (kept, to remove).
+
+    Pure: nothing is read or deleted. Both lists are oldest first.
+    """
+    rules = _rules(keep_last, keep_daily, keep_weekly)
+    groups: dict[str, list[BackupInfo]] = defaultdict(list)
+    for info in backups:
+        groups[info.environment].append(info)
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for group in groups.values():
+        newest_first = sorted(group, key=lambda b: (b.created, b.name), reverse=True)
+        for rule, count, bucket in rules:
+            seen: list[object] = []
+            for info in newest_first:
+                key = bucket(info.created)
+                if seen and seen[-1] == key:
+                    continue  # an older backup of a period already kept
+                if len(seen) >= count:
+                    break
+                seen.append(key)
+                reasons[info.name].append(rule)
+    ordered = sorted(backups, key=lambda b: (b.created, b.name))
+    kept = [Kept(b, tuple(reasons[b.name])) for b in ordered if b.name in reasons]
+    removed = [b for b in ordered if b.name not in reasons]
+    return kept, removed
+
+
+def prune(
+    config: Config,
+    *,
+    keep_last: int | None = None,
+    keep_daily: int | None = None,
+    keep_weekly: int | None = None,
+    env: str | None = None,
+    dry_run: bool = False,
+    leftover_age: float = LEFTOVER_AGE,
+) -> PruneResult:
+    """Delete the backups no rule keeps (only ``env``'s when given), then the leftovers.
+
+    At least one ``keep_*`` rule is required: prune never deletes every backup by default.
+    With ``dry_run`` nothing is deleted and the result says what would be.
+    """
+    from monarch.stores import open_store
+
+    _rules(keep_last, keep_daily, keep_weekly)  # refuse a missing rule before any I/O
+    store = open_store(config.backups)
+    catalog = scan(store, env)
+    if env is not None and env not in config.environments and not catalog.backups:
+        config.environment(env)  # a misspelt name: say so rather than prune nothing
+    kept, removed = select(
+        catalog.backups, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly
+    )
+    orphans = [o.key for o in catalog.orphans(leftover_age)]
+    leftovers = 0
+    if not dry_run:
+        for info in removed:
+            _delete(store, info.name, info.manifest.archive.key)
+        for key in orphans:
+            try:
+                store.delete(key)
+            except ObjectNotFound:
+                continue
+        leftovers = store.cleanup(leftover_age)
+    return PruneResult(tuple(kept), tuple(removed), tuple(orphans), leftovers, dry_run)
+
+
+def delete_backup(config: Config, name: str) -> DeleteResult:
+    """Delete backup ``name``: its manifest first (it stops existing), then its archive.
+
+    A backup whose manifest is already gone but whose archive remains (an interrupted delete
+    or backup) has the archive removed. Raises :class:`~monarch.errors.BackupNotFound` when
+    neither exists.
+    """
+    from monarch.backups.catalog import read_manifest
+    from monarch.stores import open_store
+
+    store = open_store(config.backups)
+    check_name(name)
+    try:
+        manifest = read_manifest(store, name)
+    except BackupNotFound:
+        keys = [o.key for o in store.list(name + ".") if o.key != manifest_key(name)]
+        keys = [k for k in keys if k in _archive_keys(name)]
+        if not keys:
+            raise
+        for key in keys:
+            _delete_quietly(store, key)
+        return DeleteResult(name, tuple(keys), was_complete=False)
+    return DeleteResult(name, _delete(store, name, manifest.archive.key), was_complete=True)
+
+
+def _delete(store: Store, name: str, archive: str) -> tuple[str, ...]:
+    _delete_quietly(store, manifest_key(name))
+    _delete_quietly(store, archive)
+    return manifest_key(name), archive
+
+
+def _delete_quietly(store: Store, key: str) -> None:
+    with suppress(ObjectNotFound):  # already gone: the goal is reached
+        store.delete(key)
+
+
+def _archive_keys(name: str) -> set[str]:
+    return {archive_key(name, method) for method in ("none", "gzip", "zstd")}
+
+
+_Rule = tuple[str, int, Callable[[datetime], object]]
+
+
+def _rules(last: int | None, daily: int | None, weekly: int | None) -> list[_Rule]:
+    rules: list[_Rule] = []
+    for rule, count, bucket in (
+        ("last", last, _each),
+        ("daily", daily, _day),
+        ("weekly", weekly, _week),
+    ):
+        if count is None:
+            continue
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(f"--keep-{rule} must be a positive number, not {count!r}")
+        rules.append((rule, count, bucket))
+    if not rules:
+        raise UsageError(
+            "prune needs at least one rule saying what to keep; nothing was deleted",
+            hint="e.g. monarch prune --keep-last 7 --keep-daily 14 --keep-weekly 8",
+        )
+    return rules
+
+
+def _each(created: datetime) -> object:
+    return created  # every backup is its own period
+
+
+def _day(created: datetime) -> object:
+    return created.astimezone(UTC).date()
+
+
+def _week(created: datetime) -> object:
+    iso = created.astimezone(UTC).isocalendar()
+    return iso.year, iso.week
