@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
+    from monarch.archive.writer import Writable
+    from monarch.backups.progress import Progress
+    from monarch.backups.querysets import QuerySet
     from monarch.config import Environment
     from monarch.migrations.store import HistoryStore, MigrationLock
 
@@ -24,6 +27,40 @@ class ServerInfo:
     version: str
     supports_transactions: bool
     details: str = ""
+
+
+@dataclass(frozen=True)
+class CollectionDump:
+    """One collection (or view) as a dump wrote it: counts, bytes and the CRC-64 of its
+    documents, and its metadata (options, indexes) as mongodump's Extended JSON text."""
+
+    name: str
+    type: str
+    documents: int
+    size: int
+    crc64: int
+    metadata: str = ""
+
+
+@dataclass(frozen=True)
+class DumpStats:
+    """What an engine's dump wrote, in archive order."""
+
+    database: str
+    server: ServerInfo
+    collections: tuple[CollectionDump, ...]
+    seconds: float = 0.0
+    parallel: int = 1
+
+    @property
+    def documents(self) -> int:
+        """Documents dumped, all collections together."""
+        return sum(c.documents for c in self.collections)
+
+    @property
+    def size(self) -> int:
+        """Bytes of BSON dumped, all collections together."""
+        return sum(c.size for c in self.collections)
 
 
 @dataclass(frozen=True)

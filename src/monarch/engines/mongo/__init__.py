@@ -13,8 +13,11 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from monarch.archive.events import DumpReader
+    from monarch.archive.writer import Writable
+    from monarch.backups.progress import Progress
+    from monarch.backups.querysets import QuerySet
     from monarch.config import Environment
-    from monarch.engines.base import Engine, RestoreStats
+    from monarch.engines.base import DumpStats, Engine, RestoreStats
     from monarch.engines.mongo.history import MongoHistory, ServerClock
     from monarch.engines.mongo.lock import MongoLock
 
