@@ -170,7 +170,9 @@ def project_config(url: str, root: Path) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path, mongo_url: str, mongo_db: Database[dict[str, Any]]) -> Iterator[Project]:
+def project(
+    tmp_path: Path, mongo_url: str, mongo_db: Database[dict[str, Any]]
+) -> Iterator[Project]:
     """A monarch project in ``tmp_path`` with an empty ``migrations/`` folder."""
     (tmp_path / "monarch.toml").write_text(project_config(mongo_url, tmp_path))
     (tmp_path / "migrations").mkdir()

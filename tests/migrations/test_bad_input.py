@@ -17,7 +17,9 @@ A, B = "20240101000001_first", "20240101000002_second"
 def test_syntax_error_names_file_and_line_and_nothing_runs(project: Project) -> None:
     project.counting(A)
     bad = project.migrations / f"{B}.py"
-    bad.write_text("from monarch import MongoMigration\n\nclass M(MongoMigration):\n    def run(self)\n")
+    bad.write_text(
+        "from monarch import MongoMigration\n\nclass M(MongoMigration):\n    def run(self)\n"
+    )
     result = project.cli("migrate", "development")
     assert result.code == 1
     assert f"{bad}, line 4: syntax error" in result.stderr

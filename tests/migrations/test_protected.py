@@ -28,7 +28,7 @@ def applied(project: Project) -> Project:
     return project
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_without_a_terminal_a_protected_environment_is_refused(
     applied: Project, command: list[str]
 ) -> None:
@@ -42,7 +42,7 @@ def test_without_a_terminal_a_protected_environment_is_refused(
     assert applied.snapshot() == before
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_a_wrong_confirm_is_refused(applied: Project, command: list[str]) -> None:
     before = applied.snapshot()
     result = applied.cli(*command, "--confirm", "prod")
