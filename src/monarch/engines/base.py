@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from monarch.archive.events import DumpReader
     from monarch.archive.writer import Writable
     from monarch.backups.progress import Progress
@@ -127,13 +129,20 @@ class Engine(Protocol):
         ...
 
     def restore_dump(
-        self, reader: DumpReader, *, db: str, progress: Any = None, workers: int | None = None
+        self,
+        reader: DumpReader,
+        *,
+        db: str,
+        progress: Progress | None = None,
+        workers: int | None = None,
+        before_swap: Callable[[], None] | None = None,
     ) -> RestoreStats:
         """Replace this database with database ``db`` of ``reader``'s dump, exactly.
 
         Data is loaded and verified in staging first; the target changes only in a final swap
         that a crash cannot leave half done (it is finished by the next restore or
         :meth:`recover_restore`). Errors before the swap leave the target as it was.
+        ``before_swap`` runs when all is loaded and verified; if it raises, nothing is swapped.
         """
         ...
 

@@ -9,6 +9,8 @@ from monarch.engines.base import ServerInfo
 from monarch.engines.mongo.errors import translated
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pymongo import MongoClient
     from pymongo.database import Database
 
@@ -91,11 +93,19 @@ class MongoEngine:
         return self._clock
 
     def restore_dump(
-        self, reader: DumpReader, *, db: str, progress: Any = None, workers: int | None = None
+        self,
+        reader: DumpReader,
+        *,
+        db: str,
+        progress: Progress | None = None,
+        workers: int | None = None,
+        before_swap: Callable[[], None] | None = None,
     ) -> RestoreStats:
         from monarch.engines.mongo.restore import restore_dump
 
-        return restore_dump(self, reader, db=db, progress=progress, workers=workers)
+        return restore_dump(
+            self, reader, db=db, progress=progress, workers=workers, before_swap=before_swap
+        )
 
     def recover_restore(self) -> str | None:
         from monarch.engines.mongo.restore import recover_restore

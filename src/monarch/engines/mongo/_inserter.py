@@ -17,18 +17,28 @@ if TYPE_CHECKING:
     from bson.raw_bson import RawBSONDocument
     from pymongo.database import Database
 
+    from monarch.backups.progress import Progress
     from monarch.config import Environment
 
-_Item = tuple[str, str, list["RawBSONDocument"]] | None
+_Item = tuple[str, str, list["RawBSONDocument"], int] | None
 _POLL = 0.1
 
 
 class Inserter:
-    """``workers`` threads inserting ``(name, staging, documents)`` batches, unordered."""
+    """``workers`` threads inserting batches, unordered, telling ``progress`` as they land.
 
-    def __init__(self, db: Database[Any], environment: Environment, workers: int) -> None:
+    ``progress.finish_item(name)`` comes once :meth:`end` was called for ``name`` and all its
+    batches are acknowledged.
+    """
+
+    def __init__(
+        self, db: Database[Any], environment: Environment, workers: int, progress: Progress
+    ) -> None:
         self._db = db
         self._environment = environment
+        self._progress = progress
+        self._outstanding: dict[str, int] = {}
+        self._ended: set[str] = set()
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=2 * workers)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -41,9 +51,21 @@ class Inserter:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, name: str, staging: str, documents: list[RawBSONDocument]) -> None:
+    def submit(
+        self, name: str, staging: str, documents: list[RawBSONDocument], size: int
+    ) -> None:
         """Queue a batch for ``staging``, counted under ``name``; blocks while the queue is full."""
-        self._put((name, staging, documents))
+        with self._lock:
+            self._outstanding[name] = self._outstanding.get(name, 0) + 1
+        self._put((name, staging, documents, size))
+
+    def end(self, name: str) -> None:
+        """No more batches will come for ``name``."""
+        with self._lock:
+            self._ended.add(name)
+            done = not self._outstanding.get(name)
+        if done:
+            self._progress.finish_item(name)
 
     def finish(self) -> dict[str, int]:
         """Wait for every batch; return the acknowledged documents per name."""
@@ -90,7 +112,7 @@ class Inserter:
                 return
             if self._stop.is_set():
                 continue
-            name, staging, documents = item
+            name, staging, documents, size = item
             try:
                 self._insert(staging, documents)
             except BaseException as exc:
@@ -101,6 +123,11 @@ class Inserter:
                 continue
             with self._lock:
                 self._counts[name] = self._counts.get(name, 0) + len(documents)
+                self._outstanding[name] -= 1
+                done = name in self._ended and not self._outstanding[name]
+            self._progress.advance(name, len(documents), size)
+            if done:
+                self._progress.finish_item(name)
 
     def _insert(self, staging: str, documents: list[RawBSONDocument]) -> None:
         from pymongo.errors import BulkWriteError

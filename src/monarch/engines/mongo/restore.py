@@ -18,6 +18,7 @@ import bson
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
 from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW
+from monarch.backups.progress import Item, NullProgress
 from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.mongo._inserter import Inserter
 from monarch.engines.mongo.errors import first_line, translated
@@ -31,10 +32,13 @@ from monarch.engines.mongo.journal import (
 from monarch.errors import ArchiveError, BackupError, IndexRefused, MonarchError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pymongo.errors import OperationFailure
 
     from monarch.archive.events import DumpReader
     from monarch.archive.meta import CollectionMeta
+    from monarch.backups.progress import Progress
     from monarch.engines.base import Engine
     from monarch.engines.mongo import MongoEngine
 
@@ -64,8 +68,9 @@ def restore_dump(
     reader: DumpReader,
     *,
     db: str,
-    progress: Any = None,
+    progress: Progress | None = None,
     workers: int | None = None,
+    before_swap: Callable[[], None] | None = None,
     command: str = "monarch restore",
 ) -> RestoreStats:
     """Replace ``engine``'s database with database ``db`` of ``reader``'s dump, exactly.
@@ -74,7 +79,8 @@ def restore_dump(
     corrupt dump, :class:`IndexRefused` for an index the server will not build,
     :class:`~monarch.errors.RestoreBusy` if another restore is running, and
     :class:`BackupError` for anything else that stops it; in every case before the swap the
-    target is as it was.
+    target is as it was. ``before_swap`` runs once everything is verified, just before the
+    swap; if it raises, the restore stops there, target unchanged.
     """
     started = time.monotonic()
     env = engine.environment
@@ -83,7 +89,8 @@ def restore_dump(
     _check_supported(wanted, env.database)
     journal = Journal(engine)
     journal.acquire(command)
-    staging = _Staging(engine, journal, wanted, progress, max(1, workers or DEFAULT_WORKERS))
+    staging = _Staging(engine, journal, wanted, progress or NullProgress(),
+                       max(1, workers or DEFAULT_WORKERS))
     try:
         with translated(env, "loading the staging collections"):
             staging.create()
@@ -93,11 +100,12 @@ def restore_dump(
         with translated(env, "building indexes on the staging collections"):
             staging.build_indexes()
         staging.timings["indexes"] = time.monotonic() - started - staging.timings["load"]
+        if before_swap is not None:
+            before_swap()
     except BaseException:
         with contextlib.suppress(MonarchError):  # unreachable server: the next run cleans up
             journal.abandon()
         raise
-    _report(progress, "swap")
     with translated(env, "swapping the restored collections in"):
         placing = [(t.staging, name) for name, t in staging.targets.items()]
         dropped = journal.swap(SwapPlan(placing, staging.views))
@@ -126,7 +134,7 @@ class _Staging:
         engine: MongoEngine,
         journal: Journal,
         metas: list[CollectionMeta],
-        progress: Any,
+        progress: Progress,
         workers: int,
     ) -> None:
         self._engine = engine
@@ -158,7 +166,8 @@ class _Staging:
         """Insert every selected document into staging; return the acknowledged counts."""
         from monarch.archive.events import CollectionEnd
 
-        inserter = Inserter(self._db, self._engine.environment, self.workers)
+        self._progress.start("restore", [Item(name) for name in self.targets])
+        inserter = Inserter(self._db, self._engine.environment, self.workers, self._progress)
         pending: dict[str, tuple[list[RawBSONDocument], int]] = {}
         ok = False
         try:
@@ -172,20 +181,19 @@ class _Staging:
                 if isinstance(event, CollectionEnd):
                     target.expected = event.documents
                     if batch:
-                        inserter.submit(name, target.staging, batch)
-                    _report(self._progress, "end", name)
+                        inserter.submit(name, target.staging, batch, size)
+                    inserter.end(name)
                     continue
                 batch.extend(bson.decode_all(event.data, DEFAULT_RAW_BSON_OPTIONS))
                 size += len(event.data)
                 target.size += len(event.data)
                 if len(batch) >= BATCH_DOCUMENTS or size >= BATCH_BYTES:
-                    inserter.submit(name, target.staging, batch)
+                    inserter.submit(name, target.staging, batch, size)
                     batch, size = [], 0
                 pending[name] = (batch, size)
-                _report(self._progress, "documents", name, event.count, len(event.data))
-            for name, (batch, _) in pending.items():
-                if batch:
-                    inserter.submit(name, self.targets[name].staging, batch)
+            for name, (batch, size) in pending.items():
+                if batch:  # only a dump without a CollectionEnd leaves any; verify() refuses it
+                    inserter.submit(name, self.targets[name].staging, batch, size)
             counts = inserter.finish()
             ok = True
             return counts
@@ -211,7 +219,6 @@ class _Staging:
             for spec in target.indexes:
                 self._journal.heartbeat()
                 name, coll = str(spec["name"]), target.meta.collection
-                _report(self._progress, "index", coll, name)
                 try:
                     # One index per command: FerretDB mishandles several in one createIndexes.
                     self._db.command("createIndexes", target.staging, indexes=[spec])
@@ -316,12 +323,3 @@ def _view_command(meta: CollectionMeta) -> dict[str, Any]:
 def _reason(exc: OperationFailure) -> str:
     details = exc.details or {}
     return first_line(str(details.get("errmsg") or exc))
-
-
-def _report(progress: Any, what: str, *args: Any) -> None:
-    if progress is None:
-        return
-    handler = getattr(progress, f"restore_{what}", None)
-    if handler is not None:
-        handler(*args)
-

@@ -1,0 +1,230 @@
+"""restore(): the target ends up holding exactly the backup, through staging and a swap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monarch import backup, restore
+from monarch.backups.progress import Item, Summary
+from monarch.backups.restore import RestoreResult, recover
+from monarch.errors import BackupNotFound, ConfirmationRequired, UsageError
+from tests.backups.restore_support import (  # noqa: F401 - fixtures
+    TwoDbs,
+    leftovers,
+    seed,
+    snapshot,
+    two_dbs_fixture,
+)
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+def test_backup_restored_into_another_database_has_identical_documents_and_indexes(
+    two_dbs: TwoDbs, compression: str
+) -> None:
+    seed(two_dbs.source)
+    config = two_dbs.config()
+    made = backup(config, "development", compression=compression)
+
+    result = restore(config, made.name, "staging")
+
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+    assert isinstance(result, RestoreResult)
+    assert result.source == "backup" and result.environment == "staging"
+    assert result.documents == 300 + 500 + 100
+    assert sorted(c.name for c in result.collections) == ["empty", "notes", "orders", "users"]
+
+
+def test_restore_removes_collections_that_are_not_in_the_backup(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    config = two_dbs.config()
+    made = backup(config, "development")
+    two_dbs.target.stale.insert_many([{"old": i} for i in range(10)])
+    two_dbs.target.create_collection("also_stale")
+
+    result = restore(config, made.name, "staging")
+
+    assert sorted(two_dbs.target.list_collection_names()) == ["empty", "notes", "orders", "users"]
+    assert sorted(result.dropped) == ["also_stale", "stale"]
+
+
+def test_restore_into_a_non_empty_target_replaces_it_exactly(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    config = two_dbs.config()
+    made = backup(config, "development")
+    # Same collection names, overlapping _ids, other data and another index: all must go.
+    seed(two_dbs.target, seed_value=99)
+    two_dbs.target.users.insert_one({"_id": "only-in-target"})
+    two_dbs.target.users.create_index("name", name="name_1")
+    two_dbs.target.orders.delete_many({})
+
+    restore(config, made.name, "staging")
+
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+
+
+def test_restore_of_an_empty_database_backup_empties_the_target(two_dbs: TwoDbs) -> None:
+    config = two_dbs.config()
+    made = backup(config, "development")
+    seed(two_dbs.target)
+
+    result = restore(config, made.name, "staging")
+
+    assert two_dbs.target.list_collection_names() == []
+    assert result.collections == ()
+
+
+def test_restore_leaves_no_staging_aside_or_journal_collections(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    seed(two_dbs.target, seed_value=3)
+    config = two_dbs.config()
+
+    restore(config, backup(config, "development").name, "staging")
+
+    assert leftovers(two_dbs.target) == []
+
+
+def test_restore_twice_in_a_row_gives_the_same_result(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    config = two_dbs.config()
+    name = backup(config, "development").name
+
+    restore(config, name, "staging")
+    first = snapshot(two_dbs.target)
+    restore(config, name, "staging")
+
+    assert snapshot(two_dbs.target) == first == snapshot(two_dbs.source)
+
+
+def test_restore_brings_back_the_backups_migration_history_and_keeps_the_targets_lock(
+    two_dbs: TwoDbs,
+) -> None:
+    two_dbs.source.monarch_migrations.insert_one({"_id": "0001_first", "state": "applied"})
+    config = two_dbs.config()
+    made = backup(config, "development")
+    two_dbs.target.monarch_migrations.insert_one({"_id": "0002_bad", "state": "applied"})
+    two_dbs.target.monarch_lock.insert_one({"_id": "migrate:000000000001", "lock": "migrate"})
+
+    restore(config, made.name, "staging")
+
+    assert [d["_id"] for d in two_dbs.target.monarch_migrations.find()] == ["0001_first"]
+    assert two_dbs.target.monarch_lock.count_documents({}) == 1
+
+
+def test_restore_keeps_capped_collection_options(two_dbs: TwoDbs) -> None:
+    two_dbs.source.create_collection("events", capped=True, size=1_000_000, max=50)
+    two_dbs.source.events.insert_many([{"n": i} for i in range(20)])
+    config = two_dbs.config()
+
+    restore(config, backup(config, "development").name, "staging")
+
+    options = two_dbs.target.events.options()
+    assert options.get("capped") is True and options.get("max") == 50
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+
+
+def test_restore_with_several_insertion_workers_gives_the_same_result(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source, scale=3)
+    config = two_dbs.config()
+
+    restore(config, backup(config, "development").name, "staging", workers=4)
+
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+
+
+def test_restore_into_a_protected_environment_needs_its_name_and_touches_nothing_without(
+    two_dbs: TwoDbs,
+) -> None:
+    seed(two_dbs.source)
+    seed(two_dbs.target, seed_value=5)
+    config = two_dbs.config()
+    name = backup(config, "development").name
+    before = snapshot(two_dbs.target)
+
+    with pytest.raises(ConfirmationRequired, match="production"):
+        restore(config, name, "production")
+    with pytest.raises(ConfirmationRequired, match="does not match"):
+        restore(config, name, "production", confirm="staging")
+    assert snapshot(two_dbs.target) == before
+
+    restore(config, name, "production", confirm="production")
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+
+
+def test_restore_of_an_unknown_backup_is_not_found_and_touches_nothing(
+    two_dbs: TwoDbs, tmp_path: Path
+) -> None:
+    seed(two_dbs.target)
+    before = snapshot(two_dbs.target)
+    config = two_dbs.config()
+
+    with pytest.raises(BackupNotFound, match="development-20200101T000000Z"):
+        restore(config, "development-20200101T000000Z", "staging")
+    with pytest.raises(BackupNotFound, match="neither a backup name nor"):
+        restore(config, str(tmp_path / "no-such-dump.archive"), "staging")
+    assert snapshot(two_dbs.target) == before
+
+
+def test_from_db_must_name_the_database_of_a_monarch_backup(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    config = two_dbs.config()
+    name = backup(config, "development").name
+
+    with pytest.raises(UsageError, match="holds only database"):
+        restore(config, name, "staging", from_db="elsewhere")
+    restore(config, name, "staging", from_db=two_dbs.source.name)
+
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+
+
+class Recorder:
+    """A progress renderer that remembers every call."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, list[Item]]] = []
+        self.documents: dict[str, int] = {}
+        self.finished_items: list[str] = []
+        self.summaries: list[Summary | None] = []
+
+    def start(self, action: str, items: Any) -> None:
+        self.started.append((action, list(items)))
+
+    def advance(self, item: str, documents: int, size: int) -> None:
+        self.documents[item] = self.documents.get(item, 0) + documents
+
+    def finish_item(self, item: str) -> None:
+        self.finished_items.append(item)
+
+    def finish(self, summary: Summary | None) -> None:
+        self.summaries.append(summary)
+
+
+def test_restore_reports_progress_with_the_manifests_counts_and_a_summary(
+    two_dbs: TwoDbs,
+) -> None:
+    seed(two_dbs.source)
+    config = two_dbs.config()
+    name = backup(config, "development").name
+    progress = Recorder()
+
+    restore(config, name, "staging", progress=progress)
+
+    [(action, items)] = progress.started
+    assert action == "restore"
+    assert {i.name: i.documents for i in items} == {
+        "empty": 0, "notes": 100, "orders": 500, "users": 300}
+    assert progress.documents == {"notes": 100, "orders": 500, "users": 300}
+    assert sorted(progress.finished_items) == ["empty", "notes", "orders", "users"]
+    [summary] = progress.summaries
+    assert summary is not None and summary.documents == 900 and summary.items == 4
+
+
+def test_recover_with_nothing_pending_says_so_and_changes_nothing(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.target)
+    before = snapshot(two_dbs.target)
+
+    assert recover(two_dbs.config(), "staging") is None
+
+    assert snapshot(two_dbs.target) == before
