@@ -128,8 +128,8 @@ def write_archive(
         writer.write_header([meta for meta, _ in collections], "7.0.0", "monarch-tests")
         for meta, documents in collections:
             if documents:
-                writer.write_documents(meta.db, meta.collection, b"".join(documents))
-            writer.end_collection(meta.db, meta.collection)
+                writer.write_documents(meta.db, meta.data_collection, b"".join(documents))
+            writer.end_collection(meta.db, meta.data_collection)
         writer.close()
     path.write_bytes(out.getvalue())
     return path
