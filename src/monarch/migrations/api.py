@@ -209,9 +209,11 @@ def _execute(
     try:
         engine.server_info()  # an unreachable server fails here, within the connect timeout
         store = engine.history()
+        # Planned once without the lock, so that a refusal (and a dry run) writes nothing;
+        # planned again under the lock, which is what counts.
+        plan = planner(files, store.records())
+        _check(plan, store, strict, env)
         if dry_run:
-            plan = planner(files, store.records())
-            _check(plan, store, strict, env)
             return RunResult(env.name, command, True, tuple(plan.steps), drift=tuple(plan.drift))
         owner = current_owner(f"{command} {env.name}")
         lease = Lease(

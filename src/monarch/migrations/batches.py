@@ -70,6 +70,13 @@ def walk(
         yield batch
         # Reached only when the caller asks for the next batch: this one is processed.
         done += len(batch)
+        # A batch that crosses type classes (sorted, so earlier classes are complete) finishes
+        # every class but its last one.
+        last_class = _type_class(batch[-1]["_id"])
+        for doc in batch:
+            kind = _type_class(doc["_id"])
+            if kind != last_class and kind not in done_types:
+                done_types.append(kind)
         state[LAST_ID] = batch[-1]["_id"]
         state[DONE] = done
         state[DONE_TYPES] = done_types
