@@ -18,7 +18,9 @@ from monarch.backups.verify import VerifyResult, verify
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from monarch.backups.copy import CopyResult
     from monarch.backups.progress import Progress
+    from monarch.backups.restore import RestoreResult
     from monarch.config import Config
 
 
@@ -52,7 +54,7 @@ def restore(
     confirm: str | None = None,
     progress: Progress | None = None,
     **options: Any,
-) -> Any:
+) -> RestoreResult:
     """Restore a backup (or a mongodump archive or directory) into environment ``env_name``.
 
     Afterwards the target holds exactly the backup's collections, documents and indexes.
@@ -76,12 +78,12 @@ def copy_db(
     confirm: str | None = None,
     progress: Progress | None = None,
     **options: Any,
-) -> Any:
+) -> CopyResult:
     """Copy ``source_env``'s database into ``target_env``, streaming, with the restore's safety.
 
     See :func:`monarch.backups.restore.copy_db` for the guarantees and options.
     """
-    from monarch.backups.restore import copy_db as _copy_db
+    from monarch.backups.copy import copy_db as _copy_db
 
     return _copy_db(
         config, source_env, target_env, query_set=query_set, keep_backup=keep_backup,
