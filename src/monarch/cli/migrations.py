@@ -68,7 +68,10 @@ def _run_options(func: F) -> F:
 @click.argument("name")
 @click.pass_obj
 def generate(session: Session, name: str) -> None:
-    """Write a new migration file migrations/<timestamp>_NAME.py (alias: create)."""
+    """Write a new migration file (alias: create).
+
+    The file is migrations/<UTC timestamp>_NAME.py; NAME must be snake_case and unused.
+    """
     from monarch.migrations.api import generate as generate_migration
 
     path = generate_migration(session.config, name)
@@ -81,7 +84,11 @@ def generate(session: Session, name: str) -> None:
 @click.option("--check", is_flag=True, help="Exit with code 3 when anything is pending or failed.")
 @click.pass_obj
 def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> int:
-    """Show every migration and its state on ENV (alias: status)."""
+    """Show each migration's state on ENV (alias: status).
+
+    States: pending, applied, changed (file edited since), failed, running, interrupted,
+    missing (recorded, file gone). --check exits 3 when anything needs to run.
+    """
     from monarch.migrations.api import list_migrations as status
 
     report = status(session.config, env)
@@ -112,7 +119,11 @@ def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> i
 @_run_options
 @click.pass_obj
 def migrate(session: Session, /, env: str, to: str | None, strict: bool, **options: Any) -> None:
-    """Run the pending migrations on ENV, in order."""
+    """Run the pending migrations on ENV, in order.
+
+    Each runs once and is recorded in the collection monarch_migrations; the first failure
+    stops the run. A lock keeps two runs from overlapping.
+    """
     from monarch.migrations.api import migrate as run
 
     environment = session.environment(env)
@@ -135,7 +146,10 @@ def migrate(session: Session, /, env: str, to: str | None, strict: bool, **optio
 @_run_options
 @click.pass_obj
 def migrate_one(session: Session, /, name: str, env: str, **options: Any) -> None:
-    """Run exactly migration NAME on ENV, even if it was applied."""
+    """Run exactly migration NAME on ENV.
+
+    It runs even if it was applied already, and is recorded.
+    """
     from monarch.migrations.api import migrate_one as run
 
     environment = session.environment(env)
@@ -167,7 +181,11 @@ def rollback(
     strict: bool,
     **options: Any,
 ) -> None:
-    """Undo applied migrations on ENV with their rollback(), newest first."""
+    """Undo applied migrations on ENV, newest first.
+
+    Runs their rollback() methods (default: the last one applied); if one of them has none,
+    nothing runs.
+    """
     from monarch.migrations.api import rollback as run
 
     environment = session.environment(env)
@@ -191,7 +209,10 @@ def rollback(
 @click.option("--confirm", metavar="ENVNAME", help="Confirm a protected environment by name.")
 @click.pass_obj
 def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
-    """Clear ENV's migration lock, left by a process that is gone."""
+    """Clear ENV's migration lock (its holder is gone).
+
+    A migrate that was killed leaves the lock until its lease expires; this clears it now.
+    """
     from monarch.migrations.api import unlock as clear
 
     environment = session.environment(env)
