@@ -1,0 +1,252 @@
+"""Migration history in PostgreSQL: the ``monarch_migrations`` table, and the server's clock.
+
+One row per migration, keyed by its name, one column per field of
+:class:`~monarch.migrations.store.Record` (the checkpoint as JSONB). The table is created on the
+first write, and columns a newer monarch added are added then too; reading never creates it.
+
+History writes go through the engine's connection, the same one migrations get as ``self.conn``:
+inside :meth:`PostgresHistory.transaction` a migration's statements and its record commit
+together. Outside one the connection autocommits, so each write is durable at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from monarch.engines.postgres.errors import translated
+from monarch.errors import MigrationError
+from monarch.migrations.store import Record
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from monarch.engines.postgres import PostgresEngine
+
+HISTORY_TABLE = "monarch_migrations"
+
+# Record field annotation -> column type; unknown annotations are stored as JSONB.
+_TYPES = {
+    "str": "text NOT NULL DEFAULT ''",
+    "str | None": "text",
+    "int": "bigint NOT NULL DEFAULT 0",
+    "float | None": "double precision",
+    "bool": "boolean NOT NULL DEFAULT false",
+    "datetime | None": "timestamptz",
+}
+_JSON = "jsonb"
+
+
+def column_types() -> dict[str, str]:
+    """Column name -> SQL type, one per Record field (``name`` is the primary key)."""
+    columns = {}
+    for item in fields(Record):
+        kind = _TYPES.get(str(item.type), _JSON)
+        columns[item.name] = "text PRIMARY KEY" if item.name == "name" else kind
+    return columns
+
+
+class ServerClock:
+    """The server's time, estimated once from ``clock_timestamp()`` and the round trip.
+
+    Leases and history times use the server's clock, so machines with skewed clocks agree.
+    """
+
+    def __init__(self, engine: PostgresEngine) -> None:
+        self._engine = engine
+        self._offset: timedelta | None = None
+
+    def now(self) -> datetime:
+        if self._offset is None:
+            self._offset = self._measure()
+        return datetime.now(UTC) + self._offset
+
+    def _measure(self) -> timedelta:
+        with translated(self._engine.environment, "reading the server's clock"):
+            conn = self._engine.connection
+            before = time.time()
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            after = time.time()
+        server = cast("datetime", row[0]) if row else datetime.now(UTC)
+        return timedelta(seconds=server.timestamp() - (before + after) / 2)
+
+
+class PostgresHistory:
+    """:class:`~monarch.migrations.store.HistoryStore` over the ``monarch_migrations`` table."""
+
+    def __init__(self, engine: PostgresEngine, clock: ServerClock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._ready = False
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def records(self) -> dict[str, Record]:
+        from psycopg.rows import dict_row
+
+        with translated(self._engine.environment, "reading the migration history"):
+            conn = self._engine.connection
+            if not _exists(conn, HISTORY_TABLE):
+                return {}
+            with conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(f'SELECT * FROM "{HISTORY_TABLE}"').fetchall()
+        records = {}
+        for row in rows:
+            record = Record.from_dict({key: _from_sql(value) for key, value in row.items()})
+            records[record.name] = record
+        return records
+
+    def save(self, record: Record, *, session: object | None = None) -> None:
+        from psycopg import sql
+
+        data = record.to_dict()
+        names = list(column_types())
+        values = [_to_sql(data.get(name), name) for name in names]
+        columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
+        updates = sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name))
+            for name in names
+            if name != "name"
+        )
+        statement = sql.SQL(
+            "INSERT INTO {table} ({columns}) VALUES ({values}) "
+            "ON CONFLICT (name) DO UPDATE SET {updates}"
+        ).format(
+            table=sql.Identifier(HISTORY_TABLE),
+            columns=columns,
+            values=sql.SQL(", ").join(sql.Placeholder() * len(names)),
+            updates=updates,
+        )
+        with translated(self._engine.environment, f"recording migration {record.name}"):
+            conn = self._connection(session)
+            self._ensure(conn)
+            conn.execute(statement, values)
+
+    def save_checkpoint(
+        self, name: str, checkpoint: dict[str, dict[str, Any]], *, session: object | None = None
+    ) -> None:
+        items = [{"key": key, **value} for key, value in checkpoint.items()]
+        payload = _to_sql(items, "checkpoint")
+        with translated(self._engine.environment, f"saving the checkpoint of {name}"):
+            conn = self._connection(session)
+            self._ensure(conn)
+            conn.execute(
+                f'UPDATE "{HISTORY_TABLE}" SET checkpoint = %s WHERE name = %s', (payload, name)
+            )
+
+    def supports_transactions(self) -> bool:
+        return True
+
+    @contextmanager
+    def transaction(self) -> Iterator[object]:
+        """A transaction on the engine's connection; yields that connection.
+
+        A migration's ``self.conn`` is the same connection, so its statements join the
+        transaction; a ``with self.conn.transaction():`` inside it becomes a savepoint.
+        """
+        from psycopg import pq
+
+        env = self._engine.environment
+        with translated(env, "starting a transaction"):
+            conn = self._engine.connection
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                raise MigrationError(
+                    f"environment {env.name!r}: the connection is already inside a transaction "
+                    "(a migration began one and did not end it)"
+                )
+            block = conn.transaction()
+            block.__enter__()
+        try:
+            yield conn
+        except BaseException as exc:
+            # The block's own error is what matters; a failed rollback only adds noise.
+            with suppress(Exception):
+                block.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        with translated(env, "committing a transaction"):
+            block.__exit__(None, None, None)
+
+    def _connection(self, session: object | None) -> psycopg.Connection[Any]:
+        # The runner passes back exactly what transaction() yielded: the engine's connection.
+        if session is None:
+            return self._engine.connection
+        return cast("psycopg.Connection[Any]", session)
+
+    def _ensure(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the table, or add columns this version knows and the table lacks."""
+        from psycopg import pq
+
+        if self._ready:
+            return
+        ensure_table(conn, HISTORY_TABLE, column_types())
+        # Inside a transaction the creation may yet be rolled back: check again next time.
+        self._ready = conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
+def ensure_table(conn: psycopg.Connection[Any], table: str, columns: dict[str, str]) -> None:
+    """Create ``table`` with ``columns`` if missing, and add any missing column.
+
+    Several processes may do this at once: PostgreSQL then reports a duplicate to the losers,
+    which is fine. A savepoint (or a transaction, when autocommitting) contains that error.
+    """
+    import psycopg.errors as pe
+    from psycopg import sql
+
+    have = _columns(conn, table)
+    if have and not (columns.keys() - have):
+        return
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+        for name, kind in columns.items()
+    )
+    with suppress(pe.UniqueViolation, pe.DuplicateTable, pe.DuplicateColumn), conn.transaction():
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(sql.Identifier(table), definitions)
+        )
+        for name in columns.keys() - _columns(conn, table):
+            kind = columns[name].replace(" PRIMARY KEY", "")
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    sql.Identifier(table), sql.Identifier(name), sql.SQL(kind)
+                )
+            )
+
+
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{table}"',)).fetchone()
+    return bool(row and row[0])
+
+
+def _columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+        "AND attnum > 0 AND NOT attisdropped",
+        (f'"{table}"',),
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _to_sql(value: Any, column: str) -> Any:
+    if column == "checkpoint" or column_types().get(column) == _JSON:
+        from psycopg.types.json import Jsonb
+
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise MigrationError(
+                f"the {column} of a PostgreSQL migration must hold JSON values only: {exc}"
+            ) from None
+        return Jsonb(value)
+    return value
+
+
+def _from_sql(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return value
