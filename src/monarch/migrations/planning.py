@@ -14,6 +14,7 @@ from monarch.migrations.store import (
     INTERRUPTED,
     MIGRATE,
     ROLLBACK,
+    ROLLED_BACK,
     RUNNING,
     LockHolder,
     Record,
@@ -60,7 +61,7 @@ def statuses(
     for name in sorted(set(by_name) | set(records)):
         file, record = by_name.get(name), records.get(name)
         running_by = None
-        if record is None or record.state == "rolled_back":
+        if record is None or record.state == ROLLED_BACK:
             state = PENDING
         elif file is None:
             state = MISSING

@@ -7,13 +7,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monarch.migrations.store import APPLIED, FAILED, ROLLBACK, LockHolder, Record
+from monarch.migrations.store import (
+    APPLIED,
+    FAILED,
+    INTERRUPTED,
+    ROLLBACK,
+    ROLLED_BACK,
+    RUNNING,
+    LockHolder,
+    Record,
+)
 
 # States shown by list_migrations (a record's state, or one derived from the files).
 PENDING = "pending"
 CHANGED = "changed"  # applied, but the file changed since
 MISSING = "missing"  # recorded, but the file is gone
-NEEDS_WORK = frozenset({PENDING, FAILED, "interrupted", "running"})
+NEEDS_WORK = frozenset({PENDING, FAILED, INTERRUPTED, RUNNING})
 
 
 def when(value: datetime | None) -> str:
@@ -51,7 +60,7 @@ class Step:
             notes.append("out of order: older than an applied migration")
         if self.resume:
             notes.append("resumes from its checkpoint")
-        if self.previous_state in (FAILED, "interrupted", "running"):
+        if self.previous_state in (FAILED, INTERRUPTED, RUNNING):
             notes.append(f"retry after {self.previous_state}")
         if self.transactional:
             notes.append("in a transaction")
@@ -76,7 +85,7 @@ class Outcome:
         return self.state != FAILED and self.error is None
 
     def describe(self) -> str:
-        verb = {APPLIED: "applied", "rolled_back": "rolled back"}.get(self.state, self.state)
+        verb = {APPLIED: "applied", ROLLED_BACK: "rolled back"}.get(self.state, self.state)
         line = f"{verb:<11} {self.name}  {seconds(self.duration)}"
         if self.out_of_order:
             line += "  (ran out of order)"
@@ -129,18 +138,6 @@ class RunResult:
     def failed(self) -> Outcome | None:
         return next((o for o in self.outcomes if not o.ok), None)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "command": self.command,
-            "dry_run": self.dry_run,
-            "planned": [s.__dict__ | {"path": str(s.path)} for s in self.planned],
-            "outcomes": [o.__dict__ for o in self.outcomes],
-            "drift": list(self.drift),
-            "interrupted": [i.__dict__ for i in self.interrupted],
-            "backup": self.backup,
-        }
-
 
 @dataclass(frozen=True)
 class MigrationStatus:
@@ -160,7 +157,7 @@ class MigrationStatus:
     def detail(self) -> str:
         """One line: when/how long/by whom, the error, or why it is in this state."""
         r = self.record
-        if self.state == "running":
+        if self.state == RUNNING:
             return f"running now: {self.running_by}"
         if r is None:
             return "older than an applied migration: will run out of order" * self.out_of_order
@@ -173,9 +170,9 @@ class MigrationStatus:
             if self.state == MISSING:
                 text = "file missing; " + text
             return text
-        if r.state == "rolled_back":
+        if r.state == ROLLED_BACK:
             return f"rolled back {when(r.finished_at)} by {r.who}"
-        if r.state in (FAILED, "interrupted"):
+        if r.state in (FAILED, INTERRUPTED):
             action = "rollback " if r.action == ROLLBACK else ""
             return f"{action}{r.error_line} ({when(r.started_at)}, by {r.who})"
         return ""
