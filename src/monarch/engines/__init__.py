@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 # engine name (see monarch.config.SCHEMES) -> "module:class"
 _REGISTRY = {
     "mongo": "monarch.engines.mongo:MongoEngine",
+    "postgres": "monarch.engines.postgres:PostgresEngine",
+    "sqlite": "monarch.engines.sqlite:SQLiteEngine",
 }
 
 

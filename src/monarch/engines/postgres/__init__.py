@@ -126,10 +126,14 @@ class PostgresEngine:
             self._clock = ServerClock(self)
         return self._clock
 
+    def disconnect(self) -> None:
+        """Close the migrations' connection (locks stay held); the next use reopens it."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def close(self) -> None:
         for lock in self._locks:
             lock.close()
         self._locks.clear()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.disconnect()

@@ -161,7 +161,7 @@ def _restore(
     started = time.monotonic()
     env = engine.environment
     db = env.database
-    engine.close()  # our own sessions on the target would only be ended by the swap
+    engine.disconnect()  # our own sessions on the target would only be ended by the swap
     admin, admin_db = _admin(env)
     try:
         with translated(env, "preparing the restore", dbname=admin_db):
