@@ -57,7 +57,7 @@ class Project:
     def store(self) -> Store:
         return open_store(self.config().backups)
 
-    def keys(self) -> list[str]:
+    def store_keys(self) -> list[str]:
         """Every committed object in the store."""
         return [o.key for o in self.store().list()]
 

@@ -28,7 +28,7 @@ def test_backup_then_list_shows_it_with_its_counts(any_project: Project) -> None
     assert listed.collections == 4  # users, orders, logs, empty
     assert listed.documents == 120 + 80 + 200
     assert listed.size == result.size > 0
-    assert sorted(any_project.keys()) == [
+    assert sorted(any_project.store_keys()) == [
         f"{result.name}.archive.zst", f"{result.name}.manifest.json"]
 
 
@@ -166,7 +166,7 @@ def test_invalid_label_is_refused_before_anything_is_written(project: Project, l
     with pytest.raises(UsageError, match="invalid backup label"):
         backup(project.config(), "development", label=label)
 
-    assert project.keys() == []
+    assert project.store_keys() == []
 
 
 def test_unknown_environment_is_a_config_error(project: Project) -> None:

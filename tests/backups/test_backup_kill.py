@@ -83,7 +83,7 @@ def test_killed_backups_are_never_listed_and_are_cleaned_up(any_project: Project
 
 def _backup_names(project: Project) -> set[str]:
     """The backup names of every object in the store (orphans and complete backups alike)."""
-    names = {key.split(".", 1)[0] for key in project.keys()}
+    names = {key.split(".", 1)[0] for key in project.store_keys()}
     for name in names:  # every object belongs to a complete backup: no orphan archive left
-        assert {f"{name}.manifest.json"} < set(project.keys()), name
+        assert {f"{name}.manifest.json"} < set(project.store_keys()), name
     return names

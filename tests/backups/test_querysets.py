@@ -153,7 +153,7 @@ def test_a_collection_the_database_lacks_is_an_error_before_anything_is_stored(
     with pytest.raises(QuerySetError, match=r"names collection.* the database does not have: user"):
         backup(shop.config(), "development", query_set="typo")
 
-    assert shop.keys() == []
+    assert shop.store_keys() == []
 
 
 def test_a_failing_transform_fails_the_backup_and_stores_nothing(shop: Project) -> None:
@@ -169,7 +169,7 @@ def test_a_failing_transform_fails_the_backup_and_stores_nothing(shop: Project) 
     with pytest.raises(BackupError, match=r"transform for 'users' failed on .* with _id 200"):
         backup(shop.config(), "development", query_set="broken")
 
-    assert shop.keys() == []
+    assert shop.store_keys() == []
     assert shop.store().cleanup(0) == 0  # the upload was aborted, not left behind
 
 
