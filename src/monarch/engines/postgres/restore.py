@@ -139,7 +139,7 @@ def recover(engine: PostgresEngine) -> str | None:
             _lock(admin, env)
             return _drop_leftovers(admin, env)
     finally:
-        admin.close()
+        _unlock_and_close(admin)
 
 
 def leftover_prefix(database: str) -> str:
@@ -209,7 +209,7 @@ def _restore(
         with suppress(Exception):  # a leftover is dropped by the next restore
             _drop(admin, old)
     finally:
-        admin.close()  # also releases the restore lock
+        _unlock_and_close(admin)
     return RestoreResult(
         database=db,
         bytes=size,
@@ -249,6 +249,14 @@ def _lock(admin: psycopg.Connection[Any], env: Environment) -> None:
             "running; nothing was done",
             hint="wait for it to finish, then run this one again",
         )
+
+
+def _unlock_and_close(admin: psycopg.Connection[Any]) -> None:
+    # Unlocked explicitly: a closing session lets go of its locks a moment later, and a restore
+    # that follows at once would find the lock still held.
+    with suppress(Exception):
+        admin.execute("SELECT pg_advisory_unlock_all()")
+    admin.close()
 
 
 def _drop_leftovers(admin: psycopg.Connection[Any], env: Environment) -> str | None:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
@@ -113,6 +114,7 @@ class Tool:
         """Wait for the tool to end; its exit status (negative: killed by that signal)."""
         status = self.process.wait()
         self._reader.join()
+        self._close_pipes()
         return status
 
     @property
@@ -124,6 +126,9 @@ class Tool:
         if self.process.poll() is None:
             self.process.kill()
         self.wait()
-        for stream in (self.process.stdin, self.process.stdout):
+
+    def _close_pipes(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
-                stream.close()
+                with suppress(OSError):  # stdin of a dead reader: a broken pipe on flush
+                    stream.close()
