@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Project:
     root: Path
     url: str
     db: Database[dict[str, Any]]
+    spawned: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
     def migrations(self) -> Path:
@@ -142,7 +143,8 @@ class Project:
         )
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        """Start ``python -m monarch``; the fixture kills it at teardown if it still runs."""
+        process = subprocess.Popen(
             [sys.executable, "-m", "monarch", *args],
             cwd=self.root,
             env=self.environ(env),
@@ -151,6 +153,8 @@ class Project:
             stdin=subprocess.DEVNULL,
             text=True,
         )
+        self.spawned.append(process)
+        return process
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "MONARCH_CONFIG"}
@@ -176,4 +180,9 @@ def project(
     """A monarch project in ``tmp_path`` with an empty ``migrations/`` folder."""
     (tmp_path / "monarch.toml").write_text(project_config(mongo_url, tmp_path))
     (tmp_path / "migrations").mkdir()
-    yield Project(tmp_path, mongo_url, mongo_db)
+    made = Project(tmp_path, mongo_url, mongo_db)
+    yield made
+    for process in made.spawned:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()

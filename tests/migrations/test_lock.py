@@ -126,8 +126,17 @@ SLOW = """
 """
 
 
+GATED = """
+    self.db.markers.insert_one({"pid": __import__("os").getpid()})
+    for _ in range(600):  # until the test says go (at most a minute)
+        if self.db.go.find_one():
+            break
+        __import__("time").sleep(0.05)
+"""
+
+
 def test_a_second_migrate_fails_naming_the_holder_or_waits_for_it(project: Project) -> None:
-    project.write(A, SLOW.format(seconds=4))
+    project.write(A, GATED)
     project.counting(B)
     first = _spawn_and_wait_for_marker(project, "--lock-lease", "1")
     # Well past the 1 s lease: only the heartbeat keeps the lock held.
@@ -137,10 +146,14 @@ def test_a_second_migrate_fails_naming_the_holder_or_waits_for_it(project: Proje
     assert "environment 'development' is locked by" in refused.stderr
     assert f"(pid {first.pid}, `migrate development`)" in refused.stderr
     assert "monarch unlock development" in refused.stderr
-    waited = project.process("migrate", "development", "--lock-timeout", "30")
-    assert waited.returncode == 0, waited.stderr
-    assert "waiting up to" in waited.stderr and f"pid {first.pid}" in waited.stderr
-    assert "up to date" in waited.stdout
+    waiter = project.spawn("migrate", "development", "--lock-timeout", "60")
+    assert waiter.stderr is not None
+    notice = waiter.stderr.readline()
+    assert "waiting up to" in notice and f"pid {first.pid}" in notice
+    project.db.go.insert_one({})
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, err
+    assert "up to date" in out
     first.communicate(timeout=30)
     assert first.returncode == 0
     assert project.runs() == {B: 1}
@@ -168,6 +181,7 @@ def test_after_sigkill_the_next_migrate_takes_over_and_reports_the_interrupted_o
     assert project.records()[B]["state"] == "running"
     survivor = project.process("migrate", "development", "--lock-timeout", "30")
     assert survivor.returncode == 0, survivor.stderr
+    assert "took over the migration lock of 'development' from" in survivor.stderr
     assert f"{B} was interrupted" in survivor.stderr
     assert f"(pid {victim.pid})" in survivor.stderr
     assert B in survivor.stdout and C in survivor.stdout
@@ -210,10 +224,12 @@ def test_a_stale_lock_blocks_until_unlock_clears_it(project: Project) -> None:
 
 
 def test_a_run_whose_lock_is_cleared_stops_before_the_next_migration(project: Project) -> None:
-    project.write(A, SLOW.format(seconds=2))
+    project.write(A, GATED)
     project.counting(B)
     running = _spawn_and_wait_for_marker(project, "--lock-lease", "1")
     assert project.cli("unlock", "development", "--yes").code == 0
+    time.sleep(1)  # three heartbeats: the run notices
+    project.db.go.insert_one({})
     _, err = running.communicate(timeout=30)
     assert running.returncode == 1
     assert "lost the migration lock of 'development'" in err

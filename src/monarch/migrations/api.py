@@ -28,7 +28,7 @@ from monarch.migrations.discovery import MigrationFile, discover
 from monarch.migrations.generate import new_migration
 from monarch.migrations.lease import DEFAULT_LEASE, DEFAULT_TIMEOUT, MIN_LEASE, Lease, current_owner
 from monarch.migrations.progress import LoggingReporter, Reporter
-from monarch.migrations.results import RunResult, StatusReport, UnlockResult
+from monarch.migrations.results import RunResult, StatusReport, UnlockResult, when
 from monarch.migrations.runner import Runner, mark_interrupted
 from monarch.migrations.store import ROLLBACK, HistoryStore, Record
 from monarch.safety import require_confirmation
@@ -225,6 +225,13 @@ def _execute(
             reporter=report,
         )
         with lease:
+            if lease.previous is not None:
+                report.message(
+                    f"took over the migration lock of {env.name!r} from "
+                    f"{lease.previous.describe()}, whose lease expired at "
+                    f"{when(lease.previous.expires_at)}",
+                    warning=True,
+                )
             interrupted = mark_interrupted(store, lease.previous, report)
             records = store.records()
             plan = planner(files, records)
