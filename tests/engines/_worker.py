@@ -4,6 +4,9 @@
   as JSON; a winner holds the lock until FOLDER/done exists.
 - ``hold URL``: take the lock (waiting for it), print ``acquired``, then sleep until killed.
 - ``restore URL FILE``: restore the dump in FILE into URL's database, print the result.
+- ``restore-pause URL FILE WHERE``: the same, stopping for good at a point of the PostgreSQL
+  swap (``in-swap``: renamed, not committed; ``after-swap``: committed, old copy not dropped),
+  after printing ``paused``: for a test to kill it exactly there.
 - ``write URL SECONDS``: SQLite: move amounts between rows of ``accounts`` in transactions.
 """
 
@@ -59,6 +62,35 @@ def restore(url: str, file: Path) -> None:
     print(json.dumps({"tables": list(result.tables)}), flush=True)
 
 
+def restore_pause(url: str, file: Path, where: str) -> None:
+    from monarch.engines.postgres import dbprops
+    from monarch.engines.postgres import restore as module
+
+    def pause() -> None:
+        print("paused", flush=True)
+        while True:
+            time.sleep(60)
+
+    if where == "in-swap":
+        apply = dbprops.apply
+
+        def apply_then_pause(*args: object) -> None:
+            apply(*args)  # type: ignore[arg-type]
+            pause()
+
+        dbprops.apply = apply_then_pause  # type: ignore[assignment]
+    else:
+        drop = module._drop
+
+        def drop_or_pause(admin: object, name: str) -> None:
+            if "__monarch_old_" in name:
+                pause()
+            drop(admin, name)  # type: ignore[arg-type]
+
+        module._drop = drop_or_pause  # type: ignore[assignment]
+    restore(url, file)
+
+
 def write(url: str, seconds: float) -> None:
     path = url.removeprefix("sqlite:///")
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -83,6 +115,8 @@ def main(argv: list[str]) -> None:
         hold(url)
     elif command == "restore":
         restore(url, Path(rest[0]))
+    elif command == "restore-pause":
+        restore_pause(url, Path(rest[0]), rest[1])
     elif command == "write":
         write(url, float(rest[0]))
     else:
