@@ -104,6 +104,9 @@ def write(url: str, seconds: float) -> None:
         conn.execute("INSERT INTO log (n) VALUES (?)", (count,))
         conn.execute("COMMIT")
         count += 1
+        # A busy application, not a saturating one: in rollback-journal mode a reader needs
+        # moments between commits (SQLite lets a writer that never pauses starve readers).
+        time.sleep(0.002)
     print(json.dumps({"transactions": count}), flush=True)
 
 

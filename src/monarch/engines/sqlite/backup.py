@@ -45,6 +45,7 @@ FORMAT = "sqlite3-database"
 CHUNK = 1024 * 1024
 HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT = 10.0
+WAL_CLOSE_WAIT = 2.0
 _STAGING = "restore-"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -244,10 +245,13 @@ def _replace(env: Environment, staging: Path, target: Path) -> None:
         fsync_dir(target.parent)
         return
     conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT)
+    switched = False
     try:
         with translated(env, "taking the database for the restore"):
             mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
             if mode == "wal":
+                # Leaving WAL mode needs every other connection closed: give them a moment.
+                conn.execute(f"PRAGMA busy_timeout = {int(WAL_CLOSE_WAIT * 1000)}")
                 try:
                     conn.execute("PRAGMA journal_mode=DELETE")
                 except sqlite3.OperationalError as exc:
@@ -256,11 +260,21 @@ def _replace(env: Environment, staging: Path, target: Path) -> None:
                         "replaced safely; nothing was done",
                         hint="stop the applications that use it, then restore again",
                     ) from exc
+                switched = True
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             conn.execute("BEGIN EXCLUSIVE")
         for suffix in _SIDE_FILES:  # state of the old contents; never valid for the new
             Path(f"{target}{suffix}").unlink(missing_ok=True)
         os.replace(staging, target)
+        switched = False
         fsync_dir(target.parent)
+    except BaseException:
+        if switched:  # the old file stays: give it its journal mode back
+            with suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("PRAGMA journal_mode=WAL")
+        raise
     finally:
         conn.close()  # its locks are on the old, now unlinked, file
 
