@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,16 +41,24 @@ class Step{n}Migration(MongoMigration):
 
 def timed(
     action: Callable[[], object], repeat: int, reset: Callable[[], None] | None = None
-) -> float:
-    """Median wall time of ``action`` in seconds (``reset`` runs untimed before each)."""
-    times = []
+) -> tuple[float, float]:
+    """Median wall time and median CPU time (this process and its children) of ``action``."""
+    walls, cpus = [], []
     for _ in range(repeat):
         if reset is not None:
             reset()
+        before = _cpu()
         started = time.perf_counter()
         action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - started)
+        cpus.append(_cpu() - before)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def command(project: Path, *args: str) -> Callable[[], None]:
@@ -135,10 +144,13 @@ def main() -> None:
             ),
         ]
         reset()
+    load = os.getloadavg()[0]
     print(f"server: {server.kind} {server.version}; median of {args.repeat} runs")
+    print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs")
     width = max(len(label) for label, _ in rows)
-    for label, seconds in rows:
-        print(f"  {label.ljust(width)}  {seconds * 1000:8.0f} ms")
+    print(f"  {'':{width}}  {'wall':>8}  {'CPU':>8}")
+    for label, (wall, cpu) in rows:
+        print(f"  {label.ljust(width)}  {wall * 1000:6.0f} ms  {cpu * 1000:6.0f} ms")
 
 
 if __name__ == "__main__":

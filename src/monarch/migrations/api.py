@@ -213,8 +213,11 @@ def _execute(
         # planned again under the lock, which is what counts.
         plan = planner(files, store.records())
         _check(plan, store, strict, env)
-        if dry_run:
-            return RunResult(env.name, command, True, tuple(plan.steps), drift=tuple(plan.drift))
+        if dry_run or not plan.steps:
+            # Nothing to do needs no lock: a run in progress would show as pending here.
+            if not dry_run:
+                _warn_drift(plan, report)
+            return RunResult(env.name, command, dry_run, tuple(plan.steps), drift=tuple(plan.drift))
         owner = current_owner(f"{command} {env.name}")
         lease = Lease(
             engine.migration_lock(),
@@ -235,8 +238,7 @@ def _execute(
             interrupted = mark_interrupted(store, lease.previous, report)
             records = store.records()
             plan = planner(files, records)
-            for name in plan.drift:
-                report.message(f"{name} changed since it was applied", warning=True)
+            _warn_drift(plan, report)
             _check(plan, store, strict, env)
             made = None
             if plan.steps and (env.backup_before_migrate if backup is None else backup):
@@ -291,6 +293,11 @@ def _check(plan: planning.Plan, store: HistoryStore, strict: bool, env: Environm
             hint="run it against a replica set, or make run() safe to repeat and set "
             "transactional = False",
         )
+
+
+def _warn_drift(plan: planning.Plan, reporter: Reporter) -> None:
+    for name in plan.drift:
+        reporter.message(f"{name} changed since it was applied", warning=True)
 
 
 def _backup(config: Config, environment: str, reporter: Reporter) -> str:

@@ -1,0 +1,356 @@
+"""monarch's backup, restore and copy_db against mongodump/mongorestore and the raw limits.
+
+One server (the tests' launcher: ``$MONARCH_TEST_MONGODB_URI``, a ``mongod`` on PATH, else
+FerretDB), one generated dataset per size (several collections, mixed shapes), and in one run:
+
+- backup: ``monarch backup`` with each compression; ``mongodump --archive`` plain and ``--gzip``
+  (same parallelism); the raw read limit (every collection read as raw batches, discarded);
+- restore: ``monarch restore``; ``mongorestore --archive``; the raw insert limit (an
+  uncompressed archive's raw batches inserted, nothing else);
+- copy: ``monarch copy_db``; ``mongodump --archive | mongorestore --archive``;
+- compression alone, in this process, over the uncompressed archive.
+
+Every measurement runs in child processes of its own: wall time, client CPU (user + system of
+the children) and peak RSS (the largest child's ``ru_maxrss``)::
+
+    python benchmarks/backup_bench.py                  # ~1,000,000 documents
+    python benchmarks/backup_bench.py --docs 100000,1000000 --parallel 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+ENV = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+
+
+@dataclass
+class Run:
+    label: str
+    seconds: float
+    cpu: float
+    rss_mb: float
+    note: str = ""
+
+
+def measure(label: str, *commands: list[str]) -> Run:
+    """Run ``commands`` (piped into each other when several); time them and read rusage."""
+    started = time.perf_counter()
+    procs: list[subprocess.Popen[bytes]] = []
+    previous = None
+    for i, argv in enumerate(commands):
+        last = i == len(commands) - 1
+        proc = subprocess.Popen(argv, env=ENV, stdin=previous or subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL if last else subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        if previous is not None:
+            previous.close()
+        previous = proc.stdout
+        procs.append(proc)
+    cpu, rss, failed = 0.0, 0.0, []
+    errors = {p.pid: b"" for p in procs}
+
+    def drain(p: subprocess.Popen[bytes]) -> None:
+        assert p.stderr is not None
+        errors[p.pid] = p.stderr.read()
+
+    readers = [threading.Thread(target=drain, args=(p,)) for p in procs]
+    for t in readers:
+        t.start()
+    for proc in procs:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
+        rss = max(rss, usage.ru_maxrss / 1024)
+        if proc.returncode:
+            failed.append(f"{proc.args[0]} exited {proc.returncode}: "
+                          f"{errors.get(proc.pid, b'')[-400:]!r}")
+    for t in readers:
+        t.join()
+    seconds = time.perf_counter() - started
+    if failed:
+        raise SystemExit(f"{label} failed: " + "; ".join(failed))
+    return Run(label, seconds, cpu, rss)
+
+
+def generate(db: object, total: int, seed: int = 1) -> int:
+    """Four collections of different shapes; returns the BSON bytes inserted (approximately)."""
+    from bson import ObjectId
+
+    rng = random.Random(seed)
+    base = datetime(2020, 1, 1, tzinfo=UTC)
+    shapes = {  # collection -> (share of documents, document factory)
+        "events": (0.45, lambda i: {"t": base + timedelta(seconds=i), "kind": rng.choice(
+            ["view", "click", "buy"]), "user": rng.randrange(100_000), "v": rng.random()}),
+        "users": (0.25, lambda i: {"name": f"user {i}", "email": f"user{i}@example.com",
+                                   "created": base + timedelta(minutes=i), "active": i % 3 > 0,
+                                   "tags": rng.sample(["a", "b", "c", "d", "e"], 3),
+                                   "address": {"city": rng.choice(["Paris", "Oslo", "Lima"]),
+                                               "zip": f"{rng.randrange(99999):05}"}}),
+        "orders": (0.25, lambda i: {"user": ObjectId(), "total": round(rng.uniform(1, 900), 2),
+                                    "lines": [{"sku": f"sku-{rng.randrange(5000)}",
+                                               "qty": rng.randrange(1, 5),
+                                               "price": round(rng.uniform(1, 99), 2)}
+                                              for _ in range(rng.randrange(1, 6))],
+                                    "note": "x" * rng.randrange(0, 200)}),
+        "documents": (0.05, lambda i: {"title": f"doc {i}", "body": " ".join(
+            rng.choice(["lorem", "ipsum", "dolor", "sit", "amet", "elit"])
+            for _ in range(rng.randrange(100, 800)))}),
+    }
+    for name, (share, make) in shapes.items():
+        count = int(total * share)
+        batch: list[dict[str, object]] = []
+        for i in range(count):
+            batch.append(make(i))
+            if len(batch) == 5000:
+                db[name].insert_many(batch, ordered=False)  # type: ignore[index]
+                batch = []
+        if batch:
+            db[name].insert_many(batch, ordered=False)  # type: ignore[index]
+    db["users"].create_index("email", unique=True)  # type: ignore[index]
+    db["events"].create_index([("user", 1), ("t", -1)])  # type: ignore[index]
+    stats = db.command("dbStats")  # type: ignore[attr-defined]
+    return int(stats.get("dataSize", 0))
+
+
+def raw_read(url: str, parallel: int) -> None:
+    """Child: read every collection as raw batches with ``parallel`` threads; keep nothing."""
+    from pymongo import MongoClient
+
+    db = MongoClient(url).get_default_database()
+    names = [n for n in db.list_collection_names() if not n.startswith("system.")]
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not names:
+                    return
+                name = names.pop()
+            for _ in db[name].find_raw_batches(batch_size=10_000):
+                pass
+
+    threads = [threading.Thread(target=work) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def raw_insert(url: str, archive: str) -> None:
+    """Child: insert an uncompressed archive's documents as raw BSON, 1000 at a time."""
+    from bson.raw_bson import RawBSONDocument
+    from pymongo import MongoClient
+
+    from monarch.archive import ArchiveReader, Documents, iter_documents
+
+    db = MongoClient(url).get_default_database()
+    with open(archive, "rb") as f:
+        for event in ArchiveReader(f):
+            if isinstance(event, Documents):
+                docs = [RawBSONDocument(bytes(d)) for d in iter_documents(event.data)]
+                for i in range(0, len(docs), 1000):
+                    db[event.collection].insert_many(docs[i : i + 1000], ordered=False)
+
+
+def compress_alone(raw: Path) -> list[Run]:
+    """Each compressor over the uncompressed archive, in this process (one thread fed)."""
+    import io
+
+    from monarch.archive import open_compressed_writer, open_decompressed_reader
+
+    data = Path(_resolve(str(raw), raw.parent / "store", raw.parent)).read_bytes()
+    runs = []
+    for method, level in (("zstd", 1), ("zstd", 3), ("gzip", 1), ("gzip", 6)):
+        out = io.BytesIO()
+        started, cpu0 = time.perf_counter(), time.process_time()
+        with open_compressed_writer(out, method, level) as w:  # type: ignore[arg-type]
+            for i in range(0, len(data), 1 << 20):
+                w.write(data[i : i + (1 << 20)])
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
+        packed = out.getvalue()
+        started = time.perf_counter()
+        reader = open_decompressed_reader(io.BytesIO(packed), method)  # type: ignore[arg-type]
+        while reader.read(1 << 20):
+            pass
+        back = time.perf_counter() - started
+        runs.append(Run(f"{method} level {level}", seconds, cpu, 0,
+                        f"{len(data) / seconds / 2**20:.0f} MiB/s, ratio "
+                        f"{len(data) / len(packed):.2f}, decompress "
+                        f"{len(data) / back / 2**20:.0f} MiB/s"))
+    return runs
+
+
+def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Path) -> list[Run]:
+    from pymongo import MongoClient
+    from tests.servers import mongo_tools
+
+    tools = mongo_tools()
+    client = MongoClient(server_uri)
+    for name in ("bench_src", "bench_dst"):
+        client.drop_database(name)
+    started = time.perf_counter()
+    size = generate(client["bench_src"], docs)
+    print(f"# {docs:,} documents ({size / 1e6:.0f} MB of data) generated in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    url = {n: server_uri.rstrip("/") + f"/{n}" for n in ("bench_src", "bench_dst")}
+    store = work / "store"
+    config = work / "monarch.toml"
+    config.write_text(f'backups = "file://{store}"\n'
+                      + "".join(f'[environments.{n}]\nurl = "{u}"\nprotected = false\n'
+                                for n, u in (("src", url["bench_src"]), ("dst", url["bench_dst"]))))
+    monarch = [sys.executable, "-m", "monarch", "--config", str(config)]
+    me = [sys.executable, __file__]
+    dump = [str(tools.mongodump), f"--uri={url['bench_src']}",
+            f"--numParallelCollections={parallel}", "--quiet"]
+    # FerretDB needs one insertion worker and no index specs from mongorestore (see the docs).
+    restore = [str(tools.mongorestore), f"--uri={url['bench_dst']}", "--nsInclude=bench_src.*",
+               "--nsFrom=bench_src.*", "--nsTo=bench_dst.*", "--drop", "--noIndexRestore",
+               "--numParallelCollections=1", "--numInsertionWorkersPerCollection=1", "--quiet"]
+    plain, gz = work / "dump.archive", work / "dump.archive.gz"
+    expected = sum(client["bench_src"][n].count_documents({})
+                   for n in client["bench_src"].list_collection_names())
+
+    def backup_case(method: str) -> Case:
+        return Case(f"monarch backup ({method})", [[*monarch, "backup", "src", "--quiet",
+                    "--compression", method, "--parallel", str(parallel), "--name", method]],
+                    before=lambda: _remove_backups(store, method))
+
+    def into_dst(label: str, *commands: list[str]) -> Case:
+        return Case(label, list(commands), before=lambda: client.drop_database("bench_dst"),
+                    check=lambda: _count(client["bench_dst"], expected))
+
+    cases = [
+        Case("raw read limit", [[*me, "raw-read", url["bench_src"], str(parallel)]]),
+        backup_case("zstd"), backup_case("gzip"), backup_case("none"),
+        Case("mongodump --archive", [[*dump, f"--archive={plain}"]]),
+        Case("mongodump --archive --gzip", [[*dump, f"--archive={gz}", "--gzip"]]),
+        into_dst("raw insert limit", [*me, "raw-insert", url["bench_dst"], str(work / "raw")]),
+        into_dst("monarch restore (zstd)", [*monarch, "restore", "@zstd:dst", "--quiet"]),
+        into_dst("mongorestore --archive", [*restore, f"--archive={plain}"]),
+        into_dst("monarch copy_db", [*monarch, "copy_db", "src:dst", "--quiet"]),
+        into_dst("mongodump --archive | mongorestore --archive", [*dump, "--archive"],
+                 [*restore, "--archive"]),
+    ]
+    results: dict[str, list[Run]] = {c.label: [] for c in cases}
+    for round_ in range(rounds):
+        for case in cases:  # interleaved, so a slow spell of the machine hits every case
+            if case.before is not None:
+                case.before()
+            commands = [[_resolve(a, store, work) for a in argv] for argv in case.commands]
+            run = measure(case.label, *commands)
+            if case.check is not None:
+                run.note = case.check()
+            results[case.label].append(run)
+            print(f"#   round {round_ + 1}: {run.label}: {run.seconds:.1f} s", flush=True)
+    runs = [_summary(rs) for rs in results.values()]
+    runs += compress_alone(work / "raw")
+    client.drop_database("bench_src")
+    client.drop_database("bench_dst")
+    return runs
+
+
+@dataclass
+class Case:
+    label: str
+    commands: list[list[str]]
+    before: Callable[[], object] | None = None
+    check: Callable[[], str] | None = None
+
+
+def _remove_backups(store: Path, label: str) -> None:
+    if store.exists():
+        for path in store.iterdir():
+            if f"-{label}." in path.name:
+                path.unlink()
+
+
+def _resolve(arg: str, store: Path, work: Path) -> str:
+    """``@zstd`` is the zstd backup's name; ``WORK/raw`` the uncompressed backup's archive."""
+    if arg.startswith("@"):
+        method, _, rest = arg[1:].partition(":")
+        name = next(p.name for p in store.iterdir()
+                    if p.name.endswith(f"-{method}.manifest.json")).split(".")[0]
+        return f"{name}:{rest}"
+    if arg == str(work / "raw"):
+        return str(next(p for p in store.iterdir() if p.name.endswith("-none.archive")))
+    return arg
+
+
+def _count(db: object, expected: int) -> str:
+    names = db.list_collection_names()  # type: ignore[attr-defined]
+    got = sum(db[n].count_documents({}) for n in names)  # type: ignore[index]
+    if got != expected:
+        raise SystemExit(f"restored {got} documents, expected {expected}")
+    return ""
+
+
+def _summary(runs: list[Run]) -> Run:
+    """Median wall time and CPU of the rounds; the largest peak RSS; the best time noted."""
+    walls = sorted(r.seconds for r in runs)
+    cpus = sorted(r.cpu for r in runs)
+    note = f"best {walls[0]:.1f} s" if len(runs) > 1 else ""
+    return Run(runs[0].label, statistics.median(walls), statistics.median(cpus),
+               max(r.rss_mb for r in runs), note)
+
+
+def report(docs: int, runs: list[Run]) -> str:
+    seconds = {r.label: r.seconds for r in runs}
+    lines = [f"\n### {docs:,} documents (median of the rounds)\n",
+             "| case | wall s | client CPU s | peak RSS MB | vs raw limit | note |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in runs:
+        base = None
+        if r.label.startswith(("monarch backup", "mongodump --archive")) and "|" not in r.label:
+            base = seconds.get("raw read limit")
+        elif r.label.startswith(("monarch restore", "mongorestore")):
+            base = seconds.get("raw insert limit")
+        ratio = f"{r.seconds / base:.2f}x" if base else ""
+        rss = f"{r.rss_mb:.0f}" if r.rss_mb else ""
+        lines.append(f"| {r.label} | {r.seconds:.1f} | {r.cpu:.1f} | {rss} | {ratio} | "
+                     f"{r.note} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", default="1000000", help="documents, comma-separated sizes")
+    parser.add_argument("--parallel", type=int, default=4, help="collections at once")
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions (median reported)")
+    args = parser.parse_args()
+    from tests.servers import start_mongo
+
+    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print("# command: python benchmarks/backup_bench.py " + " ".join(sys.argv[1:]), flush=True)
+    with start_mongo() as server, tempfile.TemporaryDirectory(prefix="monarch-bench-") as tmp:
+        print(f"# server: {server.kind} {server.version}", flush=True)
+        for docs in (int(d) for d in args.docs.split(",")):
+            work = Path(tmp) / str(docs)
+            work.mkdir()
+            runs = bench_size(server.uri, docs, args.parallel, args.rounds, work)
+            print(report(docs, runs), flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "raw-read":
+        raw_read(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "raw-insert":
+        raw_insert(sys.argv[2], sys.argv[3])
+    else:
+        main()
