@@ -6,13 +6,19 @@ belongs to :mod:`monarch.backups`, which writes the archive first and the manife
 
 Contract:
 
+- Keys are ``/``-separated names: not empty, no empty segment, no segment starting with ``.``
+  (stores keep their own temporary names there), no backslash or control character, each
+  segment at most 200 bytes of UTF-8. Any other key raises ``StoreError`` before anything is
+  written (:func:`monarch.stores.local.check_key`).
 - ``writer(key)`` returns an :class:`Upload`. Bytes written to it are invisible under ``key``
   until ``commit()`` returns; ``abort()`` (or an exception inside ``with``) leaves nothing visible.
   A process killed mid-upload leaves at most leftovers that ``cleanup()`` removes, never a
   partial object under ``key``. ``exclusive=True`` makes ``commit()`` raise ``StoreError`` if
-  ``key`` already exists.
-- ``reader(key)`` returns a readable binary stream; a missing key raises ``ObjectNotFound``.
-- ``list(prefix)`` yields every committed object whose key starts with ``prefix``.
+  ``key`` already exists. When ``write()`` or ``commit()`` fails, the upload is aborted before
+  the error is raised; later calls other than ``abort()`` raise ``StoreError``.
+- ``reader(key)`` returns a readable binary stream (close it, or use it in ``with``); a missing
+  key raises ``ObjectNotFound``.
+- ``list(prefix)`` yields every committed object whose key starts with ``prefix``, in key order.
 - ``delete(key)`` removes an object; deleting a missing key raises ``ObjectNotFound``.
 - ``cleanup(older_than)`` removes leftovers of uploads started more than ``older_than`` seconds
   ago (temporary files, pending multipart uploads) and returns how many it removed.
