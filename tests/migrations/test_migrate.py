@@ -260,3 +260,12 @@ def test_python_dash_m_monarch_migrate_end_to_end(project: Project) -> None:
     assert done.returncode == 0, done.stderr
     assert A in done.stdout
     assert project.runs() == {A: 1}
+
+
+def test_migrate_with_nothing_pending_writes_nothing(project: Project) -> None:
+    project.counting(A)
+    assert project.cli("migrate", "development").code == 0
+    before = project.snapshot()
+    result = project.cli("migrate", "development", "--lock-timeout", "0")
+    assert result.code == 0 and "up to date" in result.stdout
+    assert project.snapshot() == before
