@@ -102,6 +102,7 @@ def test_a_restore_killed_at_random_moments_leaves_the_old_or_the_new_never_a_mi
         check.close()
         state = "old" if now == expected["old"] else "new"
         seen.append((round(delay, 2), "completed" if state == incoming else "untouched"))
+    print(f"kills (seed {seed}): {seen}")
     assert {outcome for _, outcome in seen} == {"completed", "untouched"}, seen
 
     engine = new_engine(target_url)
