@@ -90,7 +90,7 @@ def test_generated_migration_fails_until_written(project: Project) -> None:
     monarch.generate(project.config(), "not_written_yet")
     result = project.cli("migrate", "development")
     assert result.code == 1
-    assert "NotImplementedError" in result.stderr
+    assert "NotImplementedError: run() is not written yet" in result.stderr
 
 
 def test_generate_leaves_no_temporary_file(project: Project, tmp_path: Path) -> None:

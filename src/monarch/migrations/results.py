@@ -188,7 +188,7 @@ class MigrationStatus:
         }
         if r is not None:
             data["record"] = {
-                k: v for k, v in r.to_dict().items() if k not in ("name", "checkpoint")
+                k: _plain(v) for k, v in r.to_dict().items() if k not in ("name", "checkpoint")
             }
             data["record"]["has_checkpoint"] = bool(r.checkpoint)
         return data
@@ -210,7 +210,8 @@ class StatusReport:
     def to_json(self) -> dict[str, Any]:
         lock = None
         if self.lock is not None:
-            lock = self.lock.__dict__ | {"expired": self.lock.expired}
+            lock = {k: _plain(v) for k, v in self.lock.__dict__.items()}
+            lock["expired"] = self.lock.expired
         return {
             "environment": self.environment,
             "migrations": [m.to_json() for m in self.migrations],
@@ -225,3 +226,8 @@ class UnlockResult:
 
     environment: str
     cleared: LockHolder | None
+
+
+def _plain(value: object) -> object:
+    """JSON-ready: times as ISO 8601 strings."""
+    return value.isoformat() if isinstance(value, datetime) else value

@@ -20,6 +20,7 @@ from monarch.migrations.store import (
     FAILED,
     INTERRUPTED,
     MIGRATE,
+    ROLLBACK,
     ROLLED_BACK,
     RUNNING,
     HistoryStore,
@@ -176,7 +177,7 @@ class Runner:
 
     def _failed(self, record: Record, started: float, exc: BaseException, state: str) -> Record:
         lines = traceback.format_exception(exc)
-        text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0] + "\n\n" + "".join(lines)
+        text = _headline(exc, record.action) + "\n\n" + "".join(lines)
         if len(text) > MAX_ERROR:
             head = text.splitlines()[0]
             text = f"{head}\n...\n{text[-MAX_ERROR:]}"
@@ -193,6 +194,15 @@ class Runner:
         except Exception as error:
             exc.add_note(f"monarch could not record the failure: {error}")
         return failed
+
+
+def _headline(exc: BaseException, action: str) -> str:
+    """``Type: first line of the message`` for one-line displays."""
+    message = str(exc).strip()
+    if not message and isinstance(exc, NotImplementedError):
+        message = f"{'rollback' if action == ROLLBACK else 'run'}() is not written yet"
+    head = type(exc).__name__
+    return f"{head}: {message.splitlines()[0]}" if message else head
 
 
 class _Runtime:
