@@ -21,17 +21,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import secrets
-import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bson import json_util
 
+from monarch.engines.mongo._owner import (
+    STALE_AFTER,
+    Heartbeat,
+    is_alive,
+    owner_fields,
+    recently_alive,
+    wait_for_drain,
+)
 from monarch.engines.mongo.errors import translated
 from monarch.errors import BackupError, MonarchError, RestoreBusy
 
@@ -49,9 +55,9 @@ OPERATIONAL = frozenset({JOURNAL, "monarch_lock"})
 """monarch's own bookkeeping, which a restore neither replaces nor removes (the migration
 history, ``monarch_migrations``, is data: it is restored like any collection)."""
 
-STALE_AFTER = 300.0
-"""Seconds without a heartbeat after which a restore on another host is taken as dead."""
-HEARTBEAT_EVERY = 15.0
+SETTLE_SECONDS = 1.0
+"""After dropping staging that a command still running on the server may re-create, watch this
+long for it to reappear (see :data:`monarch.engines.mongo._owner.DRAIN_SECONDS`)."""
 _LOCK_ID = "restore"
 _HELD_HERE: set[str] = set()  # tokens of journals this process holds right now
 _MAX_NAMESPACE_BYTES = 255  # MongoDB 4.4+: database, dot and collection, in UTF-8
@@ -103,7 +109,7 @@ class Journal:
         self._engine = engine
         self.token = secrets.token_hex(4)
         self._held = False
-        self._beat = 0.0
+        self._heartbeat: Heartbeat | None = None
         self.recovered: str | None = None
         """What :meth:`acquire` found and finished or cleaned up, for the user to read."""
 
@@ -125,10 +131,7 @@ class Journal:
         """
         from pymongo.errors import DuplicateKeyError
 
-        now = datetime.now(UTC)
-        doc = {"_id": _LOCK_ID, "token": self.token, "state": "loading",
-               "host": socket.gethostname(), "pid": os.getpid(), "command": command,
-               "started": now, "heartbeat": now}
+        doc = {"_id": _LOCK_ID, "state": "loading", **owner_fields(self.token, command)}
         with translated(self._engine.environment, "taking the restore journal"):
             for _ in range(3):
                 try:
@@ -137,39 +140,44 @@ class Journal:
                     existing = self._docs.find_one({"_id": _LOCK_ID})
                     if existing is None:
                         continue
-                    if _alive(existing):
+                    if is_alive(existing, _HELD_HERE):
                         raise _busy(self._engine.environment.name, existing) from None
                     self.recovered = finish(self._db, existing)
                     continue
-                self._held, self._beat = True, time.monotonic()
+                self._held = True
                 _HELD_HERE.add(self.token)
+                self._heartbeat = Heartbeat(self._docs, _LOCK_ID, self.token)
                 self._drop_orphans()
                 return
-        raise RestoreBusy("another restore keeps taking the restore journal of environment "
-                          f"{self._engine.environment.name!r}; try again later")
+        raise RestoreBusy(
+            "another restore keeps taking the restore journal of environment "
+            f"{self._engine.environment.name!r}; try again later"
+        )
 
-    def heartbeat(self) -> None:
-        """Show other processes that this restore is alive (cheap; call it often)."""
-        if time.monotonic() - self._beat < HEARTBEAT_EVERY:
-            return
-        with translated(self._engine.environment, "updating the restore journal"):
-            self._docs.update_one({"_id": _LOCK_ID, "token": self.token},
-                                  {"$set": {"heartbeat": datetime.now(UTC)}})
-        self._beat = time.monotonic()
+    def abandon(self, *, settle: bool = False) -> None:
+        """Before the swap: drop this restore's staging collections and release the journal.
 
-    def abandon(self) -> None:
-        """Before the swap: drop this restore's staging collections and release the journal."""
+        ``settle`` when a command of ours may still be running on the server (the wait for
+        its reply was interrupted): staging it re-creates is then dropped too.
+        """
         if not self._held:
             return
+        self._stop_heartbeat()
         with translated(self._engine.environment, "cleaning up staging collections"):
             # The journal goes first: staging without a journal is dropped by any later run,
             # whereas a journal whose staging is half gone could not be rolled forward.
             self._docs.delete_one({"_id": _LOCK_ID, "token": self.token})
-            _drop_all(self._db, _with_prefix(self._db, f"{STAGING_PREFIX}{self.token}_"))
+            _drop_staging(self._db, self.token, settle=settle)
             _drop_journal_if_empty(self._db)
         self._release()
 
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
     def _release(self) -> None:
+        self._stop_heartbeat()
         self._held = False
         _HELD_HERE.discard(self.token)
 
@@ -184,24 +192,34 @@ class Journal:
                 names = _names(self._db)
                 old = sorted(n for n, k in names.items() if not is_operational(n) and k != "view")
                 views = sorted(n for n, k in names.items() if not is_operational(n) and k == "view")
-                aside = [{"from": n, "to": derived_name(ASIDE_PREFIX, self.token, n, db_name)}
-                         for n in old]
+                aside = [
+                    {"from": n, "to": derived_name(ASIDE_PREFIX, self.token, n, db_name)}
+                    for n in old
+                ]
                 # Pairs as subdocuments: FerretDB stores no nested arrays.
-                record = {"state": "aside", "aside": aside, "old_views": views,
-                          "placing": [{"from": s, "to": f} for s, f in plan.placing],
-                          # As text: a pipeline's "$" keys are not storable on every server.
-                          "views": [json_util.dumps(v) for v in plan.views]}
+                record = {
+                    "state": "aside",
+                    "aside": aside,
+                    "old_views": views,
+                    "placing": [{"from": s, "to": f} for s, f in plan.placing],
+                    # As text: a pipeline's "$" keys are not storable on every server.
+                    "views": [json_util.dumps(v) for v in plan.views],
+                }
                 self._docs.update_one({"_id": _LOCK_ID, "token": self.token}, {"$set": record})
                 doc = self._docs.find_one({"_id": _LOCK_ID, "token": self.token})
             if doc is None or doc.get("state") != "aside":
-                raise BackupError("the restore journal was changed by someone else before the "
-                                  "swap; nothing was swapped", hint="run the restore again")
+                raise BackupError(
+                    "the restore journal was changed by someone else before the "
+                    "swap; nothing was swapped",
+                    hint="run the restore again",
+                )
         except BaseException:
             with contextlib.suppress(MonarchError):
                 self.abandon()
             raise
+        self._stop_heartbeat()
         try:
-            finish(self._db, doc, where=self._engine.environment.name)
+            _roll_forward(self._db, doc)
         finally:
             # Finished or not, this journal is now for a later run to roll forward.
             self._release()
@@ -210,12 +228,15 @@ class Journal:
     def _drop_orphans(self) -> None:
         # Staging collections whose journal is gone (a restore that died while cleaning up,
         # or a journal deleted by hand): holding the journal, no live restore can own them.
-        orphans = [n for n in _with_prefix(self._db, STAGING_PREFIX)
-                   if not n.startswith(f"{STAGING_PREFIX}{self.token}_")]
+        orphans = [
+            n
+            for n in _with_prefix(self._db, STAGING_PREFIX)
+            if not n.startswith(f"{STAGING_PREFIX}{self.token}_")
+        ]
         _drop_all(self._db, orphans)
 
 
-def finish(db: Database[Any], doc: dict[str, Any], where: str = "") -> str:
+def finish(db: Database[Any], doc: dict[str, Any]) -> str:
     """Bring an abandoned journal to its end: roll back ``loading``, roll forward the rest.
 
     Returns a sentence saying what was done. Every step is idempotent, so a crash inside this
@@ -227,11 +248,14 @@ def finish(db: Database[Any], doc: dict[str, Any], where: str = "") -> str:
     who = f"a restore{when} (pid {doc.get('pid')} on {doc.get('host')})"
     if state == "loading":
         db[JOURNAL].delete_one({"_id": _LOCK_ID, "token": token})
-        _drop_all(db, _with_prefix(db, f"{STAGING_PREFIX}{token}_"))
+        _drop_staging(db, token, settle=recently_alive(doc))
         return f"{who} was interrupted before its swap; its staging collections were removed"
     if state not in ("aside", "placing", "dropping"):
-        raise BackupError(f"the restore journal in {where or db.name!r} has an unknown state "
-                          f"{state!r}", hint=f"inspect {JOURNAL} and remove it by hand")
+        raise BackupError(
+            f"the restore journal in {db.name!r} has an unknown state {state!r}",
+            hint=f"inspect {JOURNAL} and remove it by hand",
+        )
+    wait_for_drain(doc)  # a late rename of the dead restore must not land after ours
     _roll_forward(db, doc)
     return f"{who} was interrupted during its swap; the swap was finished"
 
@@ -261,8 +285,10 @@ def _roll_forward(db: Database[Any], doc: dict[str, Any]) -> None:
                 _rename(db, staging, final)
                 names[final] = names.pop(staging)
             elif final not in names:
-                raise BackupError(f"the staging collection {staging!r} for {final!r} vanished "
-                                  "during the swap", hint=f"inspect {JOURNAL} in {db.name!r}")
+                raise BackupError(
+                    f"the staging collection {staging!r} for {final!r} vanished during the swap",
+                    hint=f"inspect {JOURNAL} in {db.name!r}",
+                )
         for view in views:
             if view["create"] not in names:
                 db.command(dict(view))
@@ -303,48 +329,24 @@ def _drop_all(db: Database[Any], names: Iterable[str]) -> None:
         db.drop_collection(name)
 
 
+def _drop_staging(db: Database[Any], token: str, *, settle: bool) -> None:
+    prefix = f"{STAGING_PREFIX}{token}_"
+    _drop_all(db, _with_prefix(db, prefix))
+    if not settle:
+        return
+    quiet_until = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < quiet_until:
+        time.sleep(0.1)
+        back = _with_prefix(db, prefix)
+        if back:  # a late insert or index build re-created it: drop it again, watch again
+            _drop_all(db, back)
+            quiet_until = time.monotonic() + SETTLE_SECONDS
+
+
 def _drop_journal_if_empty(db: Database[Any]) -> None:
     # The journal collection is not the backup's: leave the database as the restore found it.
     if db[JOURNAL].find_one() is None:
         db.drop_collection(JOURNAL)
-
-
-def _alive(doc: dict[str, Any]) -> bool:
-    beat = doc.get("heartbeat")
-    if isinstance(beat, datetime):
-        if beat.tzinfo is None:
-            beat = beat.replace(tzinfo=UTC)
-        fresh = (datetime.now(UTC) - beat).total_seconds() < STALE_AFTER
-    else:
-        fresh = False
-    if doc.get("host") == socket.gethostname() and isinstance(doc.get("pid"), int):
-        # On this machine the process table answers at once, so a killed restore is
-        # recovered by the very next run rather than after STALE_AFTER.
-        if doc["pid"] == os.getpid():
-            return doc.get("token") in _HELD_HERE
-        return fresh and _pid_alive(int(doc["pid"]))
-    return fresh
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    # A killed child that its parent has not reaped yet still answers kill(pid, 0).
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rpartition(")")[2].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _busy(env: str, doc: dict[str, Any]) -> RestoreBusy:
@@ -352,6 +354,6 @@ def _busy(env: str, doc: dict[str, Any]) -> RestoreBusy:
         f"another restore into environment {env!r} is running: {doc.get('command', '?')} "
         f"(pid {doc.get('pid')} on {doc.get('host')}, state {doc.get('state')}); nothing was "
         "done",
-        hint="wait for it to finish; a restore that died is taken over "
-             f"{int(STALE_AFTER)} s after its last sign of life",
+        hint="wait for it to finish; a restore that died is taken over at once on its own "
+        f"host, and {int(STALE_AFTER)} s after its last sign of life from elsewhere",
     )

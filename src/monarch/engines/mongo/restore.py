@@ -29,7 +29,13 @@ from monarch.engines.mongo.journal import (
     is_operational,
     name_fits,
 )
-from monarch.errors import ArchiveError, BackupError, IndexRefused, MonarchError
+from monarch.errors import (
+    ArchiveError,
+    BackupError,
+    ConnectionFailed,
+    IndexRefused,
+    MonarchError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,8 +95,9 @@ def restore_dump(
     _check_supported(wanted, env.database)
     journal = Journal(engine)
     journal.acquire(command)
-    staging = _Staging(engine, journal, wanted, progress or NullProgress(),
-                       max(1, workers or DEFAULT_WORKERS))
+    staging = _Staging(
+        engine, journal, wanted, progress or NullProgress(), max(1, workers or DEFAULT_WORKERS)
+    )
     try:
         with translated(env, "loading the staging collections"):
             staging.create()
@@ -102,16 +109,19 @@ def restore_dump(
         staging.timings["indexes"] = time.monotonic() - started - staging.timings["load"]
         if before_swap is not None:
             before_swap()
-    except BaseException:
+    except BaseException as exc:
+        # Interrupted while waiting for a reply, a command of ours may still be running.
+        settle = not isinstance(exc, MonarchError) or isinstance(exc, ConnectionFailed)
         with contextlib.suppress(MonarchError):  # unreachable server: the next run cleans up
-            journal.abandon()
+            journal.abandon(settle=settle)
         raise
     with translated(env, "swapping the restored collections in"):
         placing = [(t.staging, name) for name, t in staging.targets.items()]
         dropped = journal.swap(SwapPlan(placing, staging.views))
     restored = [
-        CollectionRestored(name, inserted.get(name, 0), t.size,
-                           tuple(str(spec["name"]) for spec in t.indexes))
+        CollectionRestored(
+            name, inserted.get(name, 0), t.size, tuple(str(spec["name"]) for spec in t.indexes)
+        )
         for name, t in staging.targets.items()
     ] + [CollectionRestored(str(v["create"]), 0, 0, (), VIEW) for v in staging.views]
     return RestoreStats(
@@ -144,7 +154,8 @@ class _Staging:
         self.workers = workers
         self.targets = {
             m.data_collection: _Target(m, journal.staging_name(m.collection), _index_specs(m))
-            for m in metas if m.type == COLLECTION
+            for m in metas
+            if m.type == COLLECTION
         }
         self.views = [_view_command(m) for m in metas if m.type == VIEW]
         self.timings: dict[str, float] = {}
@@ -172,7 +183,6 @@ class _Staging:
         ok = False
         try:
             for event in reader:
-                self._journal.heartbeat()
                 target = self.targets.get(event.collection) if event.db == source_db else None
                 if target is None:
                     continue
@@ -217,7 +227,6 @@ class _Staging:
 
         for target in self.targets.values():
             for spec in target.indexes:
-                self._journal.heartbeat()
                 name, coll = str(spec["name"]), target.meta.collection
                 try:
                     # One index per command: FerretDB mishandles several in one createIndexes.
@@ -229,7 +238,7 @@ class _Staging:
                         collection=coll,
                         index=name,
                         hint="restore to a server that supports this index, or drop it from "
-                             "the source",
+                        "the source",
                     ) from exc
         self._try_views()
 
@@ -242,8 +251,10 @@ class _Staging:
             try:
                 self._db.command({**view, "create": trial})
             except OperationFailure as exc:
-                raise BackupError(f"the server refused view {view['create']!r}: "
-                                  f"{_reason(exc)}; the target is unchanged") from exc
+                raise BackupError(
+                    f"the server refused view {view['create']!r}: "
+                    f"{_reason(exc)}; the target is unchanged"
+                ) from exc
             self._db.drop_collection(trial)
 
 
@@ -270,8 +281,9 @@ def same_database(engine: MongoEngine, other: Engine) -> bool:
     with translated(engine.environment, "checking whether two environments are one database"):
         engine.db.create_collection(probe)
         try:
-            with translated(other.environment, "checking whether two environments are one "
-                            "database"):
+            with translated(
+                other.environment, "checking whether two environments are one database"
+            ):
                 return probe in other.db.list_collection_names(filter={"name": probe})
         finally:
             engine.db.drop_collection(probe)
@@ -291,8 +303,10 @@ def _check_supported(metas: list[CollectionMeta], target_db: str) -> None:
                 hint="restore it with mongorestore, or leave it out of the dump",
             )
         if meta.type not in (COLLECTION, VIEW):
-            raise BackupError(f"{meta.namespace!r} has type {meta.type!r}, which monarch cannot "
-                              "restore; nothing was done")
+            raise BackupError(
+                f"{meta.namespace!r} has type {meta.type!r}, which monarch cannot "
+                "restore; nothing was done"
+            )
         name = meta.collection
         if not name_fits(target_db, name) or name.startswith(".") or "$" in name or "\0" in name:
             raise BackupError(

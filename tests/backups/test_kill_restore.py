@@ -1,0 +1,144 @@
+"""SIGKILL a real ``monarch restore`` process at random moments: after recovery the target is
+always exactly its old contents or exactly the backup, never a mix, never with leftovers."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from monarch import backup
+from monarch.backups.restore import recover
+from monarch.engines.mongo.journal import JOURNAL
+from tests.backups.conftest import environ
+from tests.backups.restore_support import (  # noqa: F401 - fixtures
+    TwoDbs,
+    leftovers,
+    snapshot,
+    two_dbs_fixture,
+)
+
+ITERATIONS = 18
+
+
+def fill(db: Database[Any], version: int) -> None:
+    """A database big enough that a restore takes a second or two; ``version`` varies it."""
+    # Few, large documents: FerretDB reads documents back (to compare) slower than it writes.
+    db.users.insert_many(
+        {"_id": i, "email": f"u{i}@example.com", "v": version, "bio": "b" * (500 + i % 1500)}
+        for i in range(4_000)
+    )
+    db.users.create_index("email", unique=True, name="email_1")
+    db.events.insert_many({"user": i % 4_000, "kind": f"k{i % 7}", "v": version,
+                           "payload": "p" * 400} for i in range(8_000))
+    db.events.create_index([("user", 1), ("kind", 1)], name="user_kind")
+    db[f"only_in_v{version}"].insert_many({"n": i} for i in range(100 + version))
+
+
+def restore_command(two_dbs: TwoDbs, name: str) -> list[str]:
+    return [sys.executable, "-m", "monarch", "--config", str(two_dbs.config_path), "restore",
+            f"{name}:staging", "--quiet"]
+
+
+def start_and_wait_for_journal(two_dbs: TwoDbs, name: str) -> tuple[subprocess.Popen[bytes],
+                                                                     float]:
+    """Start a restore process; return it once its journal exists (it has begun), and when."""
+    journal = two_dbs.target[JOURNAL]
+    process = subprocess.Popen(restore_command(two_dbs, name), cwd=two_dbs.root, env=environ(),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while process.poll() is None and journal.find_one({}, {"_id": 1}) is None:
+        time.sleep(0.002)
+    return process, time.monotonic()
+
+
+def wait_for_swap(two_dbs: TwoDbs, process: subprocess.Popen[bytes]) -> None:
+    journal = two_dbs.target[JOURNAL]
+    while process.poll() is None:
+        doc = journal.find_one({}, {"state": 1})
+        if doc is None or doc["state"] != "loading":
+            return
+        time.sleep(0.001)
+
+
+def calibrate(two_dbs: TwoDbs, name: str) -> tuple[float, float, float]:
+    """One undisturbed restore, watched: from its journal's appearance, when its swap starts
+    (the journal leaves ``loading``) and ends (the journal is gone), and when it exits."""
+    journal = two_dbs.target[JOURNAL]
+    process, began = start_and_wait_for_journal(two_dbs, name)
+    swap_from = swap_to = None
+    while process.poll() is None:
+        doc = journal.find_one({}, {"state": 1})
+        at = time.monotonic() - began
+        if swap_from is None and doc is not None and doc["state"] != "loading":
+            swap_from = at
+        if swap_to is None and doc is None:
+            swap_to = at
+            swap_from = swap_from or at
+        time.sleep(0.002)
+    whole = time.monotonic() - began
+    assert process.returncode == 0
+    return whole, swap_from or whole, swap_to or whole
+
+
+@pytest.mark.slow
+def test_restore_killed_at_random_moments_leaves_old_or_new_never_a_mix(two_dbs: TwoDbs) -> None:
+    config = two_dbs.config()
+    fill(two_dbs.source, 1)
+    first = backup(config, "development").name
+    expected = {first: snapshot(two_dbs.source)}
+    two_dbs.source.drop_collection("users")
+    two_dbs.source.drop_collection("events")
+    two_dbs.source.drop_collection("only_in_v1")
+    fill(two_dbs.source, 2)
+    second = backup(config, "development").name
+    expected[second] = snapshot(two_dbs.source)
+    assert expected[first] != expected[second]
+
+    whole, swap_from, swap_to = calibrate(two_dbs, first)
+    current = first
+    assert snapshot(two_dbs.target) == expected[first]
+
+    rng = random.Random(20260101)
+    outcomes: Counter[str] = Counter()
+    for iteration in range(ITERATIONS):
+        wanted = second if current == first else first
+        process, began = start_and_wait_for_journal(two_dbs, wanted)
+        if iteration % 3 == 2:
+            # Inside the swap: it lasts milliseconds, too short to hit by timing alone, so
+            # watch the journal for the swap to begin and kill at once (or a moment later).
+            wait_for_swap(two_dbs, process)
+            time.sleep(rng.uniform(0, max(0.0, swap_to - swap_from)))
+        else:
+            # From the moment it has begun: anywhere, or late (index builds, swap, exit).
+            delay = rng.uniform(0, whole) if iteration % 3 == 0 else rng.uniform(0.5, 1) * whole
+            time.sleep(max(0.0, began + delay - time.monotonic()))
+        process.send_signal(signal.SIGKILL)
+        code = process.wait(timeout=60)
+
+        said = recover(config, "staging")
+
+        now = snapshot(two_dbs.target)
+        assert leftovers(two_dbs.target) == [], f"iteration {iteration}: leftovers"
+        if now == expected[wanted]:
+            current = wanted
+            kind = ("finished before the kill" if code == 0 else
+                    "rolled forward" if said and "during its swap" in said else
+                    "killed after the swap")
+        else:
+            assert now == expected[current], (
+                f"iteration {iteration}: after a kill at {delay:.2f}s and recovery ({said}), "
+                "the target is neither its old contents nor the backup"
+            )
+            kind = "rolled back" if said else "killed before it began (unexpected here)"
+        outcomes[kind] += 1
+    print(f"\nrestore of {whole:.2f}s from its journal (swap at {swap_from:.2f}-{swap_to:.2f}s) "
+          f"killed {ITERATIONS} times: {dict(outcomes)}")
+    assert sum(outcomes.values()) == ITERATIONS
