@@ -144,3 +144,34 @@ def dump_with_writer(db: Database[Any], path: Path, *, compression: Method = "no
         docs = [d.raw for d in db.get_collection(name, codec_options=RAW).find()]
         collections.append((meta, docs))
     return write_archive(path, collections, compression=compression)
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(two_dbs: TwoDbs, *args: str) -> CliRun:
+    """``monarch --config ... ARGS`` in this process, through the real entry point."""
+    import logging
+    import sys
+
+    from click.testing import CliRunner
+
+    from monarch.cli import main
+
+    logger = logging.getLogger("monarch")
+    handlers = list(logger.handlers)
+    with CliRunner().isolation() as (out, err, _):
+        try:
+            main(["--config", str(two_dbs.config_path), *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        finally:
+            logger.handlers[:] = handlers  # the CLI's log handler must not outlive its stream
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return CliRun(code, out.getvalue().decode(), err.getvalue().decode())
