@@ -1,3 +1,3 @@
-from monarch.cli import main
+from monarch.cli import run
 
-main()
+run()

@@ -7,6 +7,9 @@ and nowhere else. Heavy imports happen inside the commands that need them.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -97,6 +100,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         code = 1
     sys.exit(code)
+
+
+def run() -> None:
+    """Console entry point: :func:`main`, then exit at once.
+
+    All work is finished by then; what is left are idle driver threads (pymongo's monitors
+    sleep in half-second steps and are joined at interpreter exit), which would add up to a
+    second to every command.
+    """
+    try:
+        main()
+        code: int = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            click.echo(exc.code, err=True)
+            code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _print_error(message: str, hint: str | None, session: Session | None) -> None:
