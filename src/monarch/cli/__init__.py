@@ -59,7 +59,8 @@ def _register() -> None:
     for module in (project, migrations, backups):
         for command in module.COMMANDS:
             # The original tool's spelling (list_migrations) is canonical; dashes work too.
-            cli.add_command(command, (command.name or "").replace("-", "_"))
+            command.name = (command.name or "").replace("-", "_")
+            cli.add_command(command)
 
 
 _register()
