@@ -23,6 +23,7 @@ import argparse
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -129,20 +130,33 @@ def generate(db: object, total: int, seed: int = 1) -> int:
 
 
 def raw_read(url: str, parallel: int) -> None:
-    """Child: read every collection as raw batches with ``parallel`` threads; keep nothing."""
+    """Child: read every collection as raw batches with ``parallel`` threads; keep nothing.
+
+    Same query shape as monarch's dump (biggest collection first, ~4 MB batches), so the
+    difference between the two is the archive writing, compression, hashing and storing.
+    """
     from pymongo import MongoClient
 
+    from monarch.engines.mongo.dump import BATCH_BYTES
+
     db = MongoClient(url).get_default_database()
-    names = [n for n in db.list_collection_names() if not n.startswith("system.")]
+    sizes = {}
+    for name in db.list_collection_names():
+        if not name.startswith("system."):
+            stats = db.command("collStats", name)
+            sizes[name] = (int(stats.get("size", 0)), int(stats.get("avgObjSize", 0) or 0))
+    todo = sorted(sizes, key=lambda n: sizes[n][0])  # pop() takes the biggest first
     lock = threading.Lock()
 
     def work() -> None:
         while True:
             with lock:
-                if not names:
+                if not todo:
                     return
-                name = names.pop()
-            for _ in db[name].find_raw_batches(batch_size=10_000):
+                name = todo.pop()
+            avg = sizes[name][1]
+            batch = max(1, BATCH_BYTES // avg) if avg else 1000
+            for _ in db[name].find_raw_batches(batch_size=batch):
                 pass
 
     threads = [threading.Thread(target=work) for _ in range(parallel)]
@@ -334,6 +348,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="collections at once")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (median reported)")
     args = parser.parse_args()
+    # A stopped benchmark must stop its server too: turn SIGTERM into a normal exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     from tests.servers import start_mongo
 
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

@@ -29,7 +29,8 @@ def config(tmp_path: Path) -> Iterator[Config]:
     url = "mongodb://127.0.0.1:1/app"
     yield config_from_dict(
         {"backups": f"memory://{name}",
-         "environments": {"production": {"url": url}, "staging": {"url": url}}},
+         "environments": {"production": {"url": url}, "staging": {"url": url},
+                          "staging-eu": {"url": url}}},
         None, {}, root=tmp_path,
     )
     MemoryStore.reset(name)
@@ -141,6 +142,25 @@ def test_env_restricts_prune_to_one_environment(config: Config) -> None:
 
     assert names(config, "production") == prod
     assert names(config, "staging") == staging[-1:]
+
+
+def test_env_does_not_reach_environments_whose_names_extend_it(tmp_path: Path) -> None:
+    folder = tmp_path / "backups"
+    config = config_from_dict(
+        {"backups": f"file://{folder}",
+         "environments": {"staging": {"url": "mongodb://h/a"}, "staging-eu": {"url": "mongodb://h/b"}}},
+        None, {}, root=tmp_path,
+    )
+    eu = [fake(config, "staging-eu", T0 - timedelta(days=d)) for d in (2, 1)]
+    folder.joinpath("staging-eu-20260101T000000Z.archive.zst").write_bytes(b"eu orphan")
+    hours_ago = time.time() - 7200
+    os.utime(folder / "staging-eu-20260101T000000Z.archive.zst", (hours_ago, hours_ago))
+
+    result = prune(config, keep_last=1, env="staging")
+
+    assert result.removed == () and result.orphans == ()
+    assert names(config, "staging-eu") == eu
+    assert (folder / "staging-eu-20260101T000000Z.archive.zst").exists()
 
 
 def test_an_unknown_environment_without_backups_is_an_error(config: Config) -> None:

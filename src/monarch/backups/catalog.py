@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monarch.backups.manifest import Manifest
-from monarch.backups.naming import ARCHIVE_SUFFIXES, check_name, manifest_key, split_key
+from monarch.backups.naming import (
+    check_name,
+    manifest_key,
+    parse_name,
+    split_key,
+)
 from monarch.errors import BackupNotFound, ManifestError, StoreError
 from monarch.stores.base import ObjectInfo, ObjectNotFound
 
@@ -72,29 +76,55 @@ class BackupInfo:
 
 
 @dataclass(frozen=True)
-class Catalog:
-    """A snapshot of the store's backup objects."""
+class Listing:
+    """The store's backup keys, without reading any object."""
 
-    backups: tuple[BackupInfo, ...]
-    """Complete backups, oldest first."""
+    manifests: frozenset[str]
+    """Names of backups that have a manifest object (readable or not)."""
     archives: dict[str, list[ObjectInfo]]
     """Backup name -> its archive object(s), complete backups' included."""
-    broken: dict[str, str]
-    """Manifest key -> why it cannot be read. Such backups are neither listed nor touched."""
 
     def orphans(self, older_than: float, now: datetime | None = None) -> list[ObjectInfo]:
-        """Archives with no manifest (and no broken one) last written ``older_than`` s ago."""
+        """Archives with no manifest, last written at least ``older_than`` seconds ago."""
         limit = (now or datetime.now(UTC)) - timedelta(seconds=older_than)
-        named = {b.name for b in self.backups} | {
-            key.removesuffix(".manifest.json") for key in self.broken
-        }
         return [
             obj
             for name, objects in sorted(self.archives.items())
-            if name not in named
+            if name not in self.manifests
             for obj in objects
             if obj.modified <= limit
         ]
+
+
+@dataclass(frozen=True)
+class Catalog(Listing):
+    """The store's backup keys and its complete backups (every manifest read)."""
+
+    backups: tuple[BackupInfo, ...] = ()
+    """Complete backups, oldest first."""
+    broken: dict[str, str] = field(default_factory=dict)
+    """Manifest key -> why it cannot be read. Such backups are neither listed nor touched."""
+
+
+def list_keys(store: Store, environment: str | None = None) -> Listing:
+    """List the store once; keep monarch's keys (only ``environment``'s, when given)."""
+    manifests: set[str] = set()
+    archives: dict[str, list[ObjectInfo]] = {}
+    # The prefix narrows the listing; the parsed name decides ("prod-" also starts
+    # "prod-eu-..." backups, which belong to environment "prod-eu").
+    for obj in store.list(f"{environment}-" if environment else ""):
+        parsed = split_key(obj.key)
+        if parsed is None:
+            continue
+        name, kind = parsed
+        owner = parse_name(name)
+        if environment is not None and (owner is None or owner.environment != environment):
+            continue
+        if kind == "manifest":
+            manifests.add(name)
+        else:
+            archives.setdefault(name, []).append(obj)
+    return Listing(frozenset(manifests), archives)
 
 
 def read_manifest(store: Store, name: str) -> Manifest:
@@ -113,41 +143,31 @@ def read_manifest(store: Store, name: str) -> Manifest:
 
 def scan(store: Store, environment: str | None = None) -> Catalog:
     """List the store once and read every manifest (in parallel: a remote store is slow)."""
-    manifests: list[str] = []
-    archives: dict[str, list[ObjectInfo]] = {}
-    prefix = f"{environment}-" if environment else ""
-    for obj in store.list(prefix):
-        parsed = split_key(obj.key)
-        if parsed is None:
-            continue
-        name, kind = parsed
-        if kind == "manifest":
-            manifests.append(name)
-        else:
-            archives.setdefault(name, []).append(obj)
+    listing = list_keys(store, environment)
+    names = sorted(listing.manifests)
 
     def load(name: str) -> Manifest | str:
         try:
             return read_manifest(store, name)
         except BackupNotFound:
-            return "deleted while listing"
+            return ""  # deleted while we listed: gone, not broken
         except (ManifestError, StoreError) as exc:
             return str(exc)
 
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(manifests)))) as pool:
-        loaded = list(pool.map(load, manifests))
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(names)))) as pool:
+        loaded = list(pool.map(load, names))
     backups: list[BackupInfo] = []
     broken: dict[str, str] = {}
-    for name, result in zip(manifests, loaded, strict=True):
+    for name, result in zip(names, loaded, strict=True):
         if isinstance(result, str):
-            if result != "deleted while listing":
+            if result:
                 broken[manifest_key(name)] = result
                 log.warning("skipping backup %s: %s", name, result)
             continue
         if environment is None or result.environment == environment:
             backups.append(BackupInfo.from_manifest(result))
     backups.sort(key=lambda b: (b.created, b.name))
-    return Catalog(tuple(backups), archives, broken)
+    return Catalog(listing.manifests, listing.archives, tuple(backups), broken)
 
 
 def find_backup(store: Store, name: str) -> BackupInfo:
@@ -158,18 +178,13 @@ def find_backup(store: Store, name: str) -> BackupInfo:
 def remove_orphans(store: Store, older_than: float = LEFTOVER_AGE) -> list[str]:
     """Delete orphan archives older than ``older_than`` seconds; return their keys."""
     removed: list[str] = []
-    for obj in scan(store).orphans(older_than):
+    for obj in list_keys(store).orphans(older_than):
         try:
             store.delete(obj.key)
         except ObjectNotFound:
             continue  # someone else removed it first
         removed.append(obj.key)
     return removed
-
-
-def archive_keys(name: str) -> Iterable[str]:
-    """Every key an archive of backup ``name`` may have."""
-    return (name + suffix for suffix in ARCHIVE_SUFFIXES.values())
 
 
 def _not_found(store: Store, name: str) -> BackupNotFound:
