@@ -23,6 +23,7 @@ from monarch.errors import MigrationError
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
+    from pymongo.collection import Collection
     from pymongo.database import Database
 
 
@@ -131,14 +132,15 @@ class MongoMigration(Migration):
 
     def batches(
         self,
-        collection: str,
+        collection: str | Collection[Any],
         filter: Mapping[str, Any] | None = None,
         size: int = 1000,
         *,
         projection: Mapping[str, Any] | None = None,
         key: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the documents of ``collection`` matching ``filter``, ``size`` at a time.
+        """Yield the documents of ``collection`` (a name or a pymongo collection) matching
+        ``filter``, ``size`` at a time.
 
         The walk goes by ``_id`` ranges (``_id > last``, sorted, limited), so no cursor stays open
         between batches. After each batch has been processed (when the loop asks for the next
@@ -150,9 +152,10 @@ class MongoMigration(Migration):
         from monarch.migrations.batches import walk
 
         runtime = self._require_runtime()
-        label = key or collection
+        name = collection if isinstance(collection, str) else collection.name
+        label = key or name
         yield from walk(
-            self.db[collection],
+            self.db[name],
             filter=dict(filter or {}),
             size=size,
             projection=dict(projection) if projection is not None else None,
