@@ -56,6 +56,20 @@ def test_batches_respect_the_filter_and_the_size(project: Project) -> None:
     assert walk is not None and walk["sizes"] == [2, 2, 2]
 
 
+def test_batches_take_a_collection_object_as_well_as_a_name(project: Project) -> None:
+    project.db.items.insert_many([{"_id": i} for i in range(5)])
+    project.write(
+        A,
+        """
+        sizes = [len(b) for b in self.batches(self.db.items, size=2)]
+        self.db.walk.insert_one({"sizes": sizes})
+        """,
+    )
+    assert project.cli("migrate", "development").code == 0
+    walk = project.db.walk.find_one()
+    assert walk is not None and walk["sizes"] == [2, 2, 1]
+
+
 PROCESS = """
     import os
     attempt = self.db.attempts.find_one_and_update(
