@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from monarch.errors import MigrationError
 from monarch.migrations.store import APPLIED, FAILED, ROLLBACK, RUNNING, LockOwner, Record
 from tests.engines.conftest import Kit
 
@@ -236,3 +237,50 @@ def test_a_failing_transaction_rolls_back_the_data_and_the_record(kit: Kit) -> N
     # The connection is usable again, outside any transaction.
     store.save(Record(name="m1", state=FAILED, checksum="a"))
     assert kit.make().history().records()["m1"].state == FAILED
+
+
+# -- transactions a migration opened itself (PostgreSQL and SQLite connections)
+
+
+def _open_own_transaction(kit: Kit, engine: Any) -> None:
+    conn = engine.migration_context()["conn"]
+    conn.execute("BEGIN")
+    _insert_item(kit, engine, None, 7)
+
+
+@pytest.mark.parametrize("kit", ["postgres", "sqlite"], indirect=True)
+def test_a_checkpoint_joins_a_transaction_the_migration_opened(kit: Kit) -> None:
+    engine = kit.make()
+    _prepare_items(kit, engine)
+    store = engine.history()
+    store.save(Record(name="m1", state=RUNNING, checksum="a"))
+    _open_own_transaction(kit, engine)
+    store.save_checkpoint("m1", {"items": {"last": 7}})
+    assert kit.make().history().records()["m1"].checkpoint == {}  # not committed yet
+    engine.migration_context()["conn"].execute("COMMIT")
+    assert kit.make().history().records()["m1"].checkpoint == {"items": {"last": 7}}
+    assert _items(kit) == [7]
+
+
+@pytest.mark.parametrize("kit", ["postgres", "sqlite"], indirect=True)
+def test_a_failure_record_is_durable_even_if_the_migration_left_a_transaction_open(
+    kit: Kit,
+) -> None:
+    engine = kit.make()
+    _prepare_items(kit, engine)
+    store = engine.history()
+    store.save(Record(name="m1", state=RUNNING, checksum="a"))
+    _open_own_transaction(kit, engine)
+    store.save(Record(name="m1", state=FAILED, checksum="a", error="boom"))
+    assert kit.make().history().records()["m1"].state == FAILED
+    assert _items(kit) == []  # the migration's unfinished work was rolled back
+
+
+@pytest.mark.parametrize("kit", ["postgres", "sqlite"], indirect=True)
+def test_success_with_a_transaction_left_open_is_an_error(kit: Kit) -> None:
+    engine = kit.make()
+    _prepare_items(kit, engine)
+    store = engine.history()
+    _open_own_transaction(kit, engine)
+    with pytest.raises(MigrationError, match="left a transaction open"):
+        store.save(Record(name="m1", state=APPLIED, checksum="a"))

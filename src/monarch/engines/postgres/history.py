@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.postgres.errors import translated
 from monarch.errors import MigrationError
-from monarch.migrations.store import Record
+from monarch.migrations.store import FAILED, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     import psycopg
@@ -124,7 +124,7 @@ class PostgresHistory:
             updates=updates,
         )
         with translated(self._engine.environment, f"recording migration {record.name}"):
-            conn = self._connection(session)
+            conn = self._connection(session, record)
             self._ensure(conn)
             conn.execute(statement, values)
 
@@ -172,11 +172,30 @@ class PostgresHistory:
         with translated(env, "committing a transaction"):
             block.__exit__(None, None, None)
 
-    def _connection(self, session: object | None) -> psycopg.Connection[Any]:
-        # The runner passes back exactly what transaction() yielded: the engine's connection.
-        if session is None:
-            return self._engine.connection
-        return cast("psycopg.Connection[Any]", session)
+    def _connection(
+        self, session: object | None, record: Record | None = None
+    ) -> psycopg.Connection[Any]:
+        """The connection to write on: ``session`` (what transaction() yielded) or the engine's.
+
+        A whole record saved outside the runner's transaction must be durable at once, so a
+        transaction the migration itself left open is dealt with first: after a failure it is
+        rolled back (its work was lost anyway); after a success it is an error in the migration.
+        """
+        from psycopg import pq
+
+        if session is not None:
+            return cast("psycopg.Connection[Any]", session)
+        conn = self._engine.connection
+        status = conn.info.transaction_status
+        if record is None or status == pq.TransactionStatus.IDLE:
+            return conn
+        if record.state in (FAILED, INTERRUPTED) or status == pq.TransactionStatus.INERROR:
+            conn.rollback()
+            return conn
+        raise MigrationError(
+            f"migration {record.name} left a transaction open on `self.conn`: commit it in "
+            "run(), or declare the migration transactional"
+        )
 
     def _ensure(self, conn: psycopg.Connection[Any]) -> None:
         """Create the table, or add columns this version knows and the table lacks."""

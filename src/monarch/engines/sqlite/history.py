@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.sqlite.errors import translated
 from monarch.errors import MigrationError
-from monarch.migrations.store import Record
+from monarch.migrations.store import FAILED, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     from monarch.engines.sqlite import SQLiteEngine
@@ -91,7 +91,7 @@ class SQLiteHistory:
         quoted = ", ".join(f'"{name}"' for name in names)
         updates = ", ".join(f'"{name}" = excluded."{name}"' for name in names if name != "name")
         with translated(self._engine.environment, f"recording migration {record.name}"):
-            conn = self._connection(session)
+            conn = self._connection(session, record)
             self._ensure(conn)
             conn.execute(
                 f'INSERT INTO "{HISTORY_TABLE}" ({quoted}) VALUES ({", ".join("?" * len(names))}) '
@@ -147,9 +147,27 @@ class SQLiteHistory:
                 )
             conn.execute("COMMIT")
 
-    def _connection(self, session: object | None) -> sqlite3.Connection:
-        # The runner passes back exactly what transaction() yielded: the engine's connection.
-        return self._engine.connection if session is None else cast(sqlite3.Connection, session)
+    def _connection(
+        self, session: object | None, record: Record | None = None
+    ) -> sqlite3.Connection:
+        """The connection to write on: ``session`` (what transaction() yielded) or the engine's.
+
+        A whole record saved outside the runner's transaction must be durable at once, so a
+        transaction the migration itself left open is dealt with first: after a failure it is
+        rolled back (its work was lost anyway); after a success it is an error in the migration.
+        """
+        if session is not None:
+            return cast(sqlite3.Connection, session)
+        conn = self._engine.connection
+        if record is None or not _in_transaction(conn):
+            return conn
+        if record.state in (FAILED, INTERRUPTED):
+            conn.execute("ROLLBACK")
+            return conn
+        raise MigrationError(
+            f"migration {record.name} left a transaction open on `self.conn`: commit it in "
+            "run(), or declare the migration transactional"
+        )
 
     def _ensure(self, conn: sqlite3.Connection) -> None:
         if self._ready:
