@@ -48,10 +48,13 @@ if TYPE_CHECKING:
     from monarch.engines.base import Engine
     from monarch.engines.mongo import MongoEngine
 
-DEFAULT_WORKERS = 1
-"""Insertion threads. One thread already overlaps reading with the server's work; more
-threads were measured slower on FerretDB (SQLite serialises writers) and are an option for
-servers that scale (``workers=``)."""
+FERRETDB_WORKERS = 1
+"""Insertion threads on FerretDB. One thread already overlaps reading with the server's work;
+measured (docs/restore.md), 2 and 4 threads were no faster, often slower: SQLite serialises
+writers."""
+DEFAULT_WORKERS = 4
+"""Insertion threads on other servers: mongorestore's parallelism (4 collections at once),
+for servers whose writes scale with connections."""
 BATCH_DOCUMENTS = 1000
 BATCH_BYTES = 16 * 1024 * 1024
 _INDEX_FIELDS_DROPPED = ("v", "ns", "background")
@@ -93,11 +96,14 @@ def restore_dump(
     wanted = [m for m in reader.collections if m.db == db and not _skipped(m)]
     skipped = [m.namespace for m in reader.collections if m.db == db and _skipped(m)]
     _check_supported(wanted, env.database)
+    if workers is None:
+        with translated(env, "connecting"):
+            ferret = engine.server_info().details == "FerretDB"
+        workers = FERRETDB_WORKERS if ferret else DEFAULT_WORKERS
     journal = Journal(engine)
+    # Built (and so validated) before the journal is taken: nothing to undo if it fails.
+    staging = _Staging(engine, journal, wanted, progress or NullProgress(), max(1, workers))
     journal.acquire(command)
-    staging = _Staging(
-        engine, journal, wanted, progress or NullProgress(), max(1, workers or DEFAULT_WORKERS)
-    )
     try:
         with translated(env, "loading the staging collections"):
             staging.create()
