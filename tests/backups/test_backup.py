@@ -29,7 +29,7 @@ def test_backup_then_list_shows_it_with_its_counts(any_project: Project) -> None
     assert listed.documents == 120 + 80 + 200
     assert listed.size == result.size > 0
     assert sorted(any_project.store_keys()) == [
-        f"{result.name}.archive.zst", f"{result.name}.manifest.json"]
+        f"{result.name}.archive.gz", f"{result.name}.manifest.json"]
 
 
 def test_backup_name_is_environment_utc_time_and_label(shop: Project) -> None:
@@ -61,8 +61,8 @@ def test_manifest_describes_source_archive_and_each_collection(shop: Project) ->
     assert m.source_host == shop.url.split("//")[1].split("/")[0]
     assert m.server_version and m.monarch_version
     assert m.started_at <= m.finished_at and m.duration >= 0
-    assert m.archive.compression == "zstd"
-    assert m.archive.key == f"{result.name}.archive.zst"
+    assert m.archive.compression == "gzip"  # the default
+    assert m.archive.key == f"{result.name}.archive.gz"
     assert len(m.archive.sha256) == 64
     by_name = {c.name: c for c in m.collections}
     assert sorted(by_name) == ["empty", "logs", "orders", "users"]
@@ -132,12 +132,12 @@ def test_every_compression_gives_a_readable_archive(
 
 
 def test_store_compression_option_sets_the_default(shop: Project) -> None:
-    text = shop.config_path.read_text().replace("[backups]\n", '[backups]\ncompression = "gzip"\n')
+    text = shop.config_path.read_text().replace("[backups]\n", '[backups]\ncompression = "zstd"\n')
     shop.config_path.write_text(text)
 
     result = backup(shop.config(), "development")
 
-    assert result.manifest.archive.compression == "gzip"
+    assert result.manifest.archive.compression == "zstd"
 
 
 def test_monarch_bookkeeping_is_left_out_but_migration_history_is_kept(project: Project) -> None:

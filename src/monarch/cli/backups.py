@@ -52,7 +52,7 @@ def split_spec(spec: str | None, shape: str, example: str, command: str) -> tupl
 @click.option("--query-set", metavar="NAME", help="Dump through querysets/NAME.py.")
 @click.option(
     "--compression", type=click.Choice(["zstd", "gzip", "none"]),
-    help="Archive compression (default: the store's `compression`, else zstd).",
+    help="Archive compression (default: the store's `compression`, else gzip).",
 )
 @click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Collections read at once.")
