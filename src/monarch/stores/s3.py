@@ -134,7 +134,7 @@ def parse_part_size(text: str) -> int:
 class S3Store:
     """Objects under ``prefix/`` in one bucket."""
 
-    in_flight = 3
+    in_flight = 4
     """Parts uploaded at once per upload; memory is about ``part_size * (in_flight + 1)``."""
 
     def __init__(self, config: StoreConfig) -> None:
@@ -310,6 +310,9 @@ def error_for(
             hint = "get fresh credentials (e.g. `aws sso login`, or a new aws_session_token)"
         elif code == "RequestTimeTooSkewed":  # a 403, so before the generic one
             hint = "this machine's clock is off; synchronise it (NTP)"
+        elif code == "InvalidObjectState":  # also a 403
+            message = f"cannot {doing} {what}: it is archived (GLACIER or DEEP_ARCHIVE)"
+            hint = "restore the object in S3 first; keep backups in a class that reads directly"
         elif code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
             message = f"access denied to {where} (trying to {doing} {key or 'objects'})"
             hint = (
