@@ -190,8 +190,11 @@ class Journal:
         try:
             with translated(self._engine.environment, "recording the swap in the journal"):
                 names = _names(self._db)
-                old = sorted(n for n, k in names.items() if not is_operational(n) and k != "view")
-                views = sorted(n for n, k in names.items() if not is_operational(n) and k == "view")
+                # Views and time-series collections cannot be renamed: they are dropped instead
+                # (in the swap, so only once the backup is wholly loaded and verified).
+                mine = {n: k for n, k in names.items() if not is_operational(n)}
+                old = sorted(n for n, k in mine.items() if k == "collection")
+                views = sorted(n for n, k in mine.items() if k != "collection")
                 aside = [
                     {"from": n, "to": derived_name(ASIDE_PREFIX, self.token, n, db_name)}
                     for n in old
