@@ -10,9 +10,11 @@ import pytest
 from monarch import backup, restore
 from monarch.backups.progress import Item, Summary
 from monarch.backups.restore import RestoreResult, recover
+from monarch.config import load_config
 from monarch.errors import BackupNotFound, ConfirmationRequired, UsageError
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
+    dump_with_writer,
     leftovers,
     seed,
     snapshot,
@@ -228,3 +230,23 @@ def test_recover_with_nothing_pending_says_so_and_changes_nothing(two_dbs: TwoDb
     assert recover(two_dbs.config(), "staging") is None
 
     assert snapshot(two_dbs.target) == before
+
+
+def test_a_mongodump_archive_restores_only_into_a_mongodb_environment(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    dump = dump_with_writer(two_dbs.source, two_dbs.root / "dump.archive")
+    path = two_dbs.config_path
+    path.write_text(path.read_text() + '\n[environments.reports]\nurl = "sqlite:///reports.db"\n')
+
+    with pytest.raises(UsageError, match="restores into a MongoDB environment"):
+        restore(load_config(path), str(dump), "reports")
+
+
+def test_an_archive_written_with_archive_writer_alone_restores_exactly(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    dump = dump_with_writer(two_dbs.source, two_dbs.root / "dump.archive.gz", compression="gzip")
+
+    result = restore(two_dbs.config(), str(dump), "staging")
+
+    assert result.source == "archive"
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from monarch.backups._pipe import Pipe, Tee
 from monarch.backups.progress import NullProgress, Summary
-from monarch.errors import MonarchError, UsageError
+from monarch.errors import MonarchError, NotImplementedYet, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,6 +106,11 @@ def copy_db(
     progress = progress or NullProgress()
     started = time.monotonic()
     source, target = engine_for(source_environment), engine_for(target_environment)
+    if getattr(target, "restore_dump", None) is None:
+        source.close()
+        target.close()
+        raise NotImplementedYet(f"copy_db between {target_environment.engine} environments is "
+                                "not available in this version of monarch")
     try:
         source.server_info()  # an unreachable source fails before the target is touched
         if target.same_database(source):

@@ -13,27 +13,30 @@ a ``mongodump --out`` directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING
 
-from monarch.archive.events import CollectionEnd
+from monarch.backups.copy import CopyResult, copy_db
 from monarch.backups.progress import Item, NullProgress, Summary
-from monarch.errors import ArchiveError, BackupError, BackupNotFound, UsageError
+from monarch.backups.sources import SYSTEM_DATABASES, choose_database, open_source
+from monarch.errors import NotImplementedYet, UsageError
 
 if TYPE_CHECKING:
-    from monarch.archive.events import DumpReader, Event
-    from monarch.archive.meta import CollectionMeta
-    from monarch.backups.manifest import Manifest
-    from monarch.backups.pipeline import HashingReader
     from monarch.backups.progress import Progress
-    from monarch.config import Config, Environment
+    from monarch.config import Config
     from monarch.engines.base import CollectionRestored
 
-SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
-"""Databases a whole-server dump carries besides the application's; never chosen by default."""
-
+__all__ = [
+    "SYSTEM_DATABASES",
+    "CopyResult",
+    "RestoreResult",
+    "choose_database",
+    "copy_db",
+    "recover",
+    "restore",
+    "summary_lines",
+]
 
 @dataclass(frozen=True)
 class RestoreResult:
@@ -123,8 +126,15 @@ def restore(
     require_confirmation(environment, "restore", confirm)
     progress = progress or NullProgress()
     started = time.monotonic()
-    with _open_source(config, backup_name, environment, from_db) as source:
+    with open_source(config, backup_name, environment, from_db) as source:
+        if source.kind != "backup" and environment.engine != "mongo":
+            raise UsageError(f"{backup_name} is a mongodump {source.kind}: it restores into a "
+                             f"MongoDB environment, and {env_name!r} is {environment.engine}")
         engine = engine_for(environment)
+        if getattr(engine, "restore_dump", None) is None:
+            engine.close()
+            raise NotImplementedYet(f"restore into a {environment.engine} environment is not "
+                                    "available in this version of monarch")
         try:
             stats = engine.restore_dump(
                 source.reader, db=source.database,
@@ -170,182 +180,6 @@ def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str
         engine.close()
 
 
-def choose_database(metas: Sequence[CollectionMeta], from_db: str | None, what: str) -> str:
-    """The database of a dump to restore: ``from_db`` if given, else the only one there is."""
-    found = sorted({m.db for m in metas if m.db})
-    listing = ", ".join(found) or "(none)"
-    if from_db is not None:
-        if from_db not in found:
-            raise UsageError(f"{what} has no database {from_db!r}; it holds: {listing}")
-        return from_db
-    candidates = [db for db in found if db not in SYSTEM_DATABASES] or found
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ArchiveError(f"{what} holds no collections to restore")
-    raise UsageError(f"{what} holds several databases ({listing}); say which one to restore",
-                     hint=f"pass --from-db NAME, e.g. --from-db {candidates[0]}")
-
-
-class _Source:
-    """An opened dump: the reader, the database to take from it, and what to close."""
-
-    def __init__(self, kind: str, reader: DumpReader, database: str,
-                 expected: dict[str, Item] | None = None,
-                 stream: BinaryIO | None = None) -> None:
-        self.kind = kind
-        self.reader = reader
-        self.database = database
-        self.expected = expected or {}
-        self._stream = stream
-
-    def __enter__(self) -> _Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stream is not None:
-            self._stream.close()
-
-
-def _open_source(
-    config: Config, name: str, environment: Environment, from_db: str | None
-) -> _Source:
-    from monarch.backups.naming import parse_name
-
-    if parse_name(name) is not None:
-        return _open_backup(config, name, environment, from_db)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return _open_directory(path, from_db)
-    if path.is_file():
-        return _open_file(path, from_db)
-    raise BackupNotFound(
-        f"{name!r} is neither a backup name nor an existing mongodump archive or directory",
-        hint="run `monarch list_backups` for backup names, or check the path",
-    )
-
-
-def _open_backup(
-    config: Config, name: str, environment: Environment, from_db: str | None
-) -> _Source:
-    from monarch.archive.compression import METHODS, open_decompressed_reader
-    from monarch.archive.reader import ArchiveReader
-    from monarch.backups.catalog import read_manifest
-    from monarch.backups.pipeline import HashingReader
-    from monarch.stores import open_store
-    from monarch.stores.base import ObjectNotFound
-
-    store = open_store(config.backups)
-    manifest = read_manifest(store, name)
-    if manifest.engine != environment.engine:
-        raise UsageError(f"backup {name!r} is of a {manifest.engine} database; environment "
-                         f"{environment.name!r} is {environment.engine}")
-    if from_db is not None and from_db != manifest.database:
-        raise UsageError(f"backup {name!r} holds only database {manifest.database!r}, "
-                         f"not {from_db!r}")
-    compression = manifest.archive.compression
-    if compression not in METHODS:
-        raise ArchiveError(f"backup {name!r}: its manifest names an unknown compression "
-                           f"{compression!r}")
-    try:
-        raw = store.reader(manifest.archive.key)
-    except ObjectNotFound:
-        raise ArchiveError(f"backup {name!r}: its archive {manifest.archive.key} is missing "
-                           "from the store") from None
-    try:
-        hashed = HashingReader(raw)
-        reader = ArchiveReader(open_decompressed_reader(hashed, compression),
-                               db=manifest.database)
-        checked = _CheckedBackup(reader, manifest, hashed)
-    except BaseException:
-        raw.close()
-        raise
-    expected = {c.name: Item(c.name, c.documents, c.bytes) for c in manifest.collections}
-    return _Source("backup", checked, manifest.database, expected, raw)
-
-
-def _open_file(path: Path, from_db: str | None) -> _Source:
-    from monarch.archive.reader import open_archive
-
-    what = f"the archive {path}"
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        raise BackupError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        reader = open_archive(stream)
-        database = choose_database(reader.collections, from_db, what)
-    except BaseException:
-        stream.close()
-        raise
-    return _Source("archive", reader, database, stream=stream)
-
-
-def _open_directory(path: Path, from_db: str | None) -> _Source:
-    from monarch.archive.directory import DirectoryReader
-
-    everything = DirectoryReader(path)
-    database = choose_database(everything.collections, from_db, f"the dump directory {path}")
-    return _Source("directory", DirectoryReader(path, db=database), database)
-
-
-class _CheckedBackup:
-    """A backup's archive reader that also holds it to its manifest.
-
-    The archive checks itself (structure, CRC-64 per collection); this adds what only the
-    manifest knows: the same collections, their counts, bytes and CRCs, and, once the last
-    event is read, the size and SHA-256 of the stored bytes. A mismatch raises
-    :class:`ArchiveError` from the iteration, which the restore sees before its swap.
-    """
-
-    def __init__(self, reader: DumpReader, manifest: Manifest, hashed: HashingReader) -> None:
-        from monarch.backups.verify import _compare_headers
-
-        self._reader = reader
-        self._manifest = manifest
-        self._hashed = hashed
-        problems = _compare_headers(manifest, reader.collections)
-        if problems:
-            raise _mismatch(manifest.name, problems)
-
-    @property
-    def header(self) -> dict[str, Any]:
-        return self._reader.header
-
-    @property
-    def collections(self) -> list[CollectionMeta]:
-        return self._reader.collections
-
-    def __iter__(self) -> Iterator[Event]:
-        from monarch.backups.verify import _compare_counts
-
-        ends: dict[str, CollectionEnd] = {}
-        for event in self._reader:
-            if isinstance(event, CollectionEnd):
-                ends[event.collection] = event
-                problems = _compare_counts(self._manifest, {event.collection: event})
-                if problems:
-                    raise _mismatch(self._manifest.name, problems)
-            yield event
-        self._hashed.drain()
-        archive = self._manifest.archive
-        if self._hashed.size != archive.size or self._hashed.sha256 != archive.sha256:
-            raise ArchiveError(
-                f"backup {self._manifest.name!r}: the archive's SHA-256 or size does not match "
-                f"its manifest ({self._hashed.size} bytes hashing to {self._hashed.sha256}; the "
-                f"manifest says {archive.size} bytes, {archive.sha256}); nothing was restored",
-                hint="the stored archive is damaged; restore another backup",
-            )
-
-
-def _mismatch(name: str, problems: list[str]) -> ArchiveError:
-    return ArchiveError(
-        f"backup {name!r} does not match its manifest: {'; '.join(problems)}; nothing was "
-        "restored",
-        hint=f"run `monarch verify {name}`; restore another backup",
-    )
-
-
 class _Announce:
     """Progress as the engine reports it, renamed (``copy_db``) and with expected sizes."""
 
@@ -365,10 +199,3 @@ class _Announce:
 
     def finish(self, summary: Summary | None) -> None:
         pass  # the caller closes the operation, once
-
-
-def copy_db(config: Config, source_env: str, target_env: str, **options: Any) -> Any:
-    """Copy one environment's database into another; see :func:`monarch.backups.copy.copy_db`."""
-    from monarch.backups.copy import copy_db as run
-
-    return run(config, source_env, target_env, **options)
