@@ -38,6 +38,8 @@ _LAZY = {
     "Migration": "monarch.migrations.migration",
     "MongoMigration": "monarch.migrations.migration",
     "MongoBackedMigration": "monarch.migrations.migration",
+    "PostgresMigration": "monarch.migrations.migration",
+    "SQLiteMigration": "monarch.migrations.migration",
     # backups
     "backup": "monarch.backups.api",
     "list_backups": "monarch.backups.api",

@@ -69,6 +69,16 @@ class MigrationFailed(MigrationError):
         self.result = result
 
 
+class SQLError(MigrationError):
+    """A statement of a ``.sql`` migration failed: the database's message, naming the file and
+    the line (``path``, ``line``: where the statement starts, or the token the server blames)."""
+
+    def __init__(self, message: str, *, path: str, line: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.line = line
+
+
 class LockError(MigrationError):
     """The migration lock is held by someone else or could not be taken."""
 

@@ -1,11 +1,9 @@
-"""A throwaway monarch project whose environments point at a fresh database of the test server."""
+"""Throwaway monarch projects whose environments point at a fresh database: ``project`` on the
+MongoDB-wire test server, ``sql_project`` on the PostgreSQL test server and on a SQLite file."""
 
 from __future__ import annotations
 
-import logging
-import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,27 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from pymongo.database import Database
 
-from monarch.config import Config, load_config
+from tests.migrations.driver import CliResult, Driver
+from tests.migrations.sql_project import SQLProject
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
+__all__ = ["CliResult", "Driver", "Project", "SQLProject", "project_config"]
 
 
 @dataclass
-class Project:
+class Project(Driver):
     """A project folder with ``development`` (unprotected) and ``production`` (protected)
     environments, both on the test's own database."""
 
@@ -41,13 +28,6 @@ class Project:
     url: str
     db: Database[dict[str, Any]]
     spawned: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    @property
-    def migrations(self) -> Path:
-        return self.root / "migrations"
-
-    def config(self) -> Config:
-        return load_config(self.root / "monarch.toml")
 
     def write(
         self,
@@ -105,65 +85,6 @@ class Project:
             for name in sorted(self.db.list_collection_names())
         }
 
-    def cli(self, *args: str, input: str | None = None, tty: bool = False) -> CliResult:
-        """Run ``monarch`` in this process, through its real entry point."""
-        from monarch.cli import main
-
-        logger = logging.getLogger("monarch")
-        handlers = list(logger.handlers)
-        runner = CliRunner()
-        with runner.isolation(input=input) as (out, err, _):
-            if tty:
-                sys.stdin.isatty = lambda: True  # type: ignore[method-assign]
-            try:
-                main(["--config", str(self.root / "monarch.toml"), *args])
-                code = 0
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            finally:
-                # The CLI installs a log handler on this stream; it must not outlive it.
-                logger.handlers[:] = handlers
-            sys.stdout.flush()
-            sys.stderr.flush()
-            return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
-
-    def process(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m monarch`` as a separate process."""
-        return subprocess.run(
-            [sys.executable, "-m", "monarch", *args],
-            cwd=self.root,
-            env=self.environ(env),
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-        )
-
-    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        """Start ``python -m monarch``; the fixture kills it at teardown if it still runs."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", "monarch", *args],
-            cwd=self.root,
-            env=self.environ(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        self.spawned.append(process)
-        return process
-
-    def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "MONARCH_CONFIG"}
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
-        )
-        env.update(extra or {})
-        return env
-
 
 def project_config(url: str, root: Path) -> str:
     return (
@@ -182,7 +103,18 @@ def project(
     (tmp_path / "migrations").mkdir()
     made = Project(tmp_path, mongo_url, mongo_db)
     yield made
-    for process in made.spawned:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+    made.stop_spawned()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def sql_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLProject]:
+    """The same project on a fresh PostgreSQL database, then on a new SQLite file."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+    (tmp_path / "monarch.toml").write_text(project_config(url, tmp_path))
+    (tmp_path / "migrations").mkdir()
+    made = SQLProject(tmp_path, request.param, url)
+    yield made
+    made.stop_spawned()

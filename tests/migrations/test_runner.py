@@ -95,3 +95,37 @@ def test_non_transactional_migration_never_opens_a_transaction() -> None:
 
     [outcome] = run(engine, Plain)
     assert outcome.ok and engine.store.saved[NAME].state == "applied"
+
+
+def test_a_failed_transactional_run_forgets_the_checkpoints_its_transaction_rolled_back() -> None:
+    engine = MemoryEngine(transactions=True)
+
+    class Atomic(Migration):
+        transactional = True
+
+        def run(self) -> None:
+            self.save_checkpoint("items", {"last": 500})
+            raise RuntimeError("after the checkpoint")
+
+    [outcome] = run(engine, Atomic)
+    assert not outcome.ok
+    record = engine.store.saved[NAME]
+    assert record.state == "failed" and record.checkpoint == {}
+    assert not plan_migrate([_file(Atomic)], engine.store.records()).steps[0].resume
+
+
+def test_a_failed_non_transactional_run_keeps_its_checkpoint_to_resume_from() -> None:
+    engine = MemoryEngine(transactions=False)
+
+    class Walk(Migration):
+        def run(self) -> None:
+            self.save_checkpoint("items", {"last": 500})
+            raise RuntimeError("after the checkpoint")
+
+    run(engine, Walk)
+    assert engine.store.saved[NAME].checkpoint == {"items": {"last": 500}}
+    assert plan_migrate([_file(Walk)], engine.store.records()).steps[0].resume
+
+
+def _file(cls: type[Migration]) -> MigrationFile:
+    return MigrationFile(NAME, Path(f"{NAME}.py"), "c" * 64, cls)

@@ -66,15 +66,23 @@ def _run_options(func: F) -> F:
 
 @click.command()
 @click.argument("name")
+@click.option(
+    "--engine",
+    type=click.Choice(["mongo", "postgres", "sqlite"]),
+    help="The template's engine (default: the one all environments use).",
+)
+@click.option("--sql", is_flag=True, help="Write a plain .sql file (PostgreSQL, SQLite).")
 @click.pass_obj
-def generate(session: Session, name: str) -> None:
+def generate(session: Session, name: str, engine: str | None, sql: bool) -> None:
     """Write a new migration file (alias: create).
 
-    The file is migrations/<UTC timestamp>_NAME.py; NAME must be snake_case and unused.
+    The file is migrations/<UTC timestamp>_NAME.py (.sql with --sql); NAME must be snake_case
+    and unused. The template is that of the engine all environments use; a project with
+    environments of several engines needs --engine.
     """
     from monarch.migrations.api import generate as generate_migration
 
-    path = generate_migration(session.config, name)
+    path = generate_migration(session.config, name, engine=engine, sql=sql)
     click.echo(f"created {_shown(path)}")
 
 
@@ -121,8 +129,8 @@ def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> i
 def migrate(session: Session, /, env: str, to: str | None, strict: bool, **options: Any) -> None:
     """Run the pending migrations on ENV, in order.
 
-    Each runs once and is recorded in the collection monarch_migrations; the first failure
-    stops the run. A lock keeps two runs from overlapping.
+    Each runs once and is recorded in monarch_migrations (a collection, or a table); the
+    first failure stops the run. A lock keeps two runs from overlapping.
     """
     from monarch.migrations.api import migrate as run
 
@@ -183,8 +191,8 @@ def rollback(
 ) -> None:
     """Undo applied migrations on ENV, newest first.
 
-    Runs their rollback() methods (default: the last one applied); if one of them has none,
-    nothing runs.
+    Runs their rollback() methods or SQL rollback sections (default: the last one applied);
+    if one of them has none, nothing runs.
     """
     from monarch.migrations.api import rollback as run
 

@@ -25,8 +25,9 @@ from monarch.engines import engine_for
 from monarch.errors import MigrationError, MigrationFailed, TransactionUnsupported, UsageError
 from monarch.migrations import planning
 from monarch.migrations.discovery import MigrationFile, discover
-from monarch.migrations.generate import new_migration
+from monarch.migrations.generate import new_migration, template_engine
 from monarch.migrations.lease import DEFAULT_LEASE, DEFAULT_TIMEOUT, MIN_LEASE, Lease, current_owner
+from monarch.migrations.migration import ENGINE_NAMES
 from monarch.migrations.progress import LoggingReporter, Reporter
 from monarch.migrations.results import RunResult, StatusReport, UnlockResult, when
 from monarch.migrations.runner import Runner, mark_interrupted
@@ -40,12 +41,24 @@ if TYPE_CHECKING:
 Planner = Callable[[list[MigrationFile], dict[str, Record]], planning.Plan]
 
 
-def generate(config: Config, name: str, *, now: datetime | None = None) -> Path:
-    """Write a new migration ``<UTC timestamp>_<name>.py`` from the template; return its path.
+def generate(
+    config: Config,
+    name: str,
+    *,
+    engine: str | None = None,
+    sql: bool = False,
+    now: datetime | None = None,
+) -> Path:
+    """Write a new migration ``<UTC timestamp>_<name>.py`` from a template; return its path.
 
-    ``name`` must be snake_case and not used by another migration; nothing is overwritten.
+    The template is the engine's (``engine``: ``mongo``, ``postgres`` or ``sqlite``); without
+    ``engine``, the engine that every environment of ``config`` uses (a UsageError when they
+    use several). ``sql`` writes ``<UTC timestamp>_<name>.sql`` instead, for PostgreSQL and
+    SQLite environments. ``name`` must be snake_case and not used by another migration; nothing
+    is overwritten.
     """
-    return new_migration(config.migrations_dir, name, now)
+    chosen = template_engine(config.environments, engine, sql=sql)
+    return new_migration(config.migrations_dir, name, now, engine=chosen, sql=sql)
 
 
 def list_migrations(config: Config, environment: str) -> StatusReport:
@@ -212,7 +225,7 @@ def _execute(
         # Planned once without the lock, so that a refusal (and a dry run) writes nothing;
         # planned again under the lock, which is what counts.
         plan = planner(files, store.records())
-        _check(plan, store, strict, env)
+        _check(plan, store, strict, env, by_name)
         if dry_run or not plan.steps:
             # Nothing to do needs no lock: a run in progress would show as pending here.
             if not dry_run:
@@ -239,7 +252,7 @@ def _execute(
             records = store.records()
             plan = planner(files, records)
             _warn_drift(plan, report)
-            _check(plan, store, strict, env)
+            _check(plan, store, strict, env, by_name)
             made = None
             if plan.steps and (env.backup_before_migrate if backup is None else backup):
                 made = _backup(config, env.name, report)
@@ -281,8 +294,24 @@ def _execute(
     return result
 
 
-def _check(plan: planning.Plan, store: HistoryStore, strict: bool, env: Environment) -> None:
+def _check(
+    plan: planning.Plan,
+    store: HistoryStore,
+    strict: bool,
+    env: Environment,
+    files: dict[str, MigrationFile],
+) -> None:
     """Refusals that must happen before anything runs."""
+    foreign = [files[s.name] for s in plan.steps if not files[s.name].runs_on(env.engine)]
+    if foreign:
+        engine = ENGINE_NAMES.get(env.engine, env.engine)
+        kinds = "; ".join(f"{f.path.name} is {f.cls.kind()}" for f in foreign)
+        raise MigrationError(
+            f"{kinds}, which cannot run on environment {env.name!r}: it is a {engine} "
+            "database; nothing was run",
+            hint=f"write it as a {engine} migration (`monarch generate --engine {env.engine} "
+            "NAME`), or point this project's migrations at one kind of database",
+        )
     planning.check_drift(plan, strict)
     atomic = [s.name for s in plan.steps if s.transactional]
     if atomic and not store.supports_transactions():

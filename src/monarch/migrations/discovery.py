@@ -1,9 +1,10 @@
 """Finding and loading migration files.
 
-Files are ``<UTC yyyymmddHHMMSS>_<name>.py`` in the project's migrations folder, run in file-name
-order. Every file is loaded before anything runs, so a broken file stops a ``migrate`` before its
-first migration. Files are compiled from their bytes (no ``__pycache__`` is written next to them,
-and a file edited within the same second is never served from a stale cache).
+Files are ``<UTC yyyymmddHHMMSS>_<name>.py`` (a Python class) or ``.sql`` (plain SQL, see
+:mod:`.sqlfiles`) in the project's migrations folder, run in file-name order whatever their kind.
+Every file is loaded before anything runs, so a broken file stops a ``migrate`` before its first
+migration. Python files are compiled from their bytes (no ``__pycache__`` is written next to
+them, and a file edited within the same second is never served from a stale cache).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from pathlib import Path
 
 from monarch.errors import ConfigError, MigrationError, UsageError
 from monarch.migrations.migration import Migration, MongoMigration
+from monarch.migrations.sqlfiles import SUFFIX as SQL_SUFFIX
+from monarch.migrations.sqlfiles import migration_class as sql_migration_class
 
-FILE_NAME = re.compile(r"^(?P<stamp>\d{14})_(?P<slug>[A-Za-z0-9_]+)\.py$")
+FILE_NAME = re.compile(r"^(?P<stamp>\d{14})_(?P<slug>[A-Za-z0-9_]+)\.(?:py|sql)$")
+SUFFIXES = (".py", SQL_SUFFIX)
 # settings.py is the original tool's configuration, which lived in the migrations folder.
 IGNORED = frozenset({"settings.py", "__init__.py"})
 _MODULE_PREFIX = "monarch_migration_files."
@@ -30,7 +34,7 @@ _MODULE_PREFIX = "monarch_migration_files."
 class MigrationFile:
     """One loaded migration file."""
 
-    name: str  # the file name without ".py": the key of its history record
+    name: str  # the file name without ".py"/".sql": the key of its history record
     path: Path
     checksum: str
     cls: type[Migration]
@@ -47,6 +51,10 @@ class MigrationFile:
     @property
     def transactional(self) -> bool:
         return bool(self.cls.transactional)
+
+    def runs_on(self, engine: str) -> bool:
+        """Whether this migration can run on an environment of ``engine``."""
+        return self.cls.runs_on(engine)
 
 
 def checksum(data: bytes) -> str:
@@ -65,13 +73,14 @@ def migration_paths(folder: Path) -> list[Path]:
     paths = []
     for path in sorted(folder.iterdir()):
         name = path.name
-        if name in IGNORED or name.startswith(("_", ".")) or not name.endswith(".py"):
+        if name in IGNORED or name.startswith(("_", ".")) or not name.endswith(SUFFIXES):
             continue
         if not path.is_file():
             continue
         if not FILE_NAME.match(name):
             raise MigrationError(
-                f"{path}: not a migration file name (expected <yyyymmddHHMMSS>_<name>.py)",
+                f"{path}: not a migration file name "
+                f"(expected <yyyymmddHHMMSS>_<name>{path.suffix})",
                 hint="rename it, or start its name with _ if it is a helper module",
             )
         paths.append(path)
@@ -93,8 +102,14 @@ def discover(folder: Path) -> list[MigrationFile]:
 
 
 def load(path: Path) -> MigrationFile:
-    """Compile and execute one migration file and find its migration class."""
+    """Compile and execute one migration file and find its migration class.
+
+    A ``.sql`` file is parsed instead (its SQL runs only when the migration does).
+    """
     data = path.read_bytes()
+    if path.suffix == SQL_SUFFIX:
+        cls = sql_migration_class(path, data, class_name(path.stem.partition("_")[2]))
+        return MigrationFile(path.stem, path, checksum(data), cls)
     module = types.ModuleType(_MODULE_PREFIX + path.stem)
     module.__file__ = str(path)
     # A migration may import a helper module kept next to it (e.g. _helpers.py).
@@ -129,7 +144,7 @@ def resolve(files: list[MigrationFile], name: str, known: list[str] | None = Non
     ``known`` adds recorded names whose files are gone.
     """
     candidates = sorted({f.name for f in files} | set(known or []))
-    wanted = name.removesuffix(".py")
+    wanted = name.removesuffix(".py").removesuffix(SQL_SUFFIX)
     if wanted in candidates:
         return wanted
     matches = [c for c in candidates if wanted in (c.partition("_")[2], c.partition("_")[0])]
@@ -161,8 +176,8 @@ def _migration_class(module: types.ModuleType, path: Path) -> type[Migration]:
     if not found:
         raise MigrationError(
             f"{path} defines no migration class; nothing was run",
-            hint="define a subclass of MongoMigration (or MongoBackedMigration) "
-            "with a run() method",
+            hint="define a subclass of MongoMigration (or MongoBackedMigration), "
+            "PostgresMigration or SQLiteMigration with a run() method",
         )
     if len(found) > 1:
         expected = class_name(path.stem.partition("_")[2])

@@ -1,19 +1,33 @@
-"""Writing a new migration file from the template."""
+"""Writing a new migration file from the engine's template.
+
+Which template: ``--engine`` when given; otherwise the engine of the project's environments,
+when they all use one; a project whose environments use several engines must say which.
+``--sql`` writes a plain ``.sql`` file (PostgreSQL and SQLite only).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monarch.errors import UsageError
 from monarch.migrations.discovery import FILE_NAME, class_name
+from monarch.migrations.migration import ENGINE_NAMES
+from monarch.migrations.sqlfiles import NON_TRANSACTIONAL, ROLLBACK_MARKER
+
+if TYPE_CHECKING:
+    from monarch.config import Environment
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+ENGINES = tuple(ENGINE_NAMES)
+SQL_ENGINES = ("postgres", "sqlite")
 
-TEMPLATE = '''\
+MONGO_TEMPLATE = '''\
 from monarch import MongoBackedMigration
 
 
@@ -26,9 +40,106 @@ class {class_name}(MongoBackedMigration):
     #     """Undo run(). Without it, `monarch rollback` refuses to roll this migration back."""
 '''
 
+SQL_CLASS_TEMPLATE = '''\
+from monarch import {base}
 
-def new_migration(folder: Path, name: str, now: datetime | None = None) -> Path:
-    """Write ``<folder>/<UTC timestamp>_<name>.py`` and return its path.
+
+class {class_name}({base}):
+    # run() and its history record commit together in one transaction. For statements that
+    # cannot run inside one ({example}), set: transactional = False
+
+    def run(self):
+        """Move the schema and data forward with self.conn ({connection})."""
+        raise NotImplementedError
+
+    # def rollback(self):
+    #     """Undo run(). Without it, `monarch rollback` refuses to roll this migration back."""
+'''
+
+SQL_TEMPLATE = f"""\
+-- {{name}}: the statements that migrate go here, before the rollback line.
+-- They run in one transaction together with the history record. To run the file outside a
+-- transaction (CREATE INDEX CONCURRENTLY, VACUUM), add this line: {NON_TRANSACTIONAL}
+
+
+{ROLLBACK_MARKER}
+-- The statements that undo the above. With none, `monarch rollback` refuses to roll back
+-- this migration.
+"""
+
+_CLASS_DETAILS = {
+    "postgres": ("PostgresMigration", "CREATE INDEX CONCURRENTLY", "a psycopg 3 connection"),
+    "sqlite": ("SQLiteMigration", "VACUUM", "a sqlite3 connection"),
+}
+
+
+def template_engine(
+    environments: Mapping[str, Environment], engine: str | None, *, sql: bool = False
+) -> str:
+    """The engine whose template ``generate`` writes (see the module doc for the rule)."""
+    if engine is not None:
+        if engine not in ENGINES:
+            raise UsageError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+        if sql and engine not in SQL_ENGINES:
+            raise UsageError(
+                f"SQL migrations run on PostgreSQL and SQLite, not on {ENGINE_NAMES[engine]}",
+                hint="leave out --sql to write a Python migration",
+            )
+        return engine
+    used: dict[str, list[str]] = {}
+    for env in environments.values():
+        used.setdefault(env.engine, []).append(env.name)
+    if sql:
+        others = {e: names for e, names in used.items() if e not in SQL_ENGINES}
+        if others:
+            named = ", ".join(
+                f"{n} ({ENGINE_NAMES.get(e, e)})" for e, ns in others.items() for n in ns
+            )
+            raise UsageError(
+                f"SQL migrations run on PostgreSQL and SQLite only, and this project has "
+                f"other environments: {named}",
+                hint="write a Python migration (leave out --sql), or pass --engine postgres "
+                "or --engine sqlite if those environments do not run these migrations",
+            )
+        # The file is the same for both SQL engines; the engine only names the template.
+        return "sqlite" if set(used) == {"sqlite"} else "postgres"
+    if len(used) == 1:
+        return next(iter(used))
+    if not used:
+        raise UsageError(
+            "this project has no environments to take the migration's engine from",
+            hint=f"pass --engine ({' | '.join(ENGINES)})",
+        )
+    listed = "; ".join(
+        f"{ENGINE_NAMES.get(e, e)}: {', '.join(names)}" for e, names in sorted(used.items())
+    )
+    raise UsageError(
+        f"the environments use different engines ({listed}), so the template is not clear",
+        hint=f"pass --engine ({' | '.join(sorted(used))})",
+    )
+
+
+def template(engine: str, name: str, *, sql: bool = False) -> str:
+    """The text of a new migration named ``name`` for ``engine``."""
+    if sql:
+        return SQL_TEMPLATE.format(name=name)
+    if engine == "mongo":
+        return MONGO_TEMPLATE.format(class_name=class_name(name))
+    base, example, connection = _CLASS_DETAILS[engine]
+    return SQL_CLASS_TEMPLATE.format(
+        base=base, class_name=class_name(name), example=example, connection=connection
+    )
+
+
+def new_migration(
+    folder: Path,
+    name: str,
+    now: datetime | None = None,
+    *,
+    engine: str = "mongo",
+    sql: bool = False,
+) -> Path:
+    """Write ``<folder>/<UTC timestamp>_<name>.py`` (``.sql`` with ``sql``); return its path.
 
     ``name`` must be a snake_case identifier not used by another migration. An existing file is
     never overwritten; a timestamp already taken (two files generated in one second) moves on by
@@ -55,8 +166,8 @@ def new_migration(folder: Path, name: str, now: datetime | None = None) -> Path:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     while (stamp := moment.strftime("%Y%m%d%H%M%S")) in stamps:
         moment += timedelta(seconds=1)
-    path = folder / f"{stamp}_{name}.py"
-    _write_new(path, TEMPLATE.format(class_name=class_name(name)))
+    path = folder / f"{stamp}_{name}{'.sql' if sql else '.py'}"
+    _write_new(path, template(engine, name, sql=sql))
     return path
 
 

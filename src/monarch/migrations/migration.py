@@ -10,7 +10,8 @@ A migration is a Python file holding one subclass with a ``run()`` method (and, 
             self.db.users.create_index("email", unique=True)
 
 monarch creates the instance, gives it its attributes and calls ``run()``; any exception is
-recorded as the migration's failure.
+recorded as the migration's failure. There is one base class per engine (``MongoMigration``,
+``PostgresMigration``, ``SQLiteMigration``); a migration runs only on environments of its engine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from monarch.errors import MigrationError
 
 if TYPE_CHECKING:
+    import sqlite3
+
+    import psycopg
     from pymongo import MongoClient
     from pymongo.collection import Collection
     from pymongo.database import Database
@@ -39,6 +43,10 @@ class Runtime(Protocol):
     def check(self) -> None: ...
 
 
+ENGINE_NAMES = {"mongo": "MongoDB", "postgres": "PostgreSQL", "sqlite": "SQLite"}
+"""How messages name each engine."""
+
+
 class Migration:
     """Base class of every migration, whatever the database.
 
@@ -47,14 +55,20 @@ class Migration:
     - ``env``: the environment's name (e.g. ``"production"``);
     - ``name``: the migration's name (its file name without ``.py``);
     - ``log``: a :class:`logging.Logger` named ``monarch.migration.<name>``;
-    - ``session``: the open transaction's session when ``transactional = True`` (pass it to every
-      database call that must be part of the transaction), else None.
+    - ``session``: the open transaction's session when ``transactional = True`` (on MongoDB, pass
+      it to every database call that must be part of the transaction; on PostgreSQL and SQLite it
+      is the connection itself), else None.
 
     Set ``transactional = True`` on a subclass to run it and its history record in one
-    transaction; monarch refuses to run it on a server without transactions.
+    transaction (the default of ``PostgresMigration`` and ``SQLiteMigration``); monarch refuses
+    to run it on a server without transactions.
+
+    ``engines`` names the engines the migration can run on (None: any); monarch refuses, before
+    anything runs, to run it on an environment of another engine.
     """
 
     transactional: ClassVar[bool] = False
+    engines: ClassVar[frozenset[str] | None] = None
 
     name: str
     env: str
@@ -69,6 +83,19 @@ class Migration:
     def rollback(self) -> None:
         """Undo :meth:`run`. Migrations that do not override it cannot be rolled back."""
         raise NotImplementedError
+
+    @classmethod
+    def runs_on(cls, engine: str) -> bool:
+        """Whether this migration can run on an environment of ``engine`` (e.g. ``"sqlite"``)."""
+        return cls.engines is None or engine in cls.engines
+
+    @classmethod
+    def kind(cls) -> str:
+        """What the migration is, for messages: e.g. ``a MongoMigration``."""
+        for base in cls.__mro__:
+            if base.__module__ == __name__ and base is not Migration:
+                return f"a {base.__name__}"
+        return "a migration"
 
     @classmethod
     def has_rollback(cls) -> bool:
@@ -127,6 +154,8 @@ class MongoMigration(Migration):
     :meth:`batches`, the way to walk a large collection resumably.
     """
 
+    engines = frozenset({"mongo"})
+
     db: Database[dict[str, Any]]
     client: MongoClient[dict[str, Any]]
 
@@ -168,3 +197,39 @@ class MongoMigration(Migration):
 
 # The name the original monarch used; existing migration files import it.
 MongoBackedMigration = MongoMigration
+
+
+class PostgresMigration(Migration):
+    """A migration for a PostgreSQL environment.
+
+    ``self.conn`` is a psycopg 3 connection in autocommit mode, the same one that writes the
+    history. By default ``run()`` (and ``rollback()``) runs inside one transaction together with
+    the migration's history record: it commits whole, record included, or not at all; a
+    ``with self.conn.transaction():`` inside it is a savepoint. Statements that cannot run in a
+    transaction (``CREATE INDEX CONCURRENTLY``, ``ALTER TYPE ... ADD VALUE`` on old servers)
+    need ``transactional = False``: each statement then commits on its own, and the record is
+    written after ``run()`` returns.
+    """
+
+    transactional = True
+    engines = frozenset({"postgres"})
+
+    conn: psycopg.Connection[Any]
+
+
+class SQLiteMigration(Migration):
+    """A migration for a SQLite environment.
+
+    ``self.conn`` is a :mod:`sqlite3` connection with ``isolation_level=None`` (the module never
+    begins or commits behind your back), the same one that writes the history. By default
+    ``run()`` (and ``rollback()``) runs inside one ``BEGIN IMMEDIATE`` ... ``COMMIT`` together
+    with the migration's history record; do not call ``commit()``, ``BEGIN`` or ``COMMIT`` in it
+    (``SAVEPOINT`` is fine). Statements that cannot run in a transaction (``VACUUM``, some
+    ``PRAGMA`` changes) need ``transactional = False``: each statement then commits on its own,
+    and the record is written after ``run()`` returns.
+    """
+
+    transactional = True
+    engines = frozenset({"sqlite"})
+
+    conn: sqlite3.Connection

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from monarch.errors import DriftError, MigrationError, UsageError
 from monarch.migrations.discovery import MigrationFile, resolve
 from monarch.migrations.results import CHANGED, MISSING, PENDING, MigrationStatus, Step
+from monarch.migrations.sqlfiles import ROLLBACK_MARKER
+from monarch.migrations.sqlfiles import SUFFIX as SQL_SUFFIX
 from monarch.migrations.store import (
     APPLIED,
     FAILED,
@@ -149,16 +151,25 @@ def plan_rollback(
             f"cannot roll back {', '.join(missing)}: the file is gone; nothing was rolled back",
             hint="restore the file from version control, or roll back fewer steps",
         )
-    without = [r.name for r in chosen if not by_name[r.name].cls.has_rollback()]
+    without = [by_name[r.name] for r in chosen if not by_name[r.name].cls.has_rollback()]
     if without:
+        python = [f.name for f in without if f.path.suffix != SQL_SUFFIX]
+        sql = [f.name for f in without if f.path.suffix == SQL_SUFFIX]
+        lacks = [f"{_names(python)} no rollback()"] if python else []
+        lacks += [f"{_names(sql)} no statements after `{ROLLBACK_MARKER}`"] if sql else []
         raise MigrationError(
-            f"{', '.join(without)} {'has' if len(without) == 1 else 'have'} no rollback(); "
-            "nothing was rolled back",
-            hint="write a rollback() method, or roll back fewer steps (--steps / --to)",
+            f"{'; '.join(lacks)}; nothing was rolled back",
+            hint="write a rollback() method (in an SQL file: statements after its "
+            f"`{ROLLBACK_MARKER}` line), or roll back fewer steps (--steps / --to)",
         )
     return Plan(
         [_step(by_name[r.name], r, ROLLBACK, False) for r in chosen], drifted(files, records)
     )
+
+
+def _names(names: list[str]) -> str:
+    """``a has`` / ``a, b have``."""
+    return f"{', '.join(names)} {'has' if len(names) == 1 else 'have'}"
 
 
 def check_drift(plan: Plan, strict: bool) -> None:

@@ -98,18 +98,28 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Interrupted:
-    """A run found unfinished (its process died or lost the lock) and marked interrupted."""
+    """A run found unfinished (its process died or lost the lock) and marked interrupted.
+
+    ``rolled_back``: the run was inside a transaction, so the database rolled all of it back.
+    """
 
     name: str
     who: str
     pid: int
     started_at: datetime | None
+    rolled_back: bool = False
 
     def describe(self) -> str:
-        return (
+        text = (
             f"{self.name} was interrupted: the run by {self.who} (pid {self.pid}) started "
-            f"{when(self.started_at)} never finished; it counts as pending"
+            f"{when(self.started_at)} never finished; "
         )
+        if self.rolled_back:
+            return text + (
+                "its transaction was rolled back, so none of it was applied and it runs "
+                "again from the start"
+            )
+        return text + "it counts as pending"
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,9 @@ class MigrationStatus:
             return text
         if r.state == ROLLED_BACK:
             return f"rolled back {when(r.finished_at)} by {r.who}"
+        if r.state == RUNNING:  # shown as interrupted: no live lock holder runs it
+            text = f"the run by {r.who} (pid {r.pid}) since {when(r.started_at)} stopped"
+            return text + ("; its transaction was rolled back" if r.transactional else "")
         if r.state in (FAILED, INTERRUPTED):
             action = "rollback " if r.action == ROLLBACK else ""
             return f"{action}{r.error_line} ({when(r.started_at)}, by {r.who})"

@@ -50,9 +50,14 @@ def mark_interrupted(
         why = "its process stopped without finishing"
         if previous is not None and previous.token == record.run_id:
             why += f" (its lock lease expired at {previous.expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+        if record.transactional:
+            # Its work and its `applied` record were one uncommitted transaction.
+            why += "; its transaction was rolled back, so none of its changes were applied"
         error = f"interrupted: the run by {record.who} (pid {record.pid}): {why}"
         store.save(replace(record, state=INTERRUPTED, error=error))
-        item = Interrupted(record.name, record.who, record.pid, record.started_at)
+        item = Interrupted(
+            record.name, record.who, record.pid, record.started_at, record.transactional
+        )
         reporter.message(item.describe(), warning=True)
         found.append(item)
     return found
@@ -112,11 +117,13 @@ class Runner:
             run_count=(old.run_count if old else 0) + 1,
             run_id=owner.token,
             backup=self.backup,
+            transactional=file.transactional,
         )
         if step.action == MIGRATE:
             record.out_of_order = step.out_of_order
         record.checkpoint = dict(record.checkpoint) if step.resume else {}
         self.store.save(record)
+        durable = dict(record.checkpoint)  # what a rolled-back transaction leaves in the store
         self.reporter.started(step)
 
         migration = file.cls()
@@ -134,17 +141,20 @@ class Runner:
                 with self.store.transaction() as session:
                     migration.session = runtime.session = session
                     method()
-                    record = self._done(record, step, started)
-                    self.store.save(record, session=session)
+                    done = self._done(record, step, started)
+                    self.store.save(done, session=session)
             else:
                 method()
-                record = self._done(record, step, started)
-                self.store.save(record)
+                done = self._done(record, step, started)
+                self.store.save(done)
+            record = done
         except (KeyboardInterrupt, SystemExit) as exc:
-            self._failed(record, started, exc, INTERRUPTED)
+            self._failed(record, started, exc, INTERRUPTED, durable if file.transactional else None)
             raise
         except Exception as exc:
-            failed = self._failed(record, started, exc, FAILED)
+            failed = self._failed(
+                record, started, exc, FAILED, durable if file.transactional else None
+            )
             return Outcome(
                 step.name,
                 step.action,
@@ -175,7 +185,16 @@ class Runner:
             applied_at=now if applied else record.applied_at,
         )
 
-    def _failed(self, record: Record, started: float, exc: BaseException, state: str) -> Record:
+    def _failed(
+        self,
+        record: Record,
+        started: float,
+        exc: BaseException,
+        state: str,
+        checkpoint: dict[str, dict[str, Any]] | None = None,
+    ) -> Record:
+        """Record the failure; ``checkpoint`` replaces the record's when the run's own
+        transaction rolled back the checkpoints it saved (resuming from them would skip work)."""
         lines = traceback.format_exception(exc)
         text = _headline(exc, record.action) + "\n\n" + "".join(lines)
         if len(text) > MAX_ERROR:
@@ -187,6 +206,7 @@ class Runner:
             finished_at=self.store.now(),
             duration=time.monotonic() - started,
             error=self.scrub(text),
+            checkpoint=record.checkpoint if checkpoint is None else checkpoint,
         )
         # The record of the failure matters more than the failure to write it.
         try:

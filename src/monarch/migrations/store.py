@@ -1,7 +1,7 @@
 """What an engine stores for migrations: history records and the lock.
 
-These are the only database-specific pieces of the migrations feature. An engine (MongoDB today,
-PostgreSQL and SQLite later) implements :class:`HistoryStore` and :class:`MigrationLock`; the
+These are the only database-specific pieces of the migrations feature. An engine (MongoDB,
+PostgreSQL, SQLite) implements :class:`HistoryStore` and :class:`MigrationLock`; the
 runner, planner and lease logic in this package use nothing else. Every method raises a
 :class:`~monarch.errors.MonarchError` (usually ``ConnectionFailed``) on a driver failure, never a
 driver exception.
@@ -32,7 +32,8 @@ class Record:
     """The history of one migration on one environment (one record per migration name).
 
     ``checkpoint`` maps a resumable loop's key (e.g. a collection name) to its saved position;
-    ``run_id`` is the lock token of the run that wrote the record last.
+    ``run_id`` is the lock token of the run that wrote the record last; ``transactional`` says
+    whether that run's work was inside a transaction (so a run that died left none of it).
     """
 
     name: str
@@ -53,6 +54,7 @@ class Record:
     out_of_order: bool = False
     run_id: str | None = None
     applied_at: datetime | None = None
+    transactional: bool = False
 
     @property
     def who(self) -> str:

@@ -43,7 +43,14 @@ class SQLiteEngine:
         if self._conn is None:
             check_file(self.environment)
             with translated(self.environment, "opening the database"):
-                conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT)
+                from monarch.engines.sqlite.history import MigrationConnection
+
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    timeout=BUSY_TIMEOUT,
+                    factory=MigrationConnection,
+                )
                 try:
                     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 except BaseException:
@@ -57,6 +64,15 @@ class SQLiteEngine:
         return self.path.exists()
 
     def server_info(self) -> ServerInfo:
+        if self._conn is None and not self.exists():
+            # Opening would create the file: a dry run or a status check must leave no trace.
+            check_file(self.environment)
+            return ServerInfo(
+                engine=self.name,
+                version=sqlite3.sqlite_version,
+                supports_transactions=True,
+                details=f"file {self.path} (not created yet)",
+            )
         with translated(self.environment, "reading the journal mode"):
             row = self.connection.execute("PRAGMA journal_mode").fetchone()
         return ServerInfo(

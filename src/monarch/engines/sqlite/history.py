@@ -8,7 +8,8 @@ added then); reading never creates it, nor the database file.
 Writes go through the engine's connection, which migrations get as ``self.conn``. The sqlite3
 module runs it with ``isolation_level=None``: no implicit transactions, each statement commits
 unless an explicit ``BEGIN`` is open. :meth:`SQLiteHistory.transaction` opens one, so a
-migration's statements and its record commit together.
+migration's statements and its record commit together; while it is open the connection (a
+:class:`MigrationConnection`) refuses the calls that would commit it early.
 """
 
 from __future__ import annotations
@@ -49,6 +50,31 @@ def columns() -> dict[str, tuple[str, str]]:
         kind, conversion = _TYPES.get(str(item.type), _JSON)
         found[item.name] = ("TEXT PRIMARY KEY" if item.name == "name" else kind, conversion)
     return found
+
+
+class MigrationConnection(sqlite3.Connection):
+    """The engine's connection (``self.conn`` of migrations), which refuses, inside monarch's
+    transaction, the calls that would commit it behind monarch's back: ``commit()``, and
+    ``executescript()`` (which commits first). Either would leave the migration's work
+    committed without its record."""
+
+    in_monarch_transaction = False
+
+    def commit(self) -> None:
+        self._refuse("commit()")
+        super().commit()
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        self._refuse("executescript(), which commits the open transaction first,")
+        return super().executescript(sql_script)
+
+    def _refuse(self, what: str) -> None:
+        if self.in_monarch_transaction:
+            raise MigrationError(
+                f"{what} cannot be used in a transactional migration: monarch commits the "
+                "migration together with its history record",
+                hint="run statements one by one with execute(), or set transactional = False",
+            )
 
 
 class SQLiteHistory:
@@ -131,6 +157,9 @@ class SQLiteHistory:
                     "(a migration began one and did not end it)"
                 )
             conn.execute("BEGIN IMMEDIATE")
+        guard = conn if isinstance(conn, MigrationConnection) else None
+        if guard is not None:
+            guard.in_monarch_transaction = True
         try:
             yield conn
         except BaseException:
@@ -139,6 +168,9 @@ class SQLiteHistory:
                 if _in_transaction(conn):
                     conn.execute("ROLLBACK")
             raise
+        finally:
+            if guard is not None:
+                guard.in_monarch_transaction = False
         with translated(env, "committing a transaction"):
             if not _in_transaction(conn):
                 raise MigrationError(
