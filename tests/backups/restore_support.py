@@ -20,7 +20,13 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.database import Database
 
-from monarch.archive import ArchiveWriter, CollectionMeta, Method, open_compressed_writer
+from monarch.archive import (
+    ArchiveWriter,
+    CollectionMeta,
+    Method,
+    iter_documents,
+    open_compressed_writer,
+)
 from monarch.config import Config, load_config
 from monarch.engines.mongo.journal import ASIDE_PREFIX, JOURNAL, STAGING_PREFIX
 from tests.backups.helpers import server_documents
@@ -97,15 +103,24 @@ def seed(db: Database[dict[str, Any]], scale: int = 1, seed_value: int = 7) -> N
     db.create_collection("empty")
 
 
-def snapshot(db: Database[Any]) -> Snapshot:
-    """Every collection: its documents as raw BSON (sorted) and its indexes' key/name/unique."""
+def snapshot(db: Database[Any], *, batch_size: int = 0) -> Snapshot:
+    """Every collection: its documents as raw BSON (sorted) and its indexes' key/name/unique.
+
+    ``batch_size`` bounds documents per reply (FerretDB sends replies past the 48 MB message
+    limit when documents are near 16 MB, which the driver then refuses).
+    """
     result: Snapshot = {}
     for name in sorted(db.list_collection_names()):
         indexes = sorted(
             (tuple(spec["key"].items()), spec["name"], bool(spec.get("unique", False)))
             for spec in db[name].list_indexes()
         )
-        result[name] = (server_documents(db, name), indexes)
+        if batch_size:
+            raw = b"".join(db[name].find_raw_batches(batch_size=batch_size))
+            documents = sorted(bytes(d) for d in iter_documents(raw))
+        else:
+            documents = server_documents(db, name)
+        result[name] = (documents, indexes)
     return result
 
 
