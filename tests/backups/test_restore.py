@@ -301,3 +301,20 @@ def test_documents_near_the_16_mb_limit_round_trip(two_dbs: TwoDbs) -> None:
 
     assert result.documents == 4
     assert snapshot(two_dbs.target, batch_size=1) == snapshot(two_dbs.source, batch_size=1)
+
+
+def test_restoring_a_backup_into_its_own_environment_undoes_everything_since(
+    two_dbs: TwoDbs,
+) -> None:
+    seed(two_dbs.source)
+    config = two_dbs.config()
+    made = backup(config, "development")
+    at_backup = snapshot(two_dbs.source)
+    two_dbs.source.users.update_many({}, {"$set": {"migrated": True}})
+    two_dbs.source.users.create_index("name", name="name_1")
+    two_dbs.source.drop_collection("notes")
+    two_dbs.source.brand_new.insert_one({})
+
+    restore(config, made.name, "development")
+
+    assert snapshot(two_dbs.source) == at_backup
