@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Self, TypeVar, cast
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 
 from monarch.errors import StoreError
+from monarch.stores.base import UploadBase
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -40,7 +40,7 @@ def part_size_for(number: int, first: int) -> int:
     return min(first << ((number - 1) // PARTS_PER_STEP), MAX_PART_SIZE)
 
 
-class S3Upload:
+class S3Upload(UploadBase):
     """A streamed upload: one PutObject if it stays under a part, else a multipart upload.
 
     At most ``store.in_flight`` parts are being sent while the next one fills, so memory stays
@@ -189,10 +189,7 @@ class S3Upload:
         # This service does not support conditional writes: look, then write. Another writer
         # could slip in between the two; only services with If-None-Match close that gap.
         if self._store.exists(self._full_key):
-            raise StoreError(
-                f"{self._key!r} already exists in {self._store.display_url}",
-                hint="choose another name, or delete the existing object first",
-            )
+            raise self._already_exists(self._store.display_url)
         return call(**kwargs)
 
     @contextmanager
@@ -204,34 +201,11 @@ class S3Upload:
             self._abort_quietly()
             raise
 
-    def _abort_quietly(self) -> None:
-        # The first error matters more; cleanup() removes what abort could not.
-        with suppress(StoreError):
-            self.abort()
-
     def _stop_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._in_flight.clear()
-
-    def _check_open(self) -> None:
-        if self._state != "open":
-            raise StoreError(f"the upload of {self._key!r} was {self._state}; start a new one")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self._abort_quietly()
 
 
 def _as_body(buffer: bytearray) -> bytes:

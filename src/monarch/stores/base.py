@@ -29,11 +29,13 @@ with a message that names the store (never a secret) and what to check.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, Self
 
 from monarch.errors import StoreError
 
@@ -72,6 +74,57 @@ class Upload(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class UploadBase(ABC):
+    """What every store's upload does alike: the ``with`` behaviour and the state checks.
+
+    A subclass sets ``_key`` and ``_state`` (``"open"`` until ``commit()`` or ``abort()`` sets
+    another word, shown when a later call is refused) and implements ``write``, ``commit`` and
+    ``abort`` as the :class:`Upload` contract says.
+    """
+
+    _key: str
+    _state: str
+
+    @abstractmethod
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise StoreError(f"the upload of {self._key!r} was {self._state}; start a new one")
+
+    def _abort_quietly(self) -> None:
+        # The first error matters more; cleanup() removes what abort could not.
+        with suppress(StoreError):
+            self.abort()
+
+    def _already_exists(self, store_url: str) -> StoreError:
+        """The error of an exclusive commit whose key is taken."""
+        return StoreError(
+            f"{self._key!r} already exists in {store_url}",
+            hint="choose another name, or delete the existing object first",
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self._abort_quietly()
 
 
 class Store(Protocol):

@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
 from monarch.config import StoreConfig
 from monarch.errors import StoreError
-from monarch.stores.base import ObjectInfo, ObjectNotFound
+from monarch.stores.base import ObjectInfo, ObjectNotFound, UploadBase
 
 TEMP_PREFIX = ".tmp-"
 _MAX_SEGMENT_BYTES = 200
@@ -170,7 +169,7 @@ class LocalStore:
         return StoreError(f"cannot {doing} in backup folder {folder}: {reason}", hint=hint)
 
 
-class LocalUpload:
+class LocalUpload(UploadBase):
     """A pending local object: a temporary file that ``commit()`` renames into place."""
 
     def __init__(self, store: LocalStore, key: str, path: Path, exclusive: bool) -> None:
@@ -227,10 +226,7 @@ class LocalUpload:
             os.link(self._temp, self._path)
         except FileExistsError:
             self.abort()
-            raise StoreError(
-                f"{self._key!r} already exists in {self._store.display_url}",
-                hint="choose another name, or delete the existing object first",
-            ) from None
+            raise self._already_exists(self._store.display_url) from None
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
@@ -244,24 +240,6 @@ class LocalUpload:
             os.replace(self._temp, self._path)
             return
         self._temp.unlink()
-
-    def _check_open(self) -> None:
-        if self._state != "open":
-            raise StoreError(f"the upload of {self._key!r} was {self._state}; start a new one")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def _make_folders(folder: Path) -> None:

@@ -14,12 +14,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import BinaryIO, ClassVar, Self
+from typing import BinaryIO, ClassVar
 
 from monarch.config import StoreConfig
 from monarch.errors import StoreError
-from monarch.stores.base import ObjectInfo, ObjectNotFound
+from monarch.stores.base import ObjectInfo, ObjectNotFound, UploadBase
 from monarch.stores.local import check_key
 
 
@@ -101,7 +100,7 @@ class MemoryStore:
         return ObjectNotFound(f"no object {key!r} in {self.display_url}")
 
 
-class MemoryUpload:
+class MemoryUpload(UploadBase):
     """A pending in-memory object."""
 
     _numbers: ClassVar[itertools.count[int]] = itertools.count()
@@ -132,10 +131,7 @@ class MemoryUpload:
         with space.lock:
             if self._exclusive and self._key in space.objects:
                 self._finish("aborted")
-                raise StoreError(
-                    f"{self._key!r} already exists in {self._store.display_url}",
-                    hint="choose another name, or delete the existing object first",
-                )
+                raise self._already_exists(self._store.display_url)
             space.objects[self._key] = (bytes(self._buffer), datetime.now(UTC))
             self._finish("committed")
 
@@ -154,21 +150,3 @@ class MemoryUpload:
     def _finish(self, state: str) -> None:
         self._store._space.pending.pop(self.number, None)
         self.discard(state)
-
-    def _check_open(self) -> None:
-        if self._state != "open":
-            raise StoreError(f"the upload of {self._key!r} was {self._state}; start a new one")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
