@@ -17,7 +17,6 @@ from monarch.cli.session import Session
 from monarch.errors import UsageError
 
 if TYPE_CHECKING:
-    from monarch.config import Environment
     from monarch.migrations.progress import StreamReporter
     from monarch.migrations.results import RunResult
 
@@ -134,17 +133,8 @@ def migrate(session: Session, /, env: str, to: str | None, strict: bool, **optio
     """
     from monarch.migrations.api import migrate as run
 
-    environment = session.environment(env)
-    confirm = _confirmation(environment, "migrate", options)
-    result = run(
-        session.config,
-        env,
-        to=to,
-        strict=strict,
-        confirm=confirm,
-        reporter=_reporter(),
-        **_library_options(options),
-    )
+    arguments = _run_arguments(session, env, "migrate", options)
+    result = run(session.config, env, to=to, strict=strict, **arguments)
     _summary(result)
 
 
@@ -160,16 +150,8 @@ def migrate_one(session: Session, /, name: str, env: str, **options: Any) -> Non
     """
     from monarch.migrations.api import migrate_one as run
 
-    environment = session.environment(env)
-    confirm = _confirmation(environment, "migrate", options)
-    result = run(
-        session.config,
-        name,
-        env,
-        confirm=confirm,
-        reporter=_reporter(),
-        **_library_options(options),
-    )
+    arguments = _run_arguments(session, env, "migrate", options)
+    result = run(session.config, name, env, **arguments)
     _summary(result)
 
 
@@ -196,18 +178,8 @@ def rollback(
     """
     from monarch.migrations.api import rollback as run
 
-    environment = session.environment(env)
-    confirm = _confirmation(environment, "roll back", options)
-    result = run(
-        session.config,
-        env,
-        to=to,
-        steps=steps,
-        strict=strict,
-        confirm=confirm,
-        reporter=_reporter(),
-        **_library_options(options),
-    )
+    arguments = _run_arguments(session, env, "roll back", options)
+    result = run(session.config, env, to=to, steps=steps, strict=strict, **arguments)
     _summary(result)
 
 
@@ -247,19 +219,21 @@ def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
         )
 
 
-def _confirmation(environment: Environment, action: str, options: dict[str, Any]) -> str | None:
-    """What to pass as ``confirm``: a dry run needs none; a protected one asks on a terminal.
+def _run_arguments(
+    session: Session, env: str, action: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The library arguments that the :func:`_run_options` give: confirm, reporter and the rest.
 
-    ``--yes`` never stands in for typing a protected environment's name.
+    A dry run needs no confirmation; a protected environment asks for its name on a terminal,
+    and ``--yes`` never stands in for typing it.
     """
+    environment = session.environment(env)
     confirm: str | None = options["confirm"]
-    if options["dry_run"] or not environment.protected:
-        return confirm
-    return confirm_name(environment.name, action, confirm)
-
-
-def _library_options(options: dict[str, Any]) -> dict[str, Any]:
+    if not options["dry_run"] and environment.protected:
+        confirm = confirm_name(environment.name, action, confirm)
     return {
+        "confirm": confirm,
+        "reporter": _reporter(),
         "dry_run": options["dry_run"],
         "backup": options["backup"],
         "lock_timeout": options["lock_timeout"],
