@@ -8,7 +8,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -17,7 +16,7 @@ from pymongo.errors import PyMongoError
 
 from tests.servers.ferretdb import start_ferretdb
 from tests.servers.ports import free_port
-from tests.servers.process import ServerProcess, ServerStartError
+from tests.servers.process import ServerProcess, ServerStartError, StopsOnExit
 
 ENV_URI = "MONARCH_TEST_MONGODB_URI"
 START_TIMEOUT = 30.0
@@ -26,7 +25,7 @@ Client = MongoClient[dict[str, Any]]
 
 
 @dataclass
-class MongoServer:
+class MongoServer(StopsOnExit):
     """A running MongoDB-wire server.
 
     ``uri`` has no database path (``mongodb://127.0.0.1:PORT``); ``kind`` is ``"external"``,
@@ -66,17 +65,6 @@ class MongoServer:
             self._process.stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> MongoServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def planned_kind() -> str:

@@ -10,12 +10,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tests.servers.ports import free_port
-from tests.servers.process import ServerStartError
+from tests.servers.process import ServerStartError, StopsOnExit
 
 if TYPE_CHECKING:
     import psycopg
@@ -30,7 +29,7 @@ SERVER_SETTINGS = (
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(StopsOnExit):
     """A running PostgreSQL server.
 
     ``uri`` is like ``postgresql://postgres@127.0.0.1:PORT/postgres``; ``bin_dir`` holds the
@@ -81,17 +80,6 @@ class PostgresServer:
             self._datadir = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def find_bin_dir() -> Path:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from tests.servers.process import StopsOnExit
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -51,7 +52,7 @@ class S3Bucket:
 
 
 @dataclass
-class S3Server:
+class S3Server(StopsOnExit):
     """A running S3 endpoint and the credentials and region to use with it."""
 
     endpoint_url: str
@@ -90,17 +91,6 @@ class S3Server:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
-
-    def __enter__(self) -> S3Server:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def planned_kind() -> str:
