@@ -13,12 +13,12 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from monarch._version import __version__
 from monarch.archive.compression import METHODS, Method, open_compressed_writer
 from monarch.backups.catalog import LEFTOVER_AGE, remove_orphans
-from monarch.backups.manifest import ArchiveEntry, CollectionEntry, Manifest
+from monarch.backups.manifest import ARCHIVE_FORMAT, ArchiveEntry, CollectionEntry, Manifest
 from monarch.backups.naming import (
     archive_key,
     check_environment_name,
@@ -37,10 +37,10 @@ if TYPE_CHECKING:
     from monarch.backups.progress import Progress
     from monarch.backups.querysets import QuerySet
     from monarch.config import Config
-    from monarch.engines.base import CollectionDump, DumpStats
+    from monarch.engines.base import CollectionDump, Engine, ServerInfo
     from monarch.stores.base import Store
 
-    _DumpFn = Callable[[Writable], DumpStats]
+_T = TypeVar("_T")
 
 DEFAULT_COMPRESSION: Method = "gzip"
 """Chosen from measurements (docs/backups.md): gzip level 1 through ISA-L compressed and
@@ -107,6 +107,8 @@ def backup(
 ) -> BackupResult:
     """Back up environment ``env_name``'s database into the backup store.
 
+    Works for every engine: MongoDB databases are written as a mongodump archive, PostgreSQL
+    and SQLite ones as their own tool's dump (see :mod:`monarch.backups.streams`).
     ``label`` ends the name (``production-20260101T120000Z-<label>``); ``query_set`` (a name
     in ``querysets/`` or a loaded :class:`~monarch.backups.querysets.QuerySet`) narrows and
     transforms what is dumped; ``compression`` is ``"zstd"``, ``"gzip"`` or ``"none"`` (default:
@@ -129,15 +131,12 @@ def backup(
     _clean_leftovers(store)
     engine = engine_for(environment)
     try:
+        dumper = _dumper(engine, qs, progress, parallel or 4)
         engine.server_info()  # fail on an unreachable server before naming anything
         started = datetime.now(UTC)
         name = _unique_name(store, environment.name, label)
         key = archive_key(name, method)
-        dump, hashed, plain = _write_archive(
-            store, key, method, lambda out: engine.dump_archive(
-                out, query_set=qs, progress=progress, parallel=parallel or 4
-            ),
-        )
+        dumped, hashed, plain = _write_archive(store, key, method, dumper)
         finished = datetime.now(UTC)
         manifest = Manifest(
             name=name,
@@ -146,8 +145,9 @@ def backup(
             engine=environment.engine,
             database=environment.database,
             source_host=environment.host,
-            server_version=dump.server.version,
-            server_details=dump.server.details,
+            server_version=dumped.server.version,
+            server_details=dumped.server.details,
+            tool_version=dumped.tool_version,
             started_at=started,
             finished_at=finished,
             label=label,
@@ -158,8 +158,9 @@ def backup(
                 size=hashed.size,
                 sha256=hashed.sha256,
                 uncompressed_size=plain.size,
+                format=dumped.format,
             ),
-            collections=tuple(_entry(c) for c in dump.collections),
+            collections=dumped.entries,
         )
         _write_manifest(store, manifest)
     except BaseException:
@@ -170,6 +171,33 @@ def backup(
     progress.finish(Summary("backup", len(manifest.collections), manifest.documents,
                             manifest.data_bytes, manifest.duration))
     return BackupResult(name, manifest, store.display_url)
+
+
+@dataclass(frozen=True)
+class Dumped:
+    """What a dump wrote, as the manifest records it."""
+
+    server: ServerInfo
+    format: str
+    entries: tuple[CollectionEntry, ...]
+    tool_version: str = ""
+
+
+def _dumper(
+    engine: Engine, query_set: QuerySet | None, progress: Progress, parallel: int
+) -> Callable[[Writable], Dumped]:
+    """The dump to stream into the archive: monarch's own archive, or the engine's stream."""
+    if engine.backup_format != ARCHIVE_FORMAT:
+        from monarch.backups.streams import stream_dumper
+
+        return stream_dumper(engine, query_set, progress)
+
+    def dump(out: Writable) -> Dumped:
+        stats = engine.dump_archive(out, query_set=query_set, progress=progress,
+                                    parallel=parallel)
+        return Dumped(stats.server, ARCHIVE_FORMAT, tuple(_entry(c) for c in stats.collections))
+
+    return dump
 
 
 def _compression(value: object) -> Method:
@@ -204,8 +232,8 @@ def _unique_name(store: Store, environment: str, label: str | None) -> str:
 
 
 def _write_archive(
-    store: Store, key: str, method: Method, dump: _DumpFn
-) -> tuple[DumpStats, HashingWriter, CountingWriter]:
+    store: Store, key: str, method: Method, dump: Callable[[Writable], _T]
+) -> tuple[_T, HashingWriter, CountingWriter]:
     """Stream the dump into the store under ``key``; aborted unless complete."""
     upload = store.writer(key, exclusive=True)
     try:

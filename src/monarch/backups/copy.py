@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from monarch.backups._pipe import Pipe, Tee
 from monarch.backups.progress import NullProgress, Summary
-from monarch.errors import MonarchError, NotImplementedYet, UsageError
+from monarch.engines.base import ARCHIVE_FORMAT
+from monarch.errors import MonarchError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from monarch.backups.progress import Item, Progress
     from monarch.backups.querysets import QuerySet
     from monarch.config import Config, Environment
-    from monarch.engines.base import CollectionRestored, DumpStats, Engine
+    from monarch.engines.base import CollectionRestored, DumpStats, Engine, StreamEngine
 
 _LOCAL = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -49,6 +50,10 @@ class CopyResult:
     recovered: str | None
     seconds: float
     backup: BackupResult | None = None
+    format: str = ARCHIVE_FORMAT
+    """The engine's backup format; for PostgreSQL and SQLite ``collections`` is empty and
+    ``tables`` names what the target holds now."""
+    tables: tuple[str, ...] = ()
 
     @property
     def documents(self) -> int:
@@ -62,9 +67,14 @@ class CopyResult:
 
     def summary(self) -> list[str]:
         """What the CLI prints: totals, what was removed, and the kept backup."""
-        from monarch.backups.restore import summary_lines
+        from monarch.backups.restore import stream_summary_lines, summary_lines
 
-        lines = summary_lines(self.collections, self.seconds, self.dropped, (), self.recovered)
+        if self.format != ARCHIVE_FORMAT:
+            lines = stream_summary_lines(self.tables, self.format, None, self.seconds,
+                                         self.dropped, recovered=self.recovered)
+        else:
+            lines = summary_lines(self.collections, self.seconds, self.dropped, (),
+                                  self.recovered)
         if self.backup is not None:
             lines.append(f"kept backup: {self.backup.name}")
         return lines
@@ -102,23 +112,26 @@ def copy_db(
     target_environment = config.environment(target_env)
     _refuse_same(source_environment, target_environment)
     require_confirmation(target_environment, "copy_db into it", confirm)
-    qs = load_query_set(config, query_set) if isinstance(query_set, str) else query_set
     progress = progress or NullProgress()
     started = time.monotonic()
     source, target = engine_for(source_environment), engine_for(target_environment)
-    if getattr(target, "restore_dump", None) is None:
-        source.close()
-        target.close()
-        raise NotImplementedYet(f"copy_db between {target_environment.engine} environments is "
-                                "not available in this version of monarch")
+    if source.backup_format != ARCHIVE_FORMAT:
+        from monarch.backups.streams import copy_database
+
+        try:
+            return copy_database(config, source, target, query_set=query_set,
+                                 keep_backup=keep_backup, compression=compression,
+                                 progress=progress)
+        except BaseException:
+            progress.finish(None)
+            raise
+        finally:
+            source.close()
+            target.close()
     try:
+        qs = load_query_set(config, query_set) if isinstance(query_set, str) else query_set
         source.server_info()  # an unreachable source fails before the target is touched
-        if target.same_database(source):
-            raise UsageError(
-                f"environments {source_env!r} and {target_env!r} are the same database on "
-                "the same server; nothing was copied",
-                hint="point the two environments at different databases",
-            )
+        refuse_same_database(source, target)
         kept = _KeptBackup(config, source_environment, qs, compression) if keep_backup else None
         stream = _Stream(source, qs, parallel, progress, kept)
         try:
@@ -148,6 +161,16 @@ def copy_db(
         seconds=seconds,
         backup=stream.backup,
     )
+
+
+def refuse_same_database(source: Engine | StreamEngine, target: Engine | StreamEngine) -> None:
+    """Refuse two environments that reach the same database (asked of the server)."""
+    if target.same_database(source):
+        raise UsageError(
+            f"environments {source.environment.name!r} and {target.environment.name!r} are "
+            "the same database on the same server; nothing was copied",
+            hint="point the two environments at different databases",
+        )
 
 
 def _refuse_same(source: Environment, target: Environment) -> None:

@@ -29,6 +29,13 @@ Shape (``format_version`` 1)::
 (canonical Extended JSON) is what a restore uses. The CRC is a hex string because JSON readers
 lose precision past 2**53. Readers ignore fields they do not know; a higher ``format_version``
 is refused.
+
+Backups of PostgreSQL and SQLite databases have the same shape: ``archive.format`` is
+``pg_dump-custom`` (``pg_dump --format=custom``, uncompressed before monarch's compression) or
+``sqlite3-database`` (the database file), ``tool_version`` names the tool, and each entry of
+``collections`` is a table (``type`` "table", ``documents`` its rows: PostgreSQL's planner
+estimate, SQLite's exact count; ``bytes`` PostgreSQL's table size; ``crc64`` 0). Such
+archives are opaque to monarch: they are checked by size and SHA-256, then by their own tool.
 """
 
 from __future__ import annotations
@@ -39,11 +46,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monarch.engines.base import ARCHIVE_FORMAT
 from monarch.errors import ManifestError
+
+__all__ = ["ARCHIVE_FORMAT", "ArchiveEntry", "CollectionEntry", "Manifest"]
 
 FORMAT = "monarch-backup"
 FORMAT_VERSION = 1
-ARCHIVE_FORMAT = "mongodump-archive"
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,8 @@ class Manifest:
     label: str | None = None
     query_set: str | None = None
     format_version: int = FORMAT_VERSION
+    tool_version: str = ""
+    """The dump tool, for formats another tool wrote (``pg_dump (PostgreSQL) 16.4``)."""
 
     @property
     def duration(self) -> float:
@@ -154,6 +165,7 @@ class Manifest:
             "source_host": self.source_host,
             "server_version": self.server_version,
             "server_details": self.server_details,
+            "tool_version": self.tool_version,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),
             "duration_seconds": round(self.duration, 3),
@@ -206,6 +218,7 @@ class Manifest:
                 source_host=_str(doc.get("source_host", "")),
                 server_version=_str(doc.get("server_version", "")),
                 server_details=_str(doc.get("server_details", "")),
+                tool_version=_str(doc.get("tool_version", "")),
                 started_at=_time(doc["started_at"]),
                 finished_at=_time(doc["finished_at"]),
                 label=_opt_str(doc.get("label")),

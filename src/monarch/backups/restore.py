@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from monarch.backups.copy import CopyResult, copy_db
 from monarch.backups.progress import Item, NullProgress, Summary
 from monarch.backups.sources import SYSTEM_DATABASES, choose_database, open_source
-from monarch.errors import NotImplementedYet, UsageError
+from monarch.engines.base import ARCHIVE_FORMAT
+from monarch.errors import UsageError
 
 if TYPE_CHECKING:
     from monarch.backups.progress import Progress
@@ -35,6 +36,7 @@ __all__ = [
     "copy_db",
     "recover",
     "restore",
+    "stream_summary_lines",
     "summary_lines",
 ]
 
@@ -52,6 +54,12 @@ class RestoreResult:
     skipped: tuple[str, ...]
     recovered: str | None
     seconds: float
+    format: str = ARCHIVE_FORMAT
+    """The backup's format; for other formats than a mongodump archive (PostgreSQL, SQLite)
+    ``collections`` is empty and ``tables`` names what the database holds now."""
+    tables: tuple[str, ...] = ()
+    stream_bytes: int = 0
+    """Bytes of the (uncompressed) dump stream restored, for formats other than an archive."""
 
     @property
     def documents(self) -> int:
@@ -60,11 +68,14 @@ class RestoreResult:
 
     @property
     def size(self) -> int:
-        """Bytes of BSON documents restored."""
-        return sum(c.bytes for c in self.collections)
+        """Bytes of BSON documents restored (of the dump stream, for other formats)."""
+        return sum(c.bytes for c in self.collections) or self.stream_bytes
 
     def summary(self) -> list[str]:
         """What the CLI prints: totals, then what was removed, skipped or recovered."""
+        if self.format != ARCHIVE_FORMAT:
+            return stream_summary_lines(self.tables, self.format, self.stream_bytes,
+                                        self.seconds, self.dropped, recovered=self.recovered)
         return summary_lines(self.collections, self.seconds, self.dropped, self.skipped,
                              self.recovered)
 
@@ -93,6 +104,27 @@ def summary_lines(
     return lines
 
 
+def stream_summary_lines(
+    tables: Sequence[str],
+    format: str,
+    size: int | None,
+    seconds: float,
+    dropped: Sequence[str],
+    *,
+    recovered: str | None = None,
+) -> list[str]:
+    """Human lines for a restore or copy of a PostgreSQL or SQLite database."""
+    from monarch.backups.progress import format_duration, format_size
+
+    lines = [f"first: {recovered}"] if recovered else []
+    through = f" from {format_size(size)} of {format}" if size else ""
+    lines.append(f"{len(tables)} table{'s' if len(tables) != 1 else ''}{through} in "
+                 f"{format_duration(seconds)}")
+    if dropped:
+        lines.append("removed (not in the source): " + ", ".join(dropped))
+    return lines
+
+
 def restore(
     config: Config,
     backup_name: str,
@@ -111,6 +143,10 @@ def restore(
     them. ``confirm`` must name a protected environment. ``workers`` is the number of insertion
     threads (default: measured best for one server).
 
+    PostgreSQL and SQLite environments take only monarch backups of their own engine, restored
+    by the engine's atomic swap (:mod:`monarch.backups.streams`); a backup of another engine is
+    refused before anything is touched.
+
     Afterwards the database holds exactly the backup's collections, documents and indexes;
     collections not in the backup are gone. A corrupt archive, a refused index or any other
     failure raises before the swap, leaving the target as it was; a crash during the swap is
@@ -126,15 +162,26 @@ def restore(
     require_confirmation(environment, "restore", confirm)
     progress = progress or NullProgress()
     started = time.monotonic()
-    with open_source(config, backup_name, environment, from_db) as source:
-        if source.kind != "backup" and environment.engine != "mongo":
-            raise UsageError(f"{backup_name} is a mongodump {source.kind}: it restores into a "
-                             f"MongoDB environment, and {env_name!r} is {environment.engine}")
-        engine = engine_for(environment)
-        if getattr(engine, "restore_dump", None) is None:
+    engine = engine_for(environment)
+    if engine.backup_format != ARCHIVE_FORMAT:
+        from monarch.backups.streams import restore_backup
+
+        try:
+            if from_db is not None:
+                raise UsageError("--from-db picks a database of a mongodump archive; a "
+                                 f"{environment.engine} backup holds one database")
+            return restore_backup(config, backup_name, environment, engine, progress)
+        except BaseException:
+            progress.finish(None)
+            raise
+        finally:
             engine.close()
-            raise NotImplementedYet(f"restore into a {environment.engine} environment is not "
-                                    "available in this version of monarch")
+    try:
+        source = open_source(config, backup_name, environment, from_db)
+    except BaseException:
+        engine.close()
+        raise
+    with source:
         try:
             stats = engine.restore_dump(
                 source.reader, db=source.database,

@@ -5,6 +5,10 @@ Checked: the archive exists, its size and SHA-256 (over the stored, compressed b
 compression, its structure (magic, header, blocks, terminators, end-of-collection blocks), each
 collection's CRC-64 (against the archive's own end blocks, and the manifest's), document count,
 bytes and index names, and that archive and manifest list the same collections.
+
+PostgreSQL and SQLite backups are opaque to monarch: their size and SHA-256, their
+decompression and uncompressed size, then their own tool's reading of them (``pg_restore`` into
+nowhere; SQLite's integrity check on a temporary copy); see :mod:`monarch.backups.streams`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from monarch.archive.compression import METHODS, open_decompressed_reader
 from monarch.archive.events import CollectionEnd, Documents
 from monarch.archive.reader import ArchiveReader
 from monarch.backups.catalog import read_manifest
+from monarch.backups.manifest import ARCHIVE_FORMAT
 from monarch.backups.naming import check_name
 from monarch.backups.pipeline import CountingReader, HashingReader
 from monarch.backups.progress import Item, NullProgress, Summary
@@ -43,6 +48,8 @@ class VerifyResult:
     size: int
     """Bytes of the archive read from the store."""
     seconds: float
+    checked: str = "structure, CRCs, counts, size and SHA-256"
+    """What was checked against the manifest (for the report)."""
 
     @property
     def ok(self) -> bool:
@@ -70,6 +77,10 @@ def verify_manifest(
     """Check the archive that ``manifest`` describes (see :func:`verify`)."""
     started = time.monotonic()
     progress = progress or NullProgress()
+    if manifest.archive.format != ARCHIVE_FORMAT:
+        from monarch.backups.streams import verify_stream
+
+        return verify_stream(store, manifest, progress)
     problems: list[str] = []
     archive = manifest.archive
     try:

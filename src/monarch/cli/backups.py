@@ -65,6 +65,7 @@ def backup(
 ) -> None:
     """Back up ENV's database into the backup store."""
     from monarch.backups.api import backup as run_backup
+    from monarch.backups.manifest import ARCHIVE_FORMAT
     from monarch.backups.progress import format_duration, format_size
 
     if not env:
@@ -84,10 +85,16 @@ def backup(
     rate = result.data_bytes / result.seconds if result.seconds > 0 else 0.0
     click.echo(f"Backed up {env} (database {m.database} on {environment.host or '-'}) "
                f"as {result.name}")
-    click.echo(f"  {result.collections} collections, {result.documents:,} documents, "
-               f"{format_size(result.data_bytes)} of BSON -> {format_size(result.size)} archive "
-               f"({m.archive.compression}) in {format_duration(result.seconds)} "
-               f"({format_size(rate)}/s)")
+    if m.archive.format == ARCHIVE_FORMAT:
+        click.echo(f"  {result.collections} collections, {result.documents:,} documents, "
+                   f"{format_size(result.data_bytes)} of BSON -> {format_size(result.size)} "
+                   f"archive ({m.archive.compression}) in {format_duration(result.seconds)} "
+                   f"({format_size(rate)}/s)")
+    else:  # another tool's dump: tables, and the dump's own size
+        click.echo(f"  {result.collections} table{'s' if result.collections != 1 else ''}, "
+                   f"{format_size(m.archive.uncompressed_size)} of {m.archive.format} -> "
+                   f"{format_size(result.size)} ({m.archive.compression}) in "
+                   f"{format_duration(result.seconds)}")
     if m.query_set:
         click.echo(f"  through query set {m.query_set!r}")
     click.echo(f"  in {result.store_url}")
@@ -153,8 +160,8 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
                    "size": result.size, "seconds": round(result.seconds, 3)})
     elif result.ok:
         click.echo(f"OK {result.name}: {result.collections} collections, "
-                   f"{result.documents:,} documents, {format_size(result.size)}; structure, "
-                   "CRCs, counts, size and SHA-256 match the manifest")
+                   f"{result.documents:,} documents, {format_size(result.size)}; "
+                   f"{result.checked} match the manifest")
     else:
         click.echo(f"FAILED {result.name}: {len(result.problems)} problem(s)")
         for problem in result.problems:

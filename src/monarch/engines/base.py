@@ -106,11 +106,22 @@ class RestoreStats:
         return sum(c.bytes for c in self.collections)
 
 
+ARCHIVE_FORMAT = "mongodump-archive"
+"""The backup format of engines whose dumps monarch reads itself (:meth:`Engine.dump_archive`).
+Any other ``backup_format`` is an opaque stream: see :class:`StreamEngine`."""
+
+
 class Engine(Protocol):
-    """One environment's database, as monarch uses it."""
+    """One environment's database, as monarch uses it.
+
+    ``backup_format`` names what the engine's backups hold. ``"mongodump-archive"``: monarch
+    reads and writes the archive itself (``dump_archive``/``restore_dump``); anything else: the
+    engine also is a :class:`StreamEngine`, whose dumps monarch stores and restores unread.
+    """
 
     name: str
     environment: Environment
+    backup_format: str
 
     def server_info(self) -> ServerInfo:
         """Connect if needed and describe the server; raises ConnectionFailed within seconds."""
@@ -150,7 +161,7 @@ class Engine(Protocol):
         """Finish or clean up an interrupted restore; say what was done (None: nothing to do)."""
         ...
 
-    def same_database(self, other: Engine) -> bool:
+    def same_database(self, other: object) -> bool:
         """Whether ``other`` reaches the very same database (whatever the URLs say)."""
         ...
 
@@ -174,3 +185,81 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release connections; safe to call twice."""
         ...
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """One table of a stream dump: its rows and bytes as the engine could tell them cheaply
+    (PostgreSQL: the planner's estimates; SQLite: counted on the snapshot)."""
+
+    name: str
+    rows: int
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class StreamDump:
+    """What :meth:`StreamEngine.dump_stream` wrote: ``bytes`` of ``format``, uncompressed."""
+
+    format: str
+    bytes: int
+    server: ServerInfo
+    tool_version: str
+    tables: tuple[TableStats, ...]
+    seconds: float
+
+
+class StreamRestored(Protocol):
+    """What a stream restore or copy did (the engines' own result types have these fields)."""
+
+    @property
+    def database(self) -> str: ...
+    @property
+    def tables(self) -> tuple[str, ...]: ...
+    @property
+    def dropped(self) -> tuple[str, ...]: ...
+    @property
+    def recovered(self) -> str | None: ...
+    @property
+    def seconds(self) -> float: ...
+
+
+class Readable(Protocol):
+    """A byte stream: ``read(n)`` returning b"" only at the end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class StreamEngine(Protocol):
+    """An engine whose backups are its own tool's byte stream (pg_dump, a SQLite file).
+
+    Every method that replaces the database does so atomically: a failure, a kill, or an error
+    raised by ``inp.read`` (a checksum that does not match) leaves the database as it was.
+    """
+
+    name: str
+    environment: Environment
+    backup_format: str
+
+    def server_info(self) -> ServerInfo: ...
+
+    def dump_stream(self, out: Writable) -> StreamDump:
+        """Write a consistent dump, uncompressed, to ``out`` (neither flushed nor closed; on
+        error it holds an incomplete dump that the caller must discard)."""
+        ...
+
+    def restore(self, inp: Readable) -> StreamRestored:
+        """Replace the database with the dump read from ``inp``, exactly and atomically."""
+        ...
+
+    def copy_to(self, target: object) -> StreamRestored:
+        """Make ``target`` (same engine) an exact copy of this database, atomically."""
+        ...
+
+    def same_database(self, other: object) -> bool:
+        """Whether ``other`` reaches the very same database (whatever the URLs say)."""
+        ...
+
+    def recover_restore(self) -> str | None: ...
+
+    def close(self) -> None: ...

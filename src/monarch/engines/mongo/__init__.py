@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from monarch.engines.base import ServerInfo
+from monarch.engines.base import ARCHIVE_FORMAT, ServerInfo
 from monarch.engines.mongo.errors import translated
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from monarch.backups.progress import Progress
     from monarch.backups.querysets import QuerySet
     from monarch.config import Environment
-    from monarch.engines.base import DumpStats, Engine, RestoreStats
+    from monarch.engines.base import DumpStats, RestoreStats
     from monarch.engines.mongo.history import MongoHistory, ServerClock
     from monarch.engines.mongo.lock import MongoLock
 
@@ -31,6 +31,7 @@ class MongoEngine:
     """One MongoDB environment. Connects on first use; ``close()`` disconnects."""
 
     name = "mongo"
+    backup_format = ARCHIVE_FORMAT
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -112,7 +113,7 @@ class MongoEngine:
 
         return recover_restore(self)
 
-    def same_database(self, other: Engine) -> bool:
+    def same_database(self, other: object) -> bool:
         from monarch.engines.mongo.restore import same_database
 
         return same_database(self, other)

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
     from monarch.archive.meta import CollectionMeta
     from monarch.backups.progress import Progress
-    from monarch.engines.base import Engine
     from monarch.engines.mongo import MongoEngine
 
 FERRETDB_WORKERS = 1
@@ -273,7 +272,7 @@ def recover_restore(engine: MongoEngine) -> str | None:
     return recovered
 
 
-def same_database(engine: MongoEngine, other: Engine) -> bool:
+def same_database(engine: MongoEngine, other: object) -> bool:
     """Whether ``other`` reaches ``engine``'s very database, asked of the servers themselves.
 
     Host names cannot tell (``localhost``, ``127.0.0.1``, a DNS alias, a replica set member):

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from monarch.config import Environment
+    from monarch.engines.base import StreamDump
     from monarch.engines.postgres.dump import Readable, Writable
     from monarch.engines.postgres.history import PostgresHistory, ServerClock
     from monarch.engines.postgres.lock import PostgresLock
@@ -28,6 +29,7 @@ class PostgresEngine:
     """One PostgreSQL environment. Connects on first use; ``close()`` disconnects."""
 
     name = "postgres"
+    backup_format = "pg_dump-custom"
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -93,6 +95,19 @@ class PostgresEngine:
         from monarch.engines.postgres.dump import dump
 
         return dump(self, out, compress=compress)
+
+    def dump_stream(self, out: Writable) -> StreamDump:
+        """The backup layer's dump: uncompressed (monarch compresses), with table statistics."""
+        from monarch.engines.postgres.backup import dump_stream
+
+        return dump_stream(self, out)
+
+    def same_database(self, other: object) -> bool:
+        """Whether ``other`` reaches this very database: same server (its system identifier,
+        else its address as it sees it) and same database name, whatever the URLs say."""
+        from monarch.engines.postgres.backup import same_database
+
+        return same_database(self, other)
 
     def restore(self, inp: Readable, *, privileges: bool = True) -> RestoreResult:
         """Replace the database with the custom-format dump read from ``inp``, exactly.

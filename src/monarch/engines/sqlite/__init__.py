@@ -18,6 +18,7 @@ from monarch.engines.sqlite.errors import check_file, translated
 
 if TYPE_CHECKING:
     from monarch.config import Environment
+    from monarch.engines.base import StreamDump
     from monarch.engines.sqlite.backup import DumpResult, Readable, RestoreResult, Writable
     from monarch.engines.sqlite.history import SQLiteHistory
     from monarch.engines.sqlite.lock import SQLiteLock
@@ -30,6 +31,7 @@ class SQLiteEngine:
     """One SQLite environment. Opens the file on first use; ``close()`` closes it."""
 
     name = "sqlite"
+    backup_format = "sqlite3-database"
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -109,6 +111,24 @@ class SQLiteEngine:
         from monarch.engines.sqlite.backup import dump
 
         return dump(self, out)
+
+    def dump_stream(self, out: Writable) -> StreamDump:
+        """The backup layer's dump: the online-backup copy, with each table's row count."""
+        from monarch.engines.sqlite.backup import dump_stream
+
+        return dump_stream(self, out)
+
+    def same_database(self, other: object) -> bool:
+        """Whether ``other`` is a SQLite engine on the same file (after resolving links)."""
+        if not isinstance(other, SQLiteEngine):
+            return False
+        mine, theirs = self.path.resolve(), other.path.resolve()
+        if mine == theirs:
+            return True
+        try:
+            return mine.samefile(theirs)
+        except OSError:
+            return False
 
     def restore(self, inp: Readable) -> RestoreResult:
         """Replace the database file with the SQLite database read from ``inp``, atomically.

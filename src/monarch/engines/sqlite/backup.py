@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
+from monarch.engines.base import StreamDump, TableStats
 from monarch.engines.sqlite.errors import check_file, translated, where
 from monarch.engines.sqlite.files import fsync_dir, fsync_file, sidecar, try_flock, unlock
 from monarch.errors import BackupError, RestoreBusy
@@ -68,6 +69,8 @@ class DumpResult:
     seconds: float
     sqlite_version: str
     tables: tuple[str, ...]
+    rows: tuple[int, ...] = ()
+    """Rows of each table of ``tables`` (views: 0), counted on the copy."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def dump(engine: SQLiteEngine, out: Writable) -> DumpResult:
         copy = Path(folder) / "dump.sqlite"
         snapshot(env, source, copy)
         tables = _tables(env, copy)
+        rows = _row_counts(env, copy)
         size = 0
         with copy.open("rb") as file:
             while chunk := file.read(CHUNK):
@@ -106,7 +110,45 @@ def dump(engine: SQLiteEngine, out: Writable) -> DumpResult:
         seconds=time.monotonic() - started,
         sqlite_version=sqlite3.sqlite_version,
         tables=tables,
+        rows=tuple(rows.get(name, 0) for name in tables),
     )
+
+
+def dump_stream(engine: SQLiteEngine, out: Writable) -> StreamDump:
+    """:func:`dump` as the backup layer records it (see SQLiteEngine.dump_stream)."""
+    server = engine.server_info()
+    result = dump(engine, out)
+    return StreamDump(
+        format=result.format,
+        bytes=result.bytes,
+        server=server,
+        tool_version=f"sqlite3 {result.sqlite_version}",
+        tables=tuple(TableStats(t, n) for t, n in zip(result.tables, result.rows, strict=True)),
+        seconds=result.seconds,
+    )
+
+
+def check_stream(inp: Readable) -> list[str]:
+    """Write the database read from ``inp`` to a temporary file and run SQLite's integrity
+    check on it; the problems found. Reads ``inp`` to its end."""
+    with tempfile.TemporaryDirectory(prefix="monarch-verify-") as folder:
+        path = Path(folder) / "check.sqlite"
+        with path.open("wb") as file:
+            while chunk := inp.read(CHUNK):
+                file.write(chunk)
+        with path.open("rb") as file:
+            header = file.read(len(HEADER))
+        if header != HEADER:
+            return [f"not a SQLite database (it starts with {header[:16]!r})"]
+        try:
+            conn = sqlite3.connect(path)
+            try:
+                found = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return [f"not a usable SQLite database: {exc}"]
+    return [] if found == ["ok"] else [f"integrity check: {p}" for p in found[:5]]
 
 
 def restore(engine: SQLiteEngine, inp: Readable) -> RestoreResult:
@@ -290,6 +332,23 @@ def _tables(env: Environment, path: Path) -> tuple[str, ...]:
         finally:
             conn.close()
     return tuple(str(row[0]) for row in rows)
+
+
+def _row_counts(env: Environment, path: Path) -> dict[str, int]:
+    with translated(env, "counting rows"):
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            names = [str(r[0]) for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+            return {
+                name: int(conn.execute(
+                    'SELECT count(*) FROM "{}"'.format(name.replace('"', '""'))
+                ).fetchone()[0])
+                for name in names
+            }
+        finally:
+            conn.close()
 
 
 def _remove(path: Path) -> None:
