@@ -4,7 +4,6 @@ MongoDB-wire test server, ``sql_project`` on the PostgreSQL test server and on a
 from __future__ import annotations
 
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from tests.migrations.driver import CliResult, Driver
+from tests.migrations.driver import CliResult, Driver, migration_source
 from tests.migrations.sql_project import SQLProject
 
 __all__ = ["CliResult", "Driver", "Project", "SQLProject", "project_config"]
@@ -43,15 +42,9 @@ class Project(Driver):
 
         ``name`` may omit the timestamp part of a full name only if it already has one.
         """
-        body = [f"from monarch import MongoMigration\n{header}\n\nclass M(MongoMigration):"]
-        if attrs:
-            body.append(textwrap.indent(textwrap.dedent(attrs).strip(), "    "))
-        body.append("    def run(self):")
-        body.append(textwrap.indent(textwrap.dedent(run).strip() or "pass", "        "))
-        if rollback is not None:
-            body.append("    def rollback(self):")
-            body.append(textwrap.indent(textwrap.dedent(rollback).strip(), "        "))
-        text = "\n".join(body) + "\n"
+        text = migration_source(
+            "MongoMigration", run, rollback=rollback, attrs=attrs, header=header
+        )
         path = self.migrations / f"{name}.py"
         path.write_bytes(text.replace("\n", "\r\n").encode() if crlf else text.encode())
         return path

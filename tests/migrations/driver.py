@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,24 @@ class CliResult:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+def migration_source(
+    base: str, run: str, *, rollback: str | None = None, attrs: str = "", header: str = ""
+) -> str:
+    """A migration file's text: a class ``M(base)`` whose run() (and rollback()) body is given.
+
+    ``attrs`` are class attributes; ``header`` goes after the import (more imports, helpers).
+    """
+    body = [f"from monarch import {base}\n{header}\n\nclass M({base}):"]
+    if attrs:
+        body.append(textwrap.indent(textwrap.dedent(attrs).strip(), "    "))
+    body.append("    def run(self):")
+    body.append(textwrap.indent(textwrap.dedent(run).strip() or "pass", "        "))
+    if rollback is not None:
+        body.append("    def rollback(self):")
+        body.append(textwrap.indent(textwrap.dedent(rollback).strip(), "        "))
+    return "\n".join(body) + "\n"
 
 
 class Driver:

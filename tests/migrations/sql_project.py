@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.migrations.driver import Driver
+from tests.migrations.driver import Driver, migration_source
 
 # Counts a migration's runs (or rollbacks) in a table, the same SQL on both engines.
 _COUNT = (
@@ -57,16 +57,10 @@ class SQLProject(Driver):
         header: str = "",
     ) -> Path:
         """Write ``migrations/<name>.py``: a class of the engine whose run() body is ``run``."""
-        body = [f"from monarch import {self.base}\n{header}\n\nclass M({self.base}):"]
-        if attrs:
-            body.append(textwrap.indent(textwrap.dedent(attrs).strip(), "    "))
-        body.append("    def run(self):")
-        body.append(textwrap.indent(textwrap.dedent(run).strip() or "pass", "        "))
-        if rollback is not None:
-            body.append("    def rollback(self):")
-            body.append(textwrap.indent(textwrap.dedent(rollback).strip(), "        "))
         path = self.migrations / f"{name}.py"
-        path.write_text("\n".join(body) + "\n")
+        path.write_text(
+            migration_source(self.base, run, rollback=rollback, attrs=attrs, header=header)
+        )
         return path
 
     def write_sql(self, name: str, up: str, down: str | None = None, header: str = "") -> Path:
