@@ -11,7 +11,7 @@ FerretDB), one generated dataset per size (several collections, mixed shapes), a
 - compression alone, in this process, over the uncompressed archive.
 
 Every measurement runs in child processes of its own: wall time, client CPU (user + system of
-the children) and peak RSS (the largest child's ``ru_maxrss``)::
+the children) and peak RSS (the largest child's high-water mark, ``VmHWM``)::
 
     python benchmarks/backup_bench.py                  # ~1,000,000 documents
     python benchmarks/backup_bench.py --docs 100000,1000000 --parallel 4
@@ -63,7 +63,7 @@ def measure(label: str, *commands: list[str]) -> Run:
             previous.close()
         previous = proc.stdout
         procs.append(proc)
-    cpu, rss, failed = 0.0, 0.0, []
+    cpu, failed = 0.0, []
     errors = {p.pid: b"" for p in procs}
 
     def drain(p: subprocess.Popen[bytes]) -> None:
@@ -71,19 +71,36 @@ def measure(label: str, *commands: list[str]) -> Run:
         errors[p.pid] = p.stderr.read()
 
     readers = [threading.Thread(target=drain, args=(p,)) for p in procs]
+    peaks = {p.pid: 0 for p in procs}
+
+    def watch(pid: int) -> None:
+        # ru_maxrss would count the memory of this (big) process, which a child has at fork:
+        # read the child's own high-water mark while it runs instead.
+        while True:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                return
+            hwm = next((ln for ln in status.splitlines() if ln.startswith("VmHWM:")), None)
+            if hwm is None:
+                return  # exited: a zombie has no memory left
+            peaks[pid] = max(peaks[pid], int(hwm.split()[1]))
+            time.sleep(0.02)
+
+    readers += [threading.Thread(target=watch, args=(p.pid,)) for p in procs]
     for t in readers:
         t.start()
     for proc in procs:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         cpu += usage.ru_utime + usage.ru_stime
-        rss = max(rss, usage.ru_maxrss / 1024)
         if proc.returncode:
             failed.append(f"{proc.args[0]} exited {proc.returncode}: "
                           f"{errors.get(proc.pid, b'')[-400:]!r}")
     for t in readers:
         t.join()
     seconds = time.perf_counter() - started
+    rss = max(peaks.values()) / 1024
     if failed:
         raise SystemExit(f"{label} failed: " + "; ".join(failed))
     return Run(label, seconds, cpu, rss)
