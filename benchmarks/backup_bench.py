@@ -184,19 +184,33 @@ def raw_read(url: str, parallel: int) -> None:
 
 
 def raw_insert(url: str, archive: str) -> None:
-    """Child: insert an uncompressed archive's documents as raw BSON, 1000 at a time."""
+    """Child: insert an uncompressed archive's documents as raw BSON, 1000 per insert.
+
+    One thread reads and splits while the main thread inserts (as a restore overlaps them);
+    nothing else: no staging, no checks, no indexes.
+    """
+    import queue
+
     from bson.raw_bson import RawBSONDocument
     from pymongo import MongoClient
 
     from monarch.archive import ArchiveReader, Documents, iter_documents
 
     db = MongoClient(url).get_default_database()
-    with open(archive, "rb") as f:
-        for event in ArchiveReader(f):
-            if isinstance(event, Documents):
-                docs = [RawBSONDocument(bytes(d)) for d in iter_documents(event.data)]
-                for i in range(0, len(docs), 1000):
-                    db[event.collection].insert_many(docs[i : i + 1000], ordered=False)
+    batches: queue.Queue[tuple[str, list[RawBSONDocument]] | None] = queue.Queue(maxsize=8)
+
+    def read() -> None:
+        with open(archive, "rb") as f:
+            for event in ArchiveReader(f):
+                if isinstance(event, Documents):
+                    docs = [RawBSONDocument(bytes(d)) for d in iter_documents(event.data)]
+                    for i in range(0, len(docs), 1000):
+                        batches.put((event.collection, docs[i : i + 1000]))
+        batches.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    while (item := batches.get()) is not None:
+        db[item[0]].insert_many(item[1], ordered=False)
 
 
 def compress_alone(raw: Path, rounds: int = 5) -> list[Run]:
