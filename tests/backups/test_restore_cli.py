@@ -120,3 +120,20 @@ def test_python_m_monarch_restore_runs_as_its_own_process(two_dbs: TwoDbs) -> No
 
     assert done.returncode == 0, done.stderr
     assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+
+
+def test_cli_recover_with_nothing_interrupted_says_so_and_protected_needs_confirm(
+    two_dbs: TwoDbs,
+) -> None:
+    seed(two_dbs.target)
+    before = snapshot(two_dbs.target)
+
+    result = run_cli(two_dbs, "recover", "staging")
+
+    assert result.code == 0, result.stderr
+    assert "nothing to do" in result.stdout
+    assert snapshot(two_dbs.target) == before
+
+    refused = run_cli(two_dbs, "recover", "production")
+    assert refused.code == 2
+    assert "--confirm production" in refused.stderr

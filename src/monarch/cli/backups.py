@@ -300,6 +300,25 @@ def _echo_outcome(headline: str, result: object, quiet: bool) -> None:
         click.echo(f"  {line}")
 
 
+@click.command()
+@click.argument("env")
+@_confirm
+@click.pass_obj
+def recover(session: Session, *, env: str, confirm: str | None) -> None:
+    """Finish or clean up a restore or copy_db into ENV that was interrupted.
+
+    Every restore and copy_db does this first by itself; this does it without restoring again.
+    """
+    from monarch.backups.restore import recover as run_recover
+
+    environment = session.environment(env)
+    if environment.protected:
+        confirm = confirm_name(environment.name, "recover an interrupted restore", confirm)
+    done = run_recover(session.config, env, confirm=confirm)
+    click.echo(done or f"No interrupted restore or copy into {env}; nothing to do.")
+
+
 COMMANDS = [
     backup, list_backups, verify, prune, delete_backup, generate_query_set, restore, copy_db,
+    recover,
 ]
