@@ -40,6 +40,9 @@ _LAZY = {
     "MongoBackedMigration": "monarch.migrations.migration",
     "PostgresMigration": "monarch.migrations.migration",
     "SQLiteMigration": "monarch.migrations.migration",
+    # click's, re-exported as monarch 0.0.x did: its migration files import them from here
+    "echo": "click",
+    "progressbar": "click",
     # backups
     "backup": "monarch.backups.api",
     "list_backups": "monarch.backups.api",

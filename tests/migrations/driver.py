@@ -57,8 +57,13 @@ class Driver:
     def migrations(self) -> Path:
         return self.root / "migrations"
 
+    @property
+    def config_path(self) -> Path:
+        """The configuration file passed as ``--config``."""
+        return self.root / "monarch.toml"
+
     def config(self) -> Config:
-        return load_config(self.root / "monarch.toml")
+        return load_config(self.config_path)
 
     def stop_spawned(self) -> None:
         """Kill what :meth:`spawn` started and is still running (fixture teardown)."""
@@ -78,7 +83,7 @@ class Driver:
             if tty:
                 sys.stdin.isatty = lambda: True  # type: ignore[method-assign]
             try:
-                main(["--config", str(self.root / "monarch.toml"), *args])
+                main(["--config", str(self.config_path), *args])
                 code = 0
             except SystemExit as exc:
                 code = int(exc.code or 0)

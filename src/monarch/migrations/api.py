@@ -101,7 +101,7 @@ def migrate(
         config,
         environment,
         "migrate",
-        lambda files, records: planning.plan_migrate(files, records, to),
+        lambda files, records: planning.plan_migrate(files, records, to, environment=environment),
         dry_run=dry_run,
         strict=strict,
         confirm=confirm,
@@ -224,9 +224,10 @@ def _execute(
         store = engine.history()
         # Planned once without the lock, so that a refusal (and a dry run) writes nothing;
         # planned again under the lock, which is what counts.
-        plan = planner(files, store.records())
+        records = store.records()
+        plan = planner(files, records)
         _check(plan, store, strict, env, by_name)
-        if dry_run or not plan.steps:
+        if dry_run or not (plan.steps or planning.first_sight(files, records)):
             # Nothing to do needs no lock: a run in progress would show as pending here.
             if not dry_run:
                 _warn_drift(plan, report)
@@ -249,6 +250,8 @@ def _execute(
                     warning=True,
                 )
             interrupted = mark_interrupted(store, lease.previous, report)
+            for record in planning.first_sight(files, store.records()):
+                store.save(record)  # the import of monarch 0.0.x's history, once
             records = store.records()
             plan = planner(files, records)
             _warn_drift(plan, report)

@@ -1,7 +1,10 @@
 """Finding and loading migration files.
 
 Files are ``<UTC yyyymmddHHMMSS>_<name>.py`` (a Python class) or ``.sql`` (plain SQL, see
-:mod:`.sqlfiles`) in the project's migrations folder, run in file-name order whatever their kind.
+:mod:`.sqlfiles`) in the project's migrations folder, run in time order whatever their kind. The
+original monarch 0.0.x named its files ``_<UTC yyyymmddHHMM>_<name>_migration.py``; those are
+migrations too, keyed by their full file stem (the key of their 0.0.x history) and ordered by their
+stamp read as ``yyyymmddHHMM00``, among the others. Any other name starting with ``_`` is a helper.
 Every file is loaded before anything runs, so a broken file stops a ``migrate`` before its first
 migration. Python files are compiled from their bytes (no ``__pycache__`` is written next to
 them, and a file edited within the same second is never served from a stale cache).
@@ -24,6 +27,7 @@ from monarch.migrations.sqlfiles import SUFFIX as SQL_SUFFIX
 from monarch.migrations.sqlfiles import migration_class as sql_migration_class
 
 FILE_NAME = re.compile(r"^(?P<stamp>\d{14})_(?P<slug>[A-Za-z0-9_]+)\.(?:py|sql)$")
+LEGACY_NAME = re.compile(r"^_(?P<stamp>\d{12})_(?P<slug>[A-Za-z0-9_]+?)_migration\.py$")
 SUFFIXES = (".py", SQL_SUFFIX)
 # settings.py is the original tool's configuration, which lived in the migrations folder.
 IGNORED = frozenset({"settings.py", "__init__.py"})
@@ -41,12 +45,18 @@ class MigrationFile:
 
     @property
     def timestamp(self) -> str:
-        return self.name.partition("_")[0]
+        """The 14-digit UTC stamp (a 0.0.x file's 12 digits, with seconds 00)."""
+        return split_name(self.name)[0]
 
     @property
     def slug(self) -> str:
         """The part after the timestamp, e.g. ``add_indexes_to_user_table``."""
-        return self.name.partition("_")[2]
+        return split_name(self.name)[1]
+
+    @property
+    def legacy(self) -> bool:
+        """Whether the file has a monarch 0.0.x name (``_yyyymmddHHMM_<name>_migration.py``)."""
+        return is_legacy(self.name)
 
     @property
     def transactional(self) -> bool:
@@ -55,6 +65,30 @@ class MigrationFile:
     def runs_on(self, engine: str) -> bool:
         """Whether this migration can run on an environment of ``engine``."""
         return self.cls.runs_on(engine)
+
+
+def is_legacy(name: str) -> bool:
+    """Whether ``name`` (a file stem) is a monarch 0.0.x migration name."""
+    return LEGACY_NAME.match(name + ".py") is not None
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``(14-digit stamp, slug)`` of a migration name (file stem), either style.
+
+    A name of neither style (a recorded name, say) gives ``(name, "")``.
+    """
+    match = LEGACY_NAME.match(name + ".py")
+    if match is not None:
+        return match["stamp"] + "00", match["slug"]
+    match = FILE_NAME.match(name + ".py")
+    if match is not None:
+        return match["stamp"], match["slug"]
+    return name, ""
+
+
+def order_key(name: str) -> tuple[str, str]:
+    """Sort key of a migration name: by time, whichever naming style (then by name)."""
+    return split_name(name)[0], name
 
 
 def checksum(data: bytes) -> str:
@@ -71,22 +105,25 @@ def migration_paths(folder: Path) -> list[Path]:
             "or set `migrations = ...` in monarch.toml",
         )
     paths = []
-    for path in sorted(folder.iterdir()):
+    for path in folder.iterdir():
         name = path.name
-        if name in IGNORED or name.startswith(("_", ".")) or not name.endswith(SUFFIXES):
+        if name in IGNORED or not name.endswith(SUFFIXES):
+            continue
+        if name.startswith(".") or (name.startswith("_") and not LEGACY_NAME.match(name)):
             continue
         if not path.is_file():
             continue
-        if not FILE_NAME.match(name):
+        if not FILE_NAME.match(name) and not LEGACY_NAME.match(name):
             raise MigrationError(
                 f"{path}: not a migration file name "
                 f"(expected <yyyymmddHHMMSS>_<name>{path.suffix})",
                 hint="rename it, or start its name with _ if it is a helper module",
             )
         paths.append(path)
+    paths.sort(key=lambda path: order_key(path.stem))
     seen: dict[str, Path] = {}
     for path in paths:
-        stamp = path.name[:14]
+        stamp = split_name(path.stem)[0]
         if stamp in seen:
             raise MigrationError(
                 f"two migrations share the timestamp {stamp}: {seen[stamp].name} and {path.name}",
@@ -108,7 +145,7 @@ def load(path: Path) -> MigrationFile:
     """
     data = path.read_bytes()
     if path.suffix == SQL_SUFFIX:
-        cls = sql_migration_class(path, data, class_name(path.stem.partition("_")[2]))
+        cls = sql_migration_class(path, data, class_name(split_name(path.stem)[1]))
         return MigrationFile(path.stem, path, checksum(data), cls)
     module = types.ModuleType(_MODULE_PREFIX + path.stem)
     module.__file__ = str(path)
@@ -140,14 +177,15 @@ def load(path: Path) -> MigrationFile:
 def resolve(files: list[MigrationFile], name: str, known: list[str] | None = None) -> str:
     """The full migration name meant by ``name``.
 
-    Accepts the full name, the file name, the part after the timestamp, or the timestamp;
-    ``known`` adds recorded names whose files are gone.
+    Accepts the full name, the file name, the part after the timestamp, or the timestamp (for a
+    0.0.x name also its 12-digit stamp and its name without ``_migration``); ``known`` adds
+    recorded names whose files are gone.
     """
     candidates = sorted({f.name for f in files} | set(known or []))
     wanted = name.removesuffix(".py").removesuffix(SQL_SUFFIX)
     if wanted in candidates:
         return wanted
-    matches = [c for c in candidates if wanted in (c.partition("_")[2], c.partition("_")[0])]
+    matches = [c for c in candidates if wanted in _short_forms(c)]
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -157,6 +195,14 @@ def resolve(files: list[MigrationFile], name: str, known: list[str] | None = Non
         f"no migration named {name!r}",
         hint=f"did you mean {close[0]!r}?" if close else "`monarch list_migrations ENV` lists them",
     )
+
+
+def _short_forms(name: str) -> tuple[str, ...]:
+    """The short ways to name a migration: its slug and its stamp."""
+    stamp, slug = split_name(name)
+    if is_legacy(name):
+        return slug, f"{slug}_migration", stamp[:12], stamp
+    return (slug, stamp) if slug else (name.partition("_")[2], name.partition("_")[0])
 
 
 def class_name(slug: str) -> str:
@@ -180,7 +226,7 @@ def _migration_class(module: types.ModuleType, path: Path) -> type[Migration]:
             "PostgresMigration or SQLiteMigration with a run() method",
         )
     if len(found) > 1:
-        expected = class_name(path.stem.partition("_")[2])
+        expected = class_name(split_name(path.stem)[1])
         named = [cls for cls in found if cls.__name__ == expected]
         if len(named) == 1:
             return named[0]

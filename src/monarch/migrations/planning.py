@@ -1,12 +1,18 @@
-"""Deciding what to run: states, order, drift, out-of-order, rollback order. No I/O here."""
+"""Deciding what to run: states, order, drift, out-of-order, rollback order. No I/O here.
+
+Order is by time (:func:`~.discovery.order_key`), whichever naming style a file has. Records that
+monarch 0.0.x left (``Record.legacy``) follow its rules: one whose file is gone stops ``migrate``
+(a renamed file would run twice), and one left ``Failed`` or ``Processing`` runs again only when
+named with ``migrate_one``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from monarch.errors import DriftError, MigrationError, UsageError
-from monarch.migrations.discovery import MigrationFile, resolve
+from monarch.migrations.discovery import MigrationFile, order_key, resolve
 from monarch.migrations.results import CHANGED, MISSING, PENDING, MigrationStatus, Step
 from monarch.migrations.sqlfiles import ROLLBACK_MARKER
 from monarch.migrations.sqlfiles import SUFFIX as SQL_SUFFIX
@@ -15,6 +21,7 @@ from monarch.migrations.store import (
     FAILED,
     INTERRUPTED,
     MIGRATE,
+    NEW,
     ROLLBACK,
     ROLLED_BACK,
     RUNNING,
@@ -43,14 +50,67 @@ def drifted(files: list[MigrationFile], records: dict[str, Record]) -> list[str]
     changed = []
     for f in files:
         record = records.get(f.name)
-        if record is not None and record.state == APPLIED and record.checksum != f.checksum:
+        if record is not None and record.state == APPLIED and _changed(record, f):
             changed.append(f.name)
     return changed
 
 
+def _changed(record: Record, file: MigrationFile) -> bool:
+    # A record without a checksum (monarch 0.0.x kept none) cannot have drifted.
+    return bool(record.checksum) and record.checksum != file.checksum
+
+
 def newest_applied(records: dict[str, Record]) -> str | None:
     applied = [name for name, r in records.items() if r.state == APPLIED]
-    return max(applied) if applied else None
+    return max(applied, key=order_key) if applied else None
+
+
+def before(name: str, other: str) -> bool:
+    """Whether migration ``name`` comes before ``other`` in run order."""
+    return order_key(name) < order_key(other)
+
+
+def first_sight(files: list[MigrationFile], records: dict[str, Record]) -> list[Record]:
+    """0.0.x records not yet imported, with the checksum of their file as it is now.
+
+    Saving them (under the lock) is the import: drift is measured from here on.
+    """
+    by_name = {f.name: f for f in files}
+    return [
+        replace(r, checksum=by_name[r.name].checksum)
+        for r in records.values()
+        if r.legacy and not r.checksum and r.name in by_name
+    ]
+
+
+def check_legacy(
+    files: list[MigrationFile], records: dict[str, Record], steps: list[Step], environment: str
+) -> None:
+    """Refuse, before anything runs, what monarch 0.0.x's history makes unsafe to run."""
+    names = {f.name for f in files}
+    orphans = sorted((n for n, r in records.items() if r.legacy and n not in names), key=order_key)
+    if orphans:
+        raise MigrationError(
+            f"the history of monarch 0.0.x (collection mongo_migration_history) of {environment!r} "
+            f"records {', '.join(orphans)}, but the migrations folder has no such file; "
+            "nothing was run",
+            hint="put the file(s) back under their original names: monarch runs 0.0.x files "
+            "as they are, and a renamed copy would run a second time",
+        )
+    unsure = [
+        s.name
+        for s in steps
+        if (r := records.get(s.name)) is not None and r.legacy and r.state in (FAILED, INTERRUPTED)
+    ]
+    if unsure:
+        first = unsure[0]
+        raise MigrationError(
+            f"{', '.join(unsure)}: monarch 0.0.x left {'it' if len(unsure) == 1 else 'them'} "
+            f"failed or unfinished on {environment!r}, so some changes may already be made; "
+            "monarch runs such a migration again only when asked by name; nothing was run",
+            hint=f"check what it changed, then run it with `monarch migrate_one {first} "
+            f"{environment}` (and `monarch migrate {environment}` for the rest)",
+        )
 
 
 def statuses(
@@ -60,15 +120,17 @@ def statuses(
     newest = newest_applied(records)
     by_name = {f.name: f for f in files}
     result = []
-    for name in sorted(set(by_name) | set(records)):
+    for name in sorted(set(by_name) | set(records), key=order_key):
         file, record = by_name.get(name), records.get(name)
         running_by = None
-        if record is None or record.state == ROLLED_BACK:
+        if record is not None and record.legacy and file is None:
+            state = MISSING
+        elif record is None or record.state in (ROLLED_BACK, NEW):
             state = PENDING
         elif file is None:
             state = MISSING
         elif record.state == APPLIED:
-            state = CHANGED if record.checksum != file.checksum else APPLIED
+            state = CHANGED if _changed(record, file) else APPLIED
         elif record.state == RUNNING:
             if lock is not None and not lock.expired and lock.token == record.run_id:
                 state = RUNNING
@@ -77,7 +139,7 @@ def statuses(
                 state = INTERRUPTED  # its holder is gone; the next migrate records it so
         else:
             state = record.state
-        out_of_order = state == PENDING and newest is not None and name < newest
+        out_of_order = state == PENDING and newest is not None and before(name, newest)
         result.append(
             MigrationStatus(
                 name=name,
@@ -92,18 +154,26 @@ def statuses(
 
 
 def plan_migrate(
-    files: list[MigrationFile], records: dict[str, Record], to: str | None = None
+    files: list[MigrationFile],
+    records: dict[str, Record],
+    to: str | None = None,
+    *,
+    environment: str = "ENV",
 ) -> Plan:
-    """Every pending migration in file order, up to and including ``to``."""
+    """Every pending migration in order, up to and including ``to``.
+
+    Raises before anything runs when monarch 0.0.x's history forbids it (:func:`check_legacy`).
+    """
     last = resolve(files, to) if to is not None else None
     newest = newest_applied(records)
     steps = []
     for f in files:
-        if last is not None and f.name > last:
+        if last is not None and before(last, f.name):
             break
         record = records.get(f.name)
         if is_pending(record):
-            steps.append(_step(f, record, MIGRATE, newest is not None and f.name < newest))
+            steps.append(_step(f, record, MIGRATE, newest is not None and before(f.name, newest)))
+    check_legacy(files, records, steps, environment)
     return Plan(steps, drifted(files, records))
 
 
@@ -138,10 +208,12 @@ def plan_rollback(
         for r in records.values()
         if r.state == APPLIED or (r.state in (FAILED, INTERRUPTED) and r.action == ROLLBACK)
     ]
-    done.sort(key=lambda r: (r.applied_at or r.finished_at or _EPOCH, r.name), reverse=True)
+    done.sort(
+        key=lambda r: (r.applied_at or r.finished_at or _EPOCH, order_key(r.name)), reverse=True
+    )
     if to is not None:
         keep = resolve(files, to, known=list(records))
-        chosen = [r for r in done if r.name > keep]
+        chosen = [r for r in done if before(keep, r.name)]
     else:
         chosen = done[: steps or 1]
     by_name = {f.name: f for f in files}

@@ -11,6 +11,7 @@ from monarch.migrations.store import (
     APPLIED,
     FAILED,
     INTERRUPTED,
+    NEW,
     ROLLBACK,
     ROLLED_BACK,
     RUNNING,
@@ -23,6 +24,8 @@ PENDING = "pending"
 CHANGED = "changed"  # applied, but the file changed since
 MISSING = "missing"  # recorded, but the file is gone
 NEEDS_WORK = frozenset({PENDING, FAILED, INTERRUPTED, RUNNING})
+# How monarch 0.0.x named the states its records are read as.
+_LEGACY_STATES = {APPLIED: "Completed", FAILED: "Failed", INTERRUPTED: "Processing", NEW: "New"}
 
 
 def when(value: datetime | None) -> str:
@@ -171,6 +174,8 @@ class MigrationStatus:
             return f"running now: {self.running_by}"
         if r is None:
             return "older than an applied migration: will run out of order" * self.out_of_order
+        if r.legacy:
+            return self._legacy_detail(r)
         if self.state in (APPLIED, CHANGED, MISSING) and r.state == APPLIED:
             text = f"{when(r.applied_at or r.finished_at)}, {seconds(r.duration)}, by {r.who}"
             if r.backup:
@@ -189,6 +194,20 @@ class MigrationStatus:
             action = "rollback " if r.action == ROLLBACK else ""
             return f"{action}{r.error_line} ({when(r.started_at)}, by {r.who})"
         return ""
+
+    def _legacy_detail(self, r: Record) -> str:
+        """A record of monarch 0.0.x (no user, host, duration or error text)."""
+        text = "recorded by monarch 0.0.x"
+        if self.state == MISSING:
+            was = _LEGACY_STATES.get(r.state, r.state)
+            text = f"file missing (it must keep its name); {text} as {was}"
+        elif r.state == APPLIED:
+            text += f" as Completed {when(r.applied_at)}".rstrip()
+        elif r.state in (FAILED, INTERRUPTED):
+            text = f"{r.error_line}; runs again only with `monarch migrate_one`"
+        if self.state == CHANGED:
+            text = "file changed since it was first seen; " + text
+        return text
 
     def to_json(self) -> dict[str, Any]:
         r = self.record

@@ -119,6 +119,8 @@ class Runner:
             backup=self.backup,
             transactional=file.transactional,
         )
+        # Before the record says `running`: a refusal here leaves the history as it was.
+        context = self.engine.migration_context()
         if step.action == MIGRATE:
             record.out_of_order = step.out_of_order
         record.checkpoint = dict(record.checkpoint) if step.resume else {}
@@ -131,7 +133,7 @@ class Runner:
         migration._bind(
             name=step.name,
             env=self.environment,
-            context=self.engine.migration_context(),
+            context=context,
             runtime=runtime,
         )
         method = migration.run if step.action == MIGRATE else migration.rollback

@@ -20,7 +20,11 @@ APPLIED = "applied"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 ROLLED_BACK = "rolled_back"
-STATES = (RUNNING, APPLIED, FAILED, INTERRUPTED, ROLLED_BACK)
+NEW = "new"  # recorded but never run: only monarch 0.0.x wrote such records
+STATES = (RUNNING, APPLIED, FAILED, INTERRUPTED, ROLLED_BACK, NEW)
+
+# The ``version`` of a record that monarch 0.0.x wrote and no run of monarch has replaced since.
+LEGACY_VERSION = "0.0.x"
 
 # What the record's last run did.
 MIGRATE = "migrate"
@@ -60,6 +64,11 @@ class Record:
     def who(self) -> str:
         """``user@host`` of the last run."""
         return f"{self.user}@{self.host}"
+
+    @property
+    def legacy(self) -> bool:
+        """Whether monarch 0.0.x wrote this record and monarch has not run the migration since."""
+        return self.version == LEGACY_VERSION
 
     @property
     def error_line(self) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import ARCHIVE_FORMAT, ServerInfo
 from monarch.engines.mongo.errors import translated
+from monarch.engines.mongo.odm import MongoengineDefault
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,6 +38,7 @@ class MongoEngine:
         self.environment = environment
         self._client: MongoClient[Any] | None = None
         self._clock: ServerClock | None = None
+        self._mongoengine = MongoengineDefault(environment, CONNECT_TIMEOUT_MS)
 
     @property
     def client(self) -> MongoClient[Any]:
@@ -74,6 +76,9 @@ class MongoEngine:
         )
 
     def migration_context(self) -> dict[str, Any]:
+        """``db`` and ``client`` for the migration; with mongoengine installed, the environment
+        also becomes mongoengine's default connection until :meth:`close` (see :mod:`.odm`)."""
+        self._mongoengine.register()
         return {"db": self.db, "client": self.client}
 
     def history(self) -> MongoHistory:
@@ -134,6 +139,7 @@ class MongoEngine:
         )
 
     def close(self) -> None:
+        self._mongoengine.release()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -2,6 +2,10 @@
 
 One document per migration, ``_id`` = the migration's name. Transactions are used only where the
 server has them (a replica set or sharded cluster; not a standalone server, not FerretDB).
+
+The history that monarch 0.0.x left in ``mongo_migration_history`` is read in place alongside (see
+:mod:`.legacy_history`); the first time monarch saves a record for one of its names, the new
+document says where it came from (``source: "monarch 0.0.x"``, ``imported_from``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.mongo.errors import translated
+from monarch.engines.mongo.legacy_history import legacy_documents, legacy_record, provenance
 from monarch.errors import TransactionUnsupported
 from monarch.migrations.store import Record
 
@@ -60,6 +65,7 @@ class MongoHistory:
         self._engine = engine
         self._clock = clock
         self._transactions: bool | None = None
+        self._legacy: dict[str, list[dict[str, Any]]] = {}
 
     @property
     def _collection(self) -> Collection[dict[str, Any]]:
@@ -71,17 +77,29 @@ class MongoHistory:
     def records(self) -> dict[str, Record]:
         with translated(self._engine.environment, "reading the migration history"):
             docs = list(self._collection.find({}))
+            self._legacy = legacy_documents(self._engine.db)
         records = {}
         for doc in docs:
             record = Record.from_dict({**doc, "name": str(doc["_id"])})
             records[record.name] = record
+        for key, legacy in self._legacy.items():
+            if key not in records:
+                records[key] = legacy_record(key, legacy)
         return records
 
     def save(self, record: Record, *, session: object | None = None) -> None:
         doc = record.to_dict()
         name = doc.pop("name")
+        update: dict[str, Any] = {"$set": doc}
+        legacy = self._legacy.get(name)
+        if legacy:
+            # Only when the document is created: where its history began stays said.
+            update["$setOnInsert"] = provenance(legacy, self.now())
         with translated(self._engine.environment, f"recording migration {name}"):
-            self._collection.replace_one({"_id": name}, doc, upsert=True, session=_session(session))
+            # $set, not a replacement: fields this version does not know are kept.
+            self._collection.update_one(
+                {"_id": name}, update, upsert=True, session=_session(session)
+            )
 
     def save_checkpoint(
         self, name: str, checkpoint: dict[str, dict[str, Any]], *, session: object | None = None
