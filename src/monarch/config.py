@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from monarch.errors import ConfigError
-from monarch.secrets import Secret, redact_url, split_userinfo
+from monarch.secrets import Secret, redact_text, redact_url, split_userinfo, url_secrets
 
 CONFIG_NAME = "monarch.toml"
 LEGACY_SETTINGS = Path("migrations") / "settings.py"
@@ -55,6 +55,13 @@ SCHEMES = MappingProxyType(
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", ""})
 _PRODUCTION_NAMES = frozenset({"production", "prod"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A variable whose name says it holds a credential: its value is redacted wherever it goes.
+_SECRET_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|CRED", re.IGNORECASE)
+_URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Characters MongoDB refuses in a database name (and its limit, in bytes).
+_MONGO_BAD_NAME_CHARS = '/\\. "$\x00'
+_MONGO_NAME_LIMIT = 64
+ENGINE_LABELS = MappingProxyType({"mongo": "MongoDB", "postgres": "PostgreSQL", "sqlite": "SQLite"})
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,34 @@ class Environment:
     protected_reason: str
     backup_before_migrate: bool = False
     description: str = ""
+    # Variables the URL needs that are not set: the environment is listed but cannot be used.
+    missing: tuple[str, ...] = ()
+    # Values of ${VAR}s that went into the URL as credentials (see config_from_dict).
+    substituted: tuple[Secret, ...] = ()
 
     @property
     def display_url(self) -> str:
         """The URL with any password replaced: safe to print."""
         return redact_url(self.url.reveal())
+
+    def secret_values(self) -> list[str]:
+        """Every secret of this environment (for redaction): the URL's password and secret
+        parameters, as written and decoded, and the credential values substituted into it."""
+        values = url_secrets(self.url.reveal()) + [s.reveal() for s in self.substituted]
+        return list(dict.fromkeys(v for v in values if v))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this environment's URL shown redacted and every secret removed."""
+        url = self.url.reveal()
+        if url:
+            text = text.replace(url, self.display_url)
+        return redact_text(text, self.secret_values())
+
+    def require(self) -> Environment:
+        """Return this environment, or raise the ConfigError naming an unset variable."""
+        if self.missing:
+            raise _unset(self.missing[0], f"environments.{self.name}.url")
+        return self
 
     @property
     def host(self) -> str:
@@ -88,6 +118,19 @@ class StoreConfig:
 
     url: str
     options: Mapping[str, str | Secret] = field(default_factory=dict)
+    missing: tuple[tuple[str, str], ...] = ()  # (key, variable) pairs left unset
+
+    def require(self) -> StoreConfig:
+        """Return this store configuration, or raise the ConfigError naming an unset variable."""
+        if self.missing:
+            key, name = self.missing[0]
+            raise _unset(name, f"backups.{key}")
+        return self
+
+    def secret_values(self) -> list[str]:
+        """The secret option values and the URL's secrets, for redaction."""
+        values = [v.reveal() for v in self.options.values() if isinstance(v, Secret)]
+        return [v for v in values + url_secrets(self.url) if v]
 
 
 @dataclass(frozen=True)
@@ -106,7 +149,7 @@ class Config:
     def environment(self, name: str) -> Environment:
         """Return the environment called ``name``, or raise a ConfigError listing the known ones."""
         try:
-            return self.environments[name]
+            return self.environments[name].require()
         except KeyError:
             known = ", ".join(sorted(self.environments)) or "(none)"
             close = difflib.get_close_matches(name, list(self.environments), n=1)
@@ -126,9 +169,19 @@ def find_config(start: Path | None = None, explicit: str | os.PathLike[str] | No
     """
     chosen = explicit if explicit is not None else os.environ.get("MONARCH_CONFIG") or None
     if chosen is not None:
+        origin = "--config" if explicit is not None else "MONARCH_CONFIG"
         path = Path(chosen).expanduser()
+        if not path.is_absolute():
+            path = Path.cwd() / path  # relative to the folder monarch runs in
+        if path.is_dir():
+            inside = [path / n for n in (CONFIG_NAME, LEGACY_SETTINGS) if (path / n).is_file()]
+            raise ConfigError(
+                f"{path} (from {origin}) is a folder, not a config file",
+                hint=f"point {origin} at the file inside it: {inside[0]}"
+                if inside
+                else f"point {origin} at a {CONFIG_NAME} file (or run `monarch init` there)",
+            )
         if not path.is_file():
-            origin = "--config" if explicit is not None else "MONARCH_CONFIG"
             raise ConfigError(
                 f"config file {path} (from {origin}) does not exist",
                 hint="check the path, or run `monarch init` to create one",
@@ -207,19 +260,63 @@ def config_from_dict(
 
 def expand_vars(value: str, environ: Mapping[str, str], where: str) -> str:
     """Expand ``${VAR}`` and ``${VAR:-default}`` from ``environ``; an unset VAR is an error."""
+    expanded = _expand(value, environ)
+    if expanded.missing:
+        raise _unset(expanded.missing[0], where)
+    return expanded.text
+
+
+@dataclass(frozen=True)
+class _Expanded:
+    text: str
+    missing: tuple[str, ...]  # unset variables (replaced by nothing in ``text``)
+    secrets: tuple[str, ...]  # substituted values that are credentials
+
+
+def _expand(value: str, environ: Mapping[str, str], *, url: bool = False) -> _Expanded:
+    """Expand the variables of ``value``; with ``url``, each value that lands in the URL's
+    user or password part is percent-encoded, so a password holding ``@ : / #`` stays one."""
+    userinfo = (0, -1)
+    password_from = 0
+    if url:
+        # Same-length masks keep the positions of the template while hiding what a default holds.
+        masked = _VAR.sub(lambda m: "\x00" * len(m.group()), value)
+        head = _URL_HEAD.match(masked)
+        if head:
+            start = head.end()
+            end = min([i for i in map(masked.find, "/?#", [start] * 3) if i != -1] or [len(masked)])
+            at = masked.rfind("@", start, end)
+            if at != -1:
+                userinfo = (start, at)
+                colon = masked.find(":", start, at)
+                password_from = colon if colon != -1 else at
+    missing: list[str] = []
+    secrets: list[str] = []
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"{where} uses ${{{name}}}, but the environment variable {name} is not set",
-            hint=f"export {name}=... in the shell (or CI secret) that runs monarch",
-        )
+            found = environ[name]
+        elif default is not None:
+            found = default
+        else:
+            missing.append(name)
+            return ""
+        inside = userinfo[0] <= match.start() and match.end() <= userinfo[1]
+        in_password = inside and match.start() > password_from
+        if in_password or "://" in found or _SECRET_NAME.search(name):
+            secrets.append(found)
+        return quote(found, safe="") if inside else found
 
-    return _VAR.sub(substitute, value)
+    text = _VAR.sub(substitute, value)
+    return _Expanded(text, tuple(dict.fromkeys(missing)), tuple(s for s in secrets if s))
+
+
+def _unset(name: str, where: str) -> ConfigError:
+    return ConfigError(
+        f"{where} uses ${{{name}}}, but the environment variable {name} is not set",
+        hint=f"export {name}=... in the shell (or CI secret) that runs monarch",
+    )
 
 
 def parse_database_url(url: str, base: Path, where: str) -> tuple[str, tuple[str, ...], str]:
@@ -232,10 +329,17 @@ def parse_database_url(url: str, base: Path, where: str) -> tuple[str, tuple[str
         )
     engine = SCHEMES.get(scheme.lower())
     if engine is None:
-        known = ", ".join(f"{s}://" for s in SCHEMES)
+        known = "; ".join(
+            f"{label} ({', '.join(s + '://' for s, e in SCHEMES.items() if e == key)})"
+            for key, label in ENGINE_LABELS.items()
+        )
+        # Suggest only a likely typo (mongo:// for mongodb://), never another engine.
+        close = difflib.get_close_matches(scheme.lower(), list(SCHEMES), n=1, cutoff=0.75)
         raise ConfigError(
-            f"{where}: unknown URL scheme {scheme + '://'!r}; monarch knows {known}",
-            hint=_closest_hint(scheme.lower(), list(SCHEMES)),
+            f"{where}: unknown URL scheme {scheme + '://'!r}; monarch supports {known}",
+            hint=f"did you mean {close[0] + '://'!r}?"
+            if close
+            else "monarch works with MongoDB, PostgreSQL and SQLite only",
         )
     if engine == "sqlite":
         # sqlite:///rel/app.db is relative to the config file; sqlite:////abs/app.db is absolute.
@@ -247,13 +351,56 @@ def parse_database_url(url: str, base: Path, where: str) -> tuple[str, tuple[str
     netloc, _, tail = rest.partition("/")
     _, _, hostpart = split_userinfo(netloc)
     hosts = tuple(h for h in hostpart.split(",") if h)
+    for host in hosts:
+        _check_port(host, where)
     database = unquote(tail.partition("?")[0])
     if not database:
         raise ConfigError(
             f"{where}: the URL {redact_url(url)!r} names no database",
             hint=f"put the database name after the host, e.g. {scheme}://host/myapp",
         )
+    if engine == "mongo":
+        _check_mongo_name(database, where)
     return engine, hosts, database
+
+
+def _check_port(host: str, where: str) -> None:
+    """A port, where a host has one, is a number from 1 to 65535."""
+    if host.startswith("["):  # [::1]:27017
+        port = host.partition("]")[2]
+        if not port:
+            return
+        if not port.startswith(":"):
+            raise ConfigError(f"{where}: {host!r} is not a host (or [IPv6 address]) and port")
+        port = port[1:]
+    elif ":" in host:
+        port = host.rpartition(":")[2]
+    else:
+        return
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(
+            f"{where}: the port {unquote(port)!r} of host {host.rpartition(':')[0]!r} "
+            "is not a number from 1 to 65535",
+            hint="write the host as host:port with a numeric port, e.g. localhost:27017",
+        )
+
+
+def _check_mongo_name(database: str, where: str) -> None:
+    """MongoDB refuses some characters in database names, and names of 64 bytes or more."""
+    bad = sorted({c for c in database if c in _MONGO_BAD_NAME_CHARS})
+    if bad:
+        shown = " ".join("space" if c == " " else repr(c)[1:-1] for c in bad)
+        better = "".join("_" if c in _MONGO_BAD_NAME_CHARS else c for c in database)
+        raise ConfigError(
+            f"{where}: {database!r} cannot be a MongoDB database name (it may not contain {shown})",
+            hint=f"rename the database in the URL, e.g. {better!r}",
+        )
+    if len(database.encode()) >= _MONGO_NAME_LIMIT:
+        raise ConfigError(
+            f"{where}: the MongoDB database name {database[:20]!r}... is "
+            f"{len(database.encode())} bytes long; MongoDB allows at most 63",
+            hint="use a shorter database name in the URL",
+        )
 
 
 def _environment(
@@ -268,15 +415,27 @@ def _environment(
             f"{where}: [{section}] has no `url`",
             hint=f'add url = "mongodb://localhost:27017/{name}" under [{section}]',
         )
-    url = expand_vars(_string(raw["url"], where, f"{section}.url"), environ, f"{section}.url")
-    engine, hosts, database = parse_database_url(url, base, f"{where} [{section}] url")
+    template = _string(raw["url"], where, f"{section}.url")
+    expanded = _expand(template, environ, url=True)
     explicit = raw.get("protected")
     if explicit is not None and not isinstance(explicit, bool):
         raise ConfigError(f"{where}: {section}.protected must be true or false")
-    protected, reason = _judge_protection(name, hosts, explicit)
     backup_first = raw.get("backup_before_migrate", False)
     if not isinstance(backup_first, bool):
         raise ConfigError(f"{where}: {section}.backup_before_migrate must be true or false")
+    if expanded.missing:
+        # Resolved only when a command uses it: an unset production password must not stop
+        # a command on development. Show what can be known without the variable.
+        try:
+            engine, hosts, database = parse_database_url(expanded.text, base, where)
+        except ConfigError:
+            scheme = template.partition("://")[0].lower() if "://" in template else ""
+            engine, hosts, database = SCHEMES.get(scheme, ""), (), ""
+        url = ""
+    else:
+        url = expanded.text
+        engine, hosts, database = parse_database_url(url, base, f"{where} [{section}] url")
+    protected, reason = _judge_protection(name, hosts, explicit)
     return Environment(
         name=name,
         url=Secret(url),
@@ -287,6 +446,8 @@ def _environment(
         protected_reason=reason,
         backup_before_migrate=backup_first,
         description=str(raw.get("description", "")),
+        missing=expanded.missing,
+        substituted=tuple(Secret(v) for v in expanded.secrets),
     )
 
 
@@ -312,21 +473,27 @@ def _store_config(raw: object, base: Path, where: str, environ: Mapping[str, str
             hint='backups = "file://backups" or backups = "s3://bucket/prefix"',
         )
     _check_keys(raw, _BACKUP_KEYS, where, "backups.")
-    url = expand_vars(_string(raw["url"], where, "backups.url"), environ, "backups.url")
+    missing: list[tuple[str, str]] = []
+    expanded = _expand(_string(raw["url"], where, "backups.url"), environ)
+    missing += [("url", name) for name in expanded.missing]
+    url = expanded.text
     scheme, sep, rest = url.partition("://")
     if not sep:
         # A bare path is a local folder.
         scheme, rest = "file", url
-    if scheme == "file":
+    if scheme == "file" and not expanded.missing:
         folder = Path(rest).expanduser()
         url = "file://" + str(folder if folder.is_absolute() else (base / folder))
     options: dict[str, str | Secret] = {}
     for key, value in raw.items():
         if key == "url":
             continue
-        text = expand_vars(_string(value, where, f"backups.{key}"), environ, f"backups.{key}")
+        expanded = _expand(_string(value, where, f"backups.{key}"), environ)
+        # An unset credential stops only the commands that open the store.
+        missing += [(key, name) for name in expanded.missing]
+        text = expanded.text
         options[key] = Secret(text) if key in _SECRET_BACKUP_KEYS else text
-    return StoreConfig(url=url, options=MappingProxyType(options))
+    return StoreConfig(url=url, options=MappingProxyType(options), missing=tuple(missing))
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str, prefix: str) -> None:

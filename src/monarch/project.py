@@ -45,10 +45,19 @@ def init_project(root: Path, *, force: bool = False, from_settings: bool = False
 
     An existing ``monarch.toml`` is never overwritten unless ``force``. With ``from_settings`` the
     legacy ``migrations/settings.py`` is converted; its passwords are not copied but replaced by
-    ``${VAR}`` references (listed in ``InitResult.variables``).
+    ``${VAR}`` references (listed in ``InitResult.variables``). Without it, a folder holding a
+    legacy settings file is refused (unless ``force``): a fresh monarch.toml would ignore it.
     """
     root = root.resolve()
     config_path = root / CONFIG_NAME
+    legacy = root / LEGACY_SETTINGS
+    if not from_settings and not force and legacy.is_file():
+        raise ConfigError(
+            f"{root} is a project of the original monarch 0.0.x ({LEGACY_SETTINGS} is here); "
+            "nothing was written",
+            hint="run `monarch init --from-settings` to convert its settings to monarch.toml "
+            "(or pass --force to write a new, unrelated monarch.toml anyway)",
+        )
     if config_path.exists() and not force:
         raise ConfigError(
             f"{config_path} already exists; nothing was changed",
@@ -102,7 +111,8 @@ def _convert_settings(settings: Path) -> tuple[str, tuple[str, ...]]:
     variables: list[str] = []
     lines = [
         "# Converted from migrations/settings.py by `monarch init --from-settings`.",
-        "# Passwords were not copied: set the environment variables named below.",
+        "# Passwords were not copied: set the environment variables named below to each password",
+        "# as it is; monarch percent-encodes a ${VAR} that stands in a URL's user or password.",
         "",
         'migrations = "migrations"',
         'querysets = "querysets"',

@@ -6,7 +6,9 @@ exception text); only :meth:`Secret.reveal` gives the value, and only drivers sh
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote, urlencode
+import contextlib
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlencode
 
 REDACTED = "**redacted**"
 
@@ -89,11 +91,76 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{path}{qmark}{query}"
 
 
-def redact_text(text: str, secrets: list[str]) -> str:
-    """Replace every occurrence of each secret (and its URL-quoted form) in ``text``."""
-    for value in secrets:
-        if len(value) < 3:
-            continue  # too short to scrub without mangling ordinary words
-        for form in {value, quote(value, safe="")}:
-            text = text.replace(form, REDACTED)
+def url_secrets(url: str) -> list[str]:
+    """The secret values of a URL: its password and secret query parameters, as written in the
+    URL and decoded (a password ``p%40ss`` is ``p@ss`` once a driver has read it)."""
+    found: list[str] = []
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return found
+    netloc, _, tail = rest.partition("/")
+    _, password, _ = split_userinfo(netloc)
+    if password:
+        found += [password, unquote(password)]
+    query = tail.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        key, eq, value = pair.partition("=")
+        if eq and value and unquote_plus(key).lower() in _SECRET_PARAMS:
+            found += [value, unquote_plus(value)]
+    return list(dict.fromkeys(found))
+
+
+def secret_forms(value: str) -> list[str]:
+    """``value`` and the forms it takes inside a URL (percent-encoded, form-encoded)."""
+    return list(dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""))))
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret (and its URL-quoted forms) in ``text``."""
+    forms = {form for value in secrets if len(value) >= 3 for form in secret_forms(value)}
+    # Longest first, so that a secret containing another is replaced whole.
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return text
+
+
+def redact_exception(exc: BaseException, secrets: Iterable[str]) -> BaseException:
+    """Scrub ``secrets`` from ``exc`` and every exception it chains, in place, and return it.
+
+    Driver errors (psycopg quoting a malformed URL, say) may carry a password in their message;
+    monarch chains them ``from`` its own errors, so a Python caller walking ``__cause__`` or
+    ``__context__``, or a printed traceback, would see it. Their ``args``, notes and the
+    message attributes monarch and the drivers use are rewritten.
+    """
+    values = [v for v in secrets if len(v) >= 3]
+    if not values:
+        return exc
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        _scrub_one(current, values)
+        todo += [current.__cause__, current.__context__]
+    return exc
+
+
+def _scrub_one(exc: BaseException, values: list[str]) -> None:
+    def clean(value: object) -> object:
+        return redact_text(value, values) if isinstance(value, str) else value
+
+    # An exception type that forbids rewriting its args keeps them.
+    with contextlib.suppress(AttributeError, TypeError):
+        exc.args = tuple(clean(arg) for arg in exc.args)
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [clean(note) for note in notes]
+    for attr in ("message", "hint", "_message", "msg", "strerror", "filename", "reason"):
+        try:
+            value = getattr(exc, attr, None)
+            if isinstance(value, str):
+                setattr(exc, attr, clean(value))
+        except (AttributeError, TypeError):
+            pass

@@ -79,7 +79,7 @@ def test_list_environments_shows_name_engine_host_database_protected(tmp_path: P
             {},
             "did you mean 'environments.dev.protected'",
         ),
-        ('[environments.dev]\nurl = "${NOPE}"\n', {}, "NOPE is not set"),
+        ('[environments.dev]\nurl = "mysql://x/a"\n', {}, "monarch supports MongoDB"),
         ('[environments.dev]\nurl = "redis://x/a"\n', {}, "unknown URL scheme 'redis://'"),
     ],
 )
@@ -109,10 +109,61 @@ def test_unknown_environment_lists_known_ones(tmp_path: Path) -> None:
     assert "unknown environment 'staging'; known environments: development" in result.stderr
 
 
-def test_traceback_flag_shows_the_traceback(tmp_path: Path) -> None:
+def test_traceback_flag_shows_the_traceback_then_the_error_with_its_exit_code(
+    tmp_path: Path,
+) -> None:
     result = monarch("--traceback", "list_environments", cwd=tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "Traceback (most recent call last)" in result.stderr
+    after = result.stderr.partition("monarch.errors.ConfigError")[2]
+    assert "\nError: no monarch.toml found" in after
+    assert "\nTry: run `monarch init`" in after
+
+
+def test_relative_monarch_config_is_reported_as_monarch_config(tmp_path: Path) -> None:
+    result = monarch("list_environments", cwd=tmp_path, env={"MONARCH_CONFIG": "conf.toml"})
+    assert result.returncode == 2
+    assert f"config file {tmp_path / 'conf.toml'} (from MONARCH_CONFIG) does not exist" in (
+        result.stderr
+    )
+    (tmp_path / "conf.toml").write_text('[environments.dev]\nurl = "mongodb://localhost/a"\n')
+    found = monarch("list_environments", cwd=tmp_path, env={"MONARCH_CONFIG": "conf.toml"})
+    assert found.returncode == 0, found.stderr
+
+
+def test_config_option_naming_a_folder_says_so(tmp_path: Path) -> None:
+    (tmp_path / "monarch.toml").write_text('[environments.dev]\nurl = "mongodb://localhost/a"\n')
+    result = monarch("--config", str(tmp_path), "list_environments", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"Error: {tmp_path} (from --config) is a folder, not a config file" in result.stderr
+    assert f"Try: point --config at the file inside it: {tmp_path / 'monarch.toml'}" in (
+        result.stderr
+    )
+
+
+def test_a_missing_production_secret_blocks_only_commands_on_production(
+    tmp_path: Path, mongo_url: str
+) -> None:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "monarch.toml").write_text(
+        f'[environments.development]\nurl = "{mongo_url}"\n'
+        "[environments.production]\n"
+        'url = "mongodb://app:${PROD_PASSWORD}@db.example.com:27017/shop"\n'
+    )
+    listed = monarch("list_environments", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "production" in listed.stdout
+    assert "Note: production needs ${PROD_PASSWORD}, which is not set here" in listed.stdout
+    rows = json.loads(monarch("list_environments", "--json", cwd=tmp_path).stdout)
+    assert rows[1]["missing_variables"] == ["PROD_PASSWORD"]
+    status = monarch("list_migrations", "development", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    migrated = monarch("migrate", "development", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    refused = monarch("list_migrations", "production", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "environments.production.url uses ${PROD_PASSWORD}" in refused.stderr
+    assert "Try: export PROD_PASSWORD=..." in refused.stderr
 
 
 def test_legacy_project_works_and_says_once_how_to_convert(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -82,10 +84,135 @@ def test_missing_config_says_to_run_init(tmp_path: Path, monkeypatch: pytest.Mon
     assert "monarch init" in (info.value.hint or "")
 
 
-def test_unset_variable_is_named(project: Path) -> None:
+def test_unset_variable_is_named_when_its_environment_is_used(project: Path) -> None:
+    config = load_config(project / "monarch.toml", environ={})
+    assert config.environment("development").database == "app_dev"
     with pytest.raises(ConfigError, match=r"\$\{PROD_URL\}.*PROD_URL is not set") as info:
-        load_config(project / "monarch.toml", environ={})
+        config.environment("production")
     assert "export PROD_URL" in (info.value.hint or "")
+    assert info.value.exit_code == 2
+
+
+def test_environment_with_an_unset_password_still_shows_what_is_known(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "monarch.toml",
+        '[environments.production]\nurl = "mongodb://admin:${PROD_PASSWORD}@db.example:27017/app"\n',
+    )
+    env = load_config(path, environ={}).environments["production"]
+    assert (env.engine, env.host, env.database, env.missing) == (
+        "mongo",
+        "db.example:27017",
+        "app",
+        ("PROD_PASSWORD",),
+    )
+    assert env.protected
+
+
+def test_an_unset_backup_credential_stops_only_commands_that_open_the_store(
+    tmp_path: Path,
+) -> None:
+    from monarch.stores import open_store
+
+    path = write(
+        tmp_path / "monarch.toml",
+        '[backups]\nurl = "s3://bucket/p"\naws_secret_access_key = "${AWS_SECRET_ACCESS_KEY}"\n'
+        '[environments.dev]\nurl = "mongodb://localhost/app"\n',
+    )
+    config = load_config(path, environ={})
+    assert config.environment("dev").database == "app"
+    with pytest.raises(ConfigError, match=r"backups\.aws_secret_access_key uses"):
+        open_store(config.backups)
+
+
+@pytest.mark.parametrize(
+    "password", ["p@ss:w/rd#1", "Le@k:/#Me9x", "a b+c%41?x=1&y", "100%", "ünï@cøde"]
+)
+def test_variable_in_the_password_is_percent_encoded(tmp_path: Path, password: str) -> None:
+    path = write(
+        tmp_path / "monarch.toml",
+        '[environments.prod]\nurl = "mongodb://app:${DB_PASSWORD}@db.example:27017/shop"\n',
+    )
+    env = load_config(path, environ={"DB_PASSWORD": password}).environment("prod")
+    assert (env.host, env.database) == ("db.example:27017", "shop")
+    assert env.url.reveal() == f"mongodb://app:{quote(password, safe='')}@db.example:27017/shop"
+    assert password in env.secret_values()
+    assert password not in env.scrub(f"driver said {password} and {quote(password, safe='')}")
+
+
+def test_variable_in_the_user_is_percent_encoded_and_elsewhere_kept_as_is(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path / "monarch.toml",
+        '[environments.prod]\nurl = "postgresql://${DB_USER}:${DB_PW:-x@y}@${DB_HOST}/${DB}"\n',
+    )
+    environ = {"DB_USER": "me@corp", "DB_HOST": "h1:5432", "DB": "shop"}
+    env = load_config(path, environ=environ).environment("prod")
+    assert env.url.reveal() == "postgresql://me%40corp:x%40y@h1:5432/shop"
+    assert "x@y" in env.secret_values() and "me@corp" not in env.secret_values()
+
+
+def test_a_whole_url_from_a_variable_is_used_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path / "monarch.toml", '[environments.prod]\nurl = "${PROD_URL}"\n')
+    url = "mongodb://admin:p%40ss@db.example:27017/app?authSource=admin"
+    env = load_config(path, environ={"PROD_URL": url}).environment("prod")
+    assert env.url.reveal() == url
+    assert {"p%40ss", "p@ss"} <= set(env.secret_values())
+
+
+@pytest.mark.parametrize(
+    ("url", "message", "hint"),
+    [
+        ("mongodb://localhost:abc/app", "port 'abc' of host 'localhost' is not a number", "27017"),
+        ("mongodb://localhost:99999/app", "is not a number from 1 to 65535", "host:port"),
+        ("postgresql://h1:5432,h2:x/app", "port 'x' of host 'h2'", "numeric port"),
+        ("mongodb://localhost/my.db", "'my.db' cannot be a MongoDB database name", "'my_db'"),
+        ("mongodb://localhost/a%24b", "'a$b' cannot be a MongoDB database name", "'a_b'"),
+        ("mongodb://localhost/" + "x" * 64, "MongoDB allows at most 63", "shorter"),
+    ],
+)
+def test_bad_port_or_database_name_is_a_config_error_with_a_hint(
+    tmp_path: Path, url: str, message: str, hint: str
+) -> None:
+    path = write(tmp_path / "monarch.toml", f'[environments.dev]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load_config(path, environ={})
+    assert hint in (info.value.hint or "")
+    assert info.value.exit_code == 2
+
+
+def test_a_dotted_database_name_is_fine_on_postgresql(tmp_path: Path) -> None:
+    path = write(tmp_path / "monarch.toml", '[environments.dev]\nurl = "postgresql://h/my.db"\n')
+    assert load_config(path, environ={}).environment("dev").database == "my.db"
+
+
+def test_an_unsupported_engine_is_not_offered_another_engine(tmp_path: Path) -> None:
+    path = write(tmp_path / "monarch.toml", '[environments.dev]\nurl = "mysql://h/app"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert "monarch supports MongoDB (mongodb://, mongodb+srv://)" in str(info.value)
+    assert "PostgreSQL (postgresql://, postgres://); SQLite (sqlite://)" in str(info.value)
+    assert info.value.hint == "monarch works with MongoDB, PostgreSQL and SQLite only"
+
+
+def test_a_folder_given_as_config_says_it_is_a_folder(tmp_path: Path) -> None:
+    write(tmp_path / "monarch.toml", "")
+    with pytest.raises(ConfigError, match="is a folder, not a config file") as info:
+        find_config(tmp_path, tmp_path)
+    assert str(tmp_path / "monarch.toml") in (info.value.hint or "")
+
+
+def test_relative_monarch_config_is_named_and_resolved_from_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONARCH_CONFIG", "conf/monarch.toml")
+    with pytest.raises(ConfigError, match=r"from MONARCH_CONFIG\) does not exist") as info:
+        find_config(tmp_path / "elsewhere")
+    assert str(tmp_path / "conf" / "monarch.toml") in str(info.value)
+    (tmp_path / "conf").mkdir()
+    write(tmp_path / "conf" / "monarch.toml", "")
+    assert find_config(tmp_path / "elsewhere") == tmp_path / "conf" / "monarch.toml"
 
 
 def test_variable_default_is_used_when_unset(tmp_path: Path) -> None:

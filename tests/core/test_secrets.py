@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import logging
 import pickle
+import traceback
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from monarch.config import config_from_dict
-from monarch.secrets import REDACTED, Secret, redact_text, redact_url
+import monarch
+from monarch.config import config_from_dict, load_config
+from monarch.errors import MonarchError
+from monarch.secrets import (
+    REDACTED,
+    Secret,
+    redact_exception,
+    redact_text,
+    redact_url,
+    url_secrets,
+)
+from tests.core.test_cli_project import monarch as run_monarch
 
 
 def test_secret_never_shows_its_value() -> None:
@@ -57,3 +70,111 @@ def test_environment_repr_and_logs_hold_no_password(caplog: pytest.LogCaptureFix
         logging.getLogger("monarch.test").info("using %s / %r / %s", env, env, config)
     assert "hunter22" not in caplog.text
     assert "hunter22" not in env.display_url
+
+
+PASSWORD = "Le@k:/#Me9x"
+# Every piece of the password a broken URL could split it into, raw or percent-encoded.
+PIECES = ("Le@k", "Le%40k", "Me9x", "%23Me9x", PASSWORD, quote(PASSWORD, safe=""))
+
+
+def chain(exc: BaseException | None) -> list[BaseException]:
+    """The exception and every one it chains, through __cause__ and __context__."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        todo += [current.__cause__, current.__context__]
+    return found
+
+
+def test_url_secrets_are_the_password_as_written_and_decoded() -> None:
+    url = "postgresql://u:Le%40k%3A%2F%23Me9x@h/db?sslpassword=k%2By&sslmode=require"
+    assert url_secrets(url) == ["Le%40k%3A%2F%23Me9x", PASSWORD, "k%2By", "k+y"]
+    assert url_secrets("mongodb://h/db") == []
+
+
+def test_redact_exception_scrubs_the_whole_chain_in_place() -> None:
+    def fail() -> None:
+        try:
+            raise ValueError(f"bad URI: mongodb://u:{quote(PASSWORD, safe='')}@h/db")
+        except ValueError as inner:
+            raise MonarchError(f"wrapped {PASSWORD}", hint=f"not {PASSWORD}") from inner
+
+    with pytest.raises(MonarchError) as info:
+        fail()
+    redact_exception(info.value, [PASSWORD])
+    text = "".join(traceback.format_exception(info.value))
+    assert REDACTED in text
+    for piece in PIECES:
+        assert piece not in text
+        assert piece not in (info.value.hint or "")
+
+
+def test_malformed_postgres_url_never_shows_the_password_to_python_callers(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "monarch.toml").write_text(
+        '[environments.staging]\nurl = "postgresql://app:${PG_PASSWORD}@[localhost/app"\n'
+    )
+    config = load_config(tmp_path / "monarch.toml", environ={"PG_PASSWORD": PASSWORD})
+    with pytest.raises(MonarchError) as info:
+        monarch.list_migrations(config, "staging")
+    assert "[localhost" in str(info.value)
+    for exc in chain(info.value):
+        shown = f"{exc} {exc!r} {exc.args!r}"
+        for piece in PIECES:
+            assert piece not in shown
+    printed = "".join(traceback.format_exception(info.value))
+    assert not [piece for piece in PIECES if piece in printed]
+
+
+def test_traceback_of_a_malformed_postgres_url_never_prints_the_password(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "monarch.toml").write_text(
+        '[environments.staging]\nurl = "postgresql://app:${PG_PASSWORD}@[localhost/app"\n'
+    )
+    result = run_monarch(
+        "--traceback", "list_migrations", "staging", cwd=tmp_path, env={"PG_PASSWORD": PASSWORD}
+    )
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "\nError: PostgreSQL at [localhost" in result.stderr
+    output = result.stdout + result.stderr
+    assert not [piece for piece in PIECES if piece in output]
+
+
+def test_a_failed_migration_keeps_no_decoded_password_in_its_history(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    import psycopg
+
+    # The test server trusts every local connection, so any password gets in.
+    scheme, _, rest = postgres_url.partition("://")
+    user, _, hosts = rest.rpartition("@")
+    user = user.partition(":")[0] or "postgres"
+    if not hosts:
+        user, hosts = "postgres", rest
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "monarch.toml").write_text(
+        f'[environments.development]\nurl = "{scheme}://{user}:${{PG_PASSWORD}}@{hosts}"\n'
+    )
+    (tmp_path / "migrations" / "20260101000000_leaky.py").write_text(
+        "import os\n\nfrom monarch import PostgresMigration\n\n\n"
+        "class Leaky(PostgresMigration):\n"
+        "    def run(self):\n"
+        "        raise RuntimeError('cannot log in with ' + os.environ['PG_PASSWORD'])\n"
+    )
+    result = run_monarch("migrate", "development", cwd=tmp_path, env={"PG_PASSWORD": PASSWORD})
+    assert result.returncode == 1
+    assert "cannot log in with **redacted**" in result.stderr
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT * FROM monarch_migrations").fetchall()
+    stored = repr(rows)
+    assert "cannot log in with" in stored
+    assert not [piece for piece in PIECES if piece in stored + result.stdout + result.stderr]

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+import traceback as tb
 from collections.abc import Sequence
 
 import click
@@ -43,7 +44,6 @@ class MonarchGroup(click.Group):
     "--config",
     "config_path",
     metavar="PATH",
-    envvar="MONARCH_CONFIG",
     help="monarch.toml to use (default: $MONARCH_CONFIG, else search upward from here).",
 )
 @click.option("--traceback", is_flag=True, help="Show the full traceback on errors.")
@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = result if isinstance(result, int) else 0
     except MonarchError as exc:
         session = Session.current
-        if session is not None and session.traceback:
-            raise
+        if (session is not None and session.traceback) or "--traceback" in args:
+            _print_traceback(exc, session)
         _print_error(exc.message, exc.hint, session)
         code = exc.exit_code
     except click.exceptions.Abort:
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         session = Session.current
         if (session is not None and session.traceback) or "--traceback" in args:
-            raise
+            _print_traceback(exc, session)
         _print_error(
             f"unexpected {type(exc).__name__}: {exc}",
             "rerun with --traceback and report the output (check it for private data first)",
@@ -124,6 +124,11 @@ def run() -> None:
             stream.flush()
     logging.shutdown()
     os._exit(code)
+
+
+def _print_traceback(exc: BaseException, session: Session | None) -> None:
+    """The traceback (every chained exception too), with every secret scrubbed from it."""
+    click.echo(redacting(session)("".join(tb.format_exception(exc))).rstrip("\n"), err=True)
 
 
 def _print_error(message: str, hint: str | None, session: Session | None) -> None:

@@ -57,7 +57,8 @@ def list_environments(session: Session, as_json: bool) -> None:
                     "database": e.database,
                     "protected": e.protected,
                     "protected_reason": e.protected_reason,
-                    "url": e.display_url,
+                    "url": e.display_url or None,
+                    "missing_variables": list(e.missing),
                 }
                 for e in envs
             ]
@@ -69,14 +70,18 @@ def list_environments(session: Session, as_json: bool) -> None:
     rows = [
         (
             e.name,
-            e.engine,
+            e.engine or "?",
             e.host or "-",
-            e.database,
+            e.database or "-",
             f"yes ({e.protected_reason})" if e.protected else "no",
         )
         for e in envs
     ]
     click.echo(table(("NAME", "ENGINE", "HOST", "DATABASE", "PROTECTED"), rows))
+    for e in envs:
+        if e.missing:
+            names = ", ".join(f"${{{name}}}" for name in e.missing)
+            click.echo(f"Note: {e.name} needs {names}, which is not set here; commands on it stop")
 
 
 COMMANDS = [init, list_environments]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import click
 
-from monarch.secrets import Secret, redact_text, split_userinfo
+from monarch.secrets import redact_text
 
 if TYPE_CHECKING:
     from monarch.config import Config, Environment
@@ -42,19 +43,16 @@ class Session:
         return self.config.environment(name)
 
     def secrets(self) -> list[str]:
-        """Every secret value of the loaded config, to scrub from anything printed."""
+        """Every secret value of the loaded config, to scrub from anything printed: each
+        password as written in its URL and decoded, the credentials substituted through
+        ``${VAR}``, the backup store's keys (redact_text adds their percent-encoded forms)."""
+        values = [os.environ[k] for k in ("PGPASSWORD",) if os.environ.get(k)]
         if self._config is None:
-            return []
-        values: list[str] = []
+            return values
         for env in self._config.environments.values():
-            url = env.url.reveal()
-            _, password, _ = split_userinfo(url.partition("://")[2].partition("/")[0])
-            if password:
-                values.append(password)
-        values += [
-            v.reveal() for v in self._config.backups.options.values() if isinstance(v, Secret)
-        ]
-        return values
+            values += env.secret_values()
+        values += self._config.backups.secret_values()
+        return list(dict.fromkeys(values))
 
 
 def redacting(session: Session | None) -> Callable[[str], str]:

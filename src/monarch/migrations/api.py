@@ -33,7 +33,6 @@ from monarch.migrations.results import RunResult, StatusReport, UnlockResult, wh
 from monarch.migrations.runner import Runner, mark_interrupted
 from monarch.migrations.store import ROLLBACK, HistoryStore, Record
 from monarch.safety import require_confirmation
-from monarch.secrets import redact_text, split_userinfo
 
 if TYPE_CHECKING:
     from monarch.config import Config, Environment
@@ -347,8 +346,6 @@ def _backup(config: Config, environment: str, reporter: Reporter) -> str:
 
 
 def _scrubber(env: Environment) -> Callable[[str], str]:
-    """A function removing the environment's URL and password from error text."""
-    url = env.url.reveal()
-    _, password, _ = split_userinfo(url.partition("://")[2].partition("/")[0])
-    secrets = [password] if password else []
-    return lambda text: redact_text(text.replace(url, env.display_url), secrets)
+    """A function removing the environment's URL and its secrets (raw and encoded) from error
+    text, such as the failure a history record keeps."""
+    return env.scrub

@@ -88,7 +88,8 @@ def template_engine(
         return engine
     used: dict[str, list[str]] = {}
     for env in environments.values():
-        used.setdefault(env.engine, []).append(env.name)
+        if env.engine:  # empty: its URL is a ${VAR} that is not set here
+            used.setdefault(env.engine, []).append(env.name)
     if sql:
         others = {e: names for e, names in used.items() if e not in SQL_ENGINES}
         if others:

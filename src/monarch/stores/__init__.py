@@ -21,6 +21,7 @@ _REGISTRY = {
 
 def open_store(config: StoreConfig) -> Store:
     """Return the store for ``config.url`` (``file://``, ``s3://``, ``memory://``)."""
+    config.require()  # a ${VAR} it needs that is not set: say so now
     scheme, sep, _ = config.url.partition("://")
     target = _REGISTRY.get(scheme) if sep else None
     if target is None:

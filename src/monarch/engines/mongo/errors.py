@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from monarch.errors import ConnectionFailed, MonarchError
-from monarch.secrets import redact_text, split_userinfo
+from monarch.secrets import redact_exception
 
 if TYPE_CHECKING:
     from monarch.config import Environment
@@ -17,10 +17,9 @@ UNAUTHORIZED = 13
 
 
 def scrub(environment: Environment, text: str) -> str:
-    """Remove the environment's password from a driver message."""
-    url = environment.url.reveal()
-    _, password, _ = split_userinfo(url.partition("://")[2].partition("/")[0])
-    return redact_text(text, [password] if password else [])
+    """Remove the environment's password (in every form) from a driver message; the driver's
+    exception itself is scrubbed too, as monarch chains it ``from`` its own."""
+    return environment.scrub(text)
 
 
 def first_line(text: str) -> str:
@@ -38,12 +37,14 @@ def translated(environment: Environment, doing: str) -> Iterator[None]:
     except MonarchError:
         raise
     except (pe.ServerSelectionTimeoutError, pe.AutoReconnect, pe.ConnectionFailure) as exc:
+        redact_exception(exc, environment.secret_values())
         detail = first_line(scrub(environment, str(exc))).split(", Timeout:")[0]
         raise ConnectionFailed(
             f"cannot reach {where} while {doing}: {detail}",
             hint="check that the server is running and that host and port in the URL are right",
         ) from exc
     except pe.OperationFailure as exc:
+        redact_exception(exc, environment.secret_values())
         if exc.code in (AUTH_FAILED, UNAUTHORIZED):
             raise ConnectionFailed(
                 f"{where} refused the credentials while {doing}",
@@ -53,6 +54,7 @@ def translated(environment: Environment, doing: str) -> Iterator[None]:
             f"{where} failed while {doing}: {first_line(scrub(environment, str(exc)))}"
         ) from exc
     except pe.PyMongoError as exc:
+        redact_exception(exc, environment.secret_values())
         raise MonarchError(
             f"{where} failed while {doing}: {first_line(scrub(environment, str(exc)))}"
         ) from exc

@@ -99,11 +99,12 @@ def secrets_of(environment: Environment) -> list[str]:
     """The secret values a message about ``environment`` must never contain."""
     from psycopg.conninfo import conninfo_to_dict
 
+    found = environment.secret_values()
     try:
         raw = conninfo_to_dict(environment.url.reveal())
     except Exception:
-        return []
-    found = [str(raw[key]) for key in ("password", "sslpassword") if raw.get(key)]
+        raw = {}
+    found += [str(raw[key]) for key in ("password", "sslpassword") if raw.get(key)]
     if os.environ.get("PGPASSWORD"):
         found.append(os.environ["PGPASSWORD"])
     return found

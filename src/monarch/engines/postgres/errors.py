@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from monarch.errors import BackupError, ConnectionFailed, MonarchError
-from monarch.secrets import redact_text
+from monarch.secrets import redact_exception, redact_text
 
 if TYPE_CHECKING:
     from monarch.config import Environment
@@ -43,7 +43,14 @@ def scrub(environment: Environment, text: str) -> str:
     """``text`` without any password of ``environment``."""
     from monarch.engines.postgres.conninfo import secrets_of
 
-    return redact_text(text, secrets_of(environment))
+    return redact_text(environment.scrub(text), secrets_of(environment))
+
+
+def _redact(environment: Environment, exc: BaseException) -> None:
+    """Scrub the environment's secrets from ``exc`` and what it chains, in place."""
+    from monarch.engines.postgres.conninfo import secrets_of
+
+    redact_exception(exc, secrets_of(environment))
 
 
 def first_line(text: str) -> str:
@@ -115,7 +122,11 @@ def _createdb(environment: Environment, database: str) -> str:
 def translated(
     environment: Environment, doing: str, *, dbname: str | None = None
 ) -> Iterator[None]:
-    """Run a block of psycopg calls, turning driver errors into MonarchError (``from`` them)."""
+    """Run a block of psycopg calls, turning driver errors into MonarchError (``from`` them).
+
+    libpq quotes a malformed URL whole, password included, in its error (and psycopg chains
+    another holding it): the driver's errors are scrubbed in place before being chained.
+    """
     import psycopg
     import psycopg.errors as pe
 
@@ -124,15 +135,19 @@ def translated(
     except MonarchError:
         raise
     except pe.InsufficientPrivilege as exc:
+        _redact(environment, exc)
         raise MonarchError(
             f"{describe(environment, dbname)} refused while {doing}: {_detail(environment, exc)}",
             hint="the role in the URL lacks a privilege this needs; grant it or use another role",
         ) from exc
     except psycopg.OperationalError as exc:
+        _redact(environment, exc)
         raise connection_error(environment, exc, doing, dbname) from exc
     except psycopg.InterfaceError as exc:
+        _redact(environment, exc)
         raise connection_error(environment, exc, doing, dbname) from exc
     except psycopg.Error as exc:
+        _redact(environment, exc)
         raise MonarchError(
             f"{describe(environment, dbname)} failed while {doing}: {_detail(environment, exc)}"
         ) from exc
