@@ -113,14 +113,21 @@ def test_redact_exception_scrubs_the_whole_chain_in_place() -> None:
         assert piece not in (info.value.hint or "")
 
 
-def test_malformed_postgres_url_never_shows_the_password_to_python_callers(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def malformed_postgres(tmp_path: Path) -> Path:
+    """A project whose PostgreSQL URL libpq cannot parse (an unclosed ``[``), with a password
+    from ${PG_PASSWORD}: libpq quotes such a URL whole in its error."""
     (tmp_path / "migrations").mkdir()
     (tmp_path / "monarch.toml").write_text(
         '[environments.staging]\nurl = "postgresql://app:${PG_PASSWORD}@[localhost/app"\n'
     )
-    config = load_config(tmp_path / "monarch.toml", environ={"PG_PASSWORD": PASSWORD})
+    return tmp_path
+
+
+def test_malformed_postgres_url_never_shows_the_password_to_python_callers(
+    malformed_postgres: Path,
+) -> None:
+    config = load_config(malformed_postgres / "monarch.toml", environ={"PG_PASSWORD": PASSWORD})
     with pytest.raises(MonarchError) as info:
         monarch.list_migrations(config, "staging")
     assert "[localhost" in str(info.value)
@@ -133,14 +140,14 @@ def test_malformed_postgres_url_never_shows_the_password_to_python_callers(
 
 
 def test_traceback_of_a_malformed_postgres_url_never_prints_the_password(
-    tmp_path: Path,
+    malformed_postgres: Path,
 ) -> None:
-    (tmp_path / "migrations").mkdir()
-    (tmp_path / "monarch.toml").write_text(
-        '[environments.staging]\nurl = "postgresql://app:${PG_PASSWORD}@[localhost/app"\n'
-    )
     result = run_monarch(
-        "--traceback", "list_migrations", "staging", cwd=tmp_path, env={"PG_PASSWORD": PASSWORD}
+        "--traceback",
+        "list_migrations",
+        "staging",
+        cwd=malformed_postgres,
+        env={"PG_PASSWORD": PASSWORD},
     )
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
