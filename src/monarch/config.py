@@ -389,7 +389,7 @@ def _check_mongo_name(database: str, where: str) -> None:
     """MongoDB refuses some characters in database names, and names of 64 bytes or more."""
     bad = sorted({c for c in database if c in _MONGO_BAD_NAME_CHARS})
     if bad:
-        shown = " ".join("space" if c == " " else repr(c)[1:-1] for c in bad)
+        shown = ", ".join("a space" if c == " " else repr(c) for c in bad)
         better = "".join("_" if c in _MONGO_BAD_NAME_CHARS else c for c in database)
         raise ConfigError(
             f"{where}: {database!r} cannot be a MongoDB database name (it may not contain {shown})",
