@@ -305,3 +305,31 @@ def test_an_existing_mongoengine_default_connection_is_refused_not_reused(
     assert "mongoengine already has a default connection" in result.stderr
     assert legacy.db.flags.count_documents({}) == 0
     assert "20240301120000_add_flag" not in legacy.records()
+
+
+def test_record_only_settles_a_processing_migration_without_running_it(
+    legacy: LegacyProject,
+) -> None:
+    legacy.db.mongo_migration_history.update_one(
+        {"key": key(TO_CENTS)}, {"$set": {"state": "Processing"}}
+    )
+    dry = legacy.cli("migrate_one", "prices_to_cents", "development", "--record-only", "--dry-run")
+    assert "recorded as applied without running it" in dry.stdout
+    result = legacy.cli("migrate_one", "prices_to_cents", "development", "--record-only")
+    assert result.code == 0, result.output
+    assert legacy.db.products.find_one({"_id": "book"})["price"] == 1999
+    assert states(legacy)[key(TO_CENTS)] == "applied"
+    assert legacy.cli("migrate", "development").code == 0
+    assert legacy.db.products.find_one({"_id": "book"})["price"] == 1999
+    assert legacy.db.mongo_migration_history.find_one({"key": key(TO_CENTS)})["state"] == (
+        "Processing"
+    )
+
+
+def test_generate_refuses_the_name_of_a_legacy_migration(legacy: LegacyProject) -> None:
+    result = legacy.cli("generate", "prices_to_cents")
+    assert result.code == 2
+    assert "a migration named 'prices_to_cents' already exists" in result.stderr
+    made = legacy.cli("generate", "prices_to_euros")
+    assert made.code == 0, made.output
+    assert [p.name for p in legacy.migrations.glob("2*_prices_to_euros.py")]

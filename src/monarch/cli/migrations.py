@@ -141,9 +141,16 @@ def migrate(session: Session, /, env: str, to: str | None, strict: bool, **optio
 @click.command()
 @click.argument("name")
 @click.argument("env")
+@click.option(
+    "--record-only",
+    is_flag=True,
+    help="Record NAME as applied without running it (its changes are known to be made).",
+)
 @_run_options
 @click.pass_obj
-def migrate_one(session: Session, /, name: str, env: str, **options: Any) -> None:
+def migrate_one(
+    session: Session, /, name: str, env: str, record_only: bool, **options: Any
+) -> None:
     """Run exactly migration NAME on ENV.
 
     It runs even if it was applied already, and is recorded.
@@ -151,7 +158,7 @@ def migrate_one(session: Session, /, name: str, env: str, **options: Any) -> Non
     from monarch.migrations.api import migrate_one as run
 
     arguments = _run_arguments(session, env, "migrate", options)
-    result = run(session.config, name, env, **arguments)
+    result = run(session.config, name, env, record_only=record_only, **arguments)
     _summary(result)
 
 

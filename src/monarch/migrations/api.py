@@ -122,16 +122,19 @@ def migrate_one(
     lock_timeout: float = DEFAULT_TIMEOUT,
     lock_lease: float = DEFAULT_LEASE,
     reporter: Reporter | None = None,
+    record_only: bool = False,
 ) -> RunResult:
     """Run exactly migration ``name`` on ``environment``, even if it was applied, and record it.
 
     ``name`` may be the full name, the part after the timestamp, or the timestamp.
+    ``record_only`` records it as applied without running it: for a migration whose changes
+    are known to be made (say, one that monarch 0.0.x left ``Processing`` after it finished).
     """
     return _execute(
         config,
         environment,
         "migrate_one",
-        lambda files, records: planning.plan_one(files, records, name),
+        lambda files, records: planning.plan_one(files, records, name, record_only=record_only),
         dry_run=dry_run,
         strict=False,
         confirm=confirm,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monarch.errors import UsageError
-from monarch.migrations.discovery import FILE_NAME, class_name
+from monarch.migrations.discovery import FILE_NAME, LEGACY_NAME, class_name, split_name
 from monarch.migrations.migration import ENGINE_NAMES
 from monarch.migrations.sqlfiles import NON_TRANSACTIONAL, ROLLBACK_MARKER
 
@@ -155,15 +155,15 @@ def new_migration(
     folder.mkdir(parents=True, exist_ok=True)
     stamps = set()
     for existing in folder.iterdir():
-        match = FILE_NAME.match(existing.name)
-        if match is None:
+        if FILE_NAME.match(existing.name) is None and LEGACY_NAME.match(existing.name) is None:
             continue
-        if match["slug"] == name:
+        stamp, slug = split_name(existing.name.rpartition(".")[0])
+        if slug == name:
             raise UsageError(
                 f"a migration named {name!r} already exists: {existing}",
                 hint="choose another name; migration names must be unique",
             )
-        stamps.add(match["stamp"])
+        stamps.add(stamp)
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     while (stamp := moment.strftime("%Y%m%d%H%M%S")) in stamps:
         moment += timedelta(seconds=1)

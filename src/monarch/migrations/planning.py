@@ -177,13 +177,21 @@ def plan_migrate(
     return Plan(steps, drifted(files, records))
 
 
-def plan_one(files: list[MigrationFile], records: dict[str, Record], name: str) -> Plan:
-    """Exactly the migration ``name``, whatever its state."""
+def plan_one(
+    files: list[MigrationFile], records: dict[str, Record], name: str, *, record_only: bool = False
+) -> Plan:
+    """Exactly the migration ``name``, whatever its state.
+
+    ``record_only`` records it applied without running it (its changes are known to be made).
+    """
     full = resolve(files, name, known=list(records))
     file = next((f for f in files if f.name == full), None)
     if file is None:
         raise MigrationError(f"{full} is recorded but its file is gone; it cannot be run")
-    return Plan([_step(file, records.get(full), MIGRATE, False)], drifted(files, records))
+    step = _step(file, records.get(full), MIGRATE, False)
+    if record_only:
+        step = replace(step, record_only=True, resume=False, transactional=False)
+    return Plan([step], drifted(files, records))
 
 
 def plan_rollback(

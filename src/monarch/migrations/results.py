@@ -56,9 +56,12 @@ class Step:
     resume: bool = False  # an earlier run left a checkpoint to resume from
     previous_state: str | None = None
     transactional: bool = False
+    record_only: bool = False  # recorded as applied without running it
 
     def describe(self) -> str:
         notes = []
+        if self.record_only:
+            notes.append("recorded as applied without running it")
         if self.out_of_order:
             notes.append("out of order: older than an applied migration")
         if self.resume:

@@ -137,9 +137,11 @@ class Runner:
             runtime=runtime,
         )
         method = migration.run if step.action == MIGRATE else migration.rollback
+        if step.record_only:
+            method = _nothing
         started = time.monotonic()
         try:
-            if file.transactional:
+            if step.transactional:
                 with self.store.transaction() as session:
                     migration.session = runtime.session = session
                     method()
@@ -216,6 +218,10 @@ class Runner:
         except Exception as error:
             exc.add_note(f"monarch could not record the failure: {error}")
         return failed
+
+
+def _nothing() -> None:
+    """What a step recorded without running runs."""
 
 
 def _headline(exc: BaseException, action: str) -> str:
