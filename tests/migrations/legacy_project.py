@@ -54,8 +54,7 @@ class LegacyProject(Driver):
         settings = f"""\
             ENVIRONMENTS = {{
                 'development': {{
-                    'host': '{parts.hostname}',
-                    'port': {parts.port},
+                    'host': '{parts.hostname}:{parts.port}',
                     'db_name': '{self.db.name}',
                 }},
             }}
