@@ -4,6 +4,10 @@ Layout: ``DIR/<db>/<collection>.bson`` (documents) and ``<collection>.metadata.j
 indexes), each optionally ``.gz``; ``DIR/oplog.bson``; optionally ``DIR/prelude.json``. File names
 are URL-query-escaped collection names; names too long for a file name are cut to 208
 characters plus ``%24`` and a hash, and the real name is read from ``collectionName``.
+
+One database's files are reached through :class:`DumpFiles`, so the same scanning and reading
+serve a folder on disk and other containers of the same files (the zips of monarch 0.0.x, see
+:mod:`monarch.archive.zipdump`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote_plus
 
 from monarch.archive._source import DEFAULT_CHUNK_SIZE, DEFAULT_READ_SIZE, ByteSource
@@ -30,10 +34,48 @@ _HASHED_NAME_LENGTH = 238  # mongodump's shortened file names are exactly this l
 _OPLOG = "oplog"
 
 
+class DumpFiles(Protocol):
+    """One database's files of a directory-shaped dump: a folder, or the root of a zip."""
+
+    def names(self) -> list[str]:
+        """The file names, sorted."""
+        ...
+
+    def open(self, name: str) -> BinaryIO:
+        """Open file ``name`` for reading; failures raise a MonarchError naming the file."""
+        ...
+
+    def describe(self, name: str = "") -> str:
+        """Where the files are (or file ``name`` is), for messages."""
+        ...
+
+
+class FolderFiles:
+    """The files of a folder on disk, as :class:`DumpFiles`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.folder.iterdir() if p.is_file())
+
+    def open(self, name: str) -> BinaryIO:
+        try:
+            return (self.folder / name).open("rb")
+        except OSError as exc:
+            raise ArchiveError(f"cannot read {self.folder / name}: {exc.strerror}") from None
+
+    def describe(self, name: str = "") -> str:
+        return str(self.folder / name) if name else str(self.folder)
+
+
 @dataclass(frozen=True)
-class _Entry:
+class DumpEntry:
+    """A collection of a dump: its metadata, and the file holding its documents (if any)."""
+
     meta: CollectionMeta
-    bson: Path | None
+    bson: str | None
+    files: DumpFiles
 
 
 class DirectoryReader:
@@ -59,14 +101,15 @@ class DirectoryReader:
             raise ArchiveError(f"{self._root} is not a directory dump: no such directory")
         self._chunk_size = chunk_size
         self._read_size = read_size
-        self._header = _read_prelude(self._root)
-        entries: list[_Entry] = []
+        root = FolderFiles(self._root)
+        self._header = _read_prelude(root)
+        entries: list[DumpEntry] = []
         for child in sorted(self._root.iterdir()):
             if child.is_dir() and (db is None or child.name == db):
-                entries.extend(_scan_database(child.name, child))
-        oplog = _single_file(self._root, _OPLOG, _BSON)
+                entries.extend(scan_database(child.name, FolderFiles(child)))
+        oplog = _single_file(root, _OPLOG, _BSON)
         if oplog is not None and db is None:
-            entries.append(_Entry(CollectionMeta("", _OPLOG), oplog))
+            entries.append(DumpEntry(CollectionMeta("", _OPLOG), oplog, root))
         self._entries = entries
         self._iterated = False
 
@@ -87,53 +130,67 @@ class DirectoryReader:
         return self._events()
 
     def _events(self) -> Iterator[Event]:
-        for entry in self._entries:
-            meta = entry.meta
-            crc = documents = size = 0
-            if entry.bson is not None:
-                with entry.bson.open("rb") as raw:
-                    stream = open_decompressed_reader(
-                        raw, "gzip" if entry.bson.name.endswith(".gz") else "none"
-                    )
-                    source = ByteSource(stream, self._read_size)
-                    chunks = source.chunks(
-                        self._chunk_size, until_terminator=False, describe=partial(str, entry.bson)
-                    )
-                    for view, count in chunks:
-                        crc = crc64(view, crc)
-                        documents += count
-                        size += len(view)
-                        yield Documents(meta.db, meta.data_collection, view, count)
-            yield CollectionEnd(meta.db, meta.data_collection, crc, documents, size)
+        return read_entries(self._entries, self._chunk_size, self._read_size)
 
 
-def _scan_database(db: str, folder: Path) -> list[_Entry]:
+def read_entries(
+    entries: list[DumpEntry], chunk_size: int = DEFAULT_CHUNK_SIZE,
+    read_size: int = DEFAULT_READ_SIZE,
+) -> Iterator[Event]:
+    """The events of a directory-shaped dump's collections, read one file after another."""
+    for entry in entries:
+        meta = entry.meta
+        crc = documents = size = 0
+        if entry.bson is not None:
+            with entry.files.open(entry.bson) as raw:
+                stream = open_decompressed_reader(
+                    raw, "gzip" if entry.bson.endswith(".gz") else "none"
+                )
+                source = ByteSource(stream, read_size)
+                chunks = source.chunks(
+                    chunk_size, until_terminator=False,
+                    describe=partial(entry.files.describe, entry.bson),
+                )
+                for view, count in chunks:
+                    crc = crc64(view, crc)
+                    documents += count
+                    size += len(view)
+                    yield Documents(meta.db, meta.data_collection, view, count)
+        yield CollectionEnd(meta.db, meta.data_collection, crc, documents, size)
+
+
+def scan_database(db: str, files: DumpFiles) -> list[DumpEntry]:
+    """Database ``db``'s collections in ``files``, in name order; every metadata file is read.
+
+    Stray files are skipped (as mongorestore does); metadata without its ``.bson`` (other than
+    a view's) and two files for one collection are errors.
+    """
     metadata: dict[str, CollectionMeta] = {}
-    data: dict[str, Path] = {}
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
-        kind = _kind(file.name)
+    data: dict[str, str] = {}
+    for file in files.names():
+        kind = _kind(file)
         if kind is None:
             continue  # mongorestore skips stray files too
         stem, suffixes = kind
         if suffixes is _METADATA:
-            meta = _read_metadata(db, stem, file)
-            _put(metadata, meta.collection, meta, file)
+            meta = _read_metadata(db, stem, files, file)
+            _put(metadata, meta.collection, meta, files, file)
         else:
-            _put(data, _collection_name(stem, folder), file, file)
-    entries: list[_Entry] = []
+            _put(data, _collection_name(db, stem, files), file, files, file)
+    entries: list[DumpEntry] = []
     for meta in metadata.values():
         bson = data.pop(meta.data_collection, None)
         if bson is None and meta.type != VIEW:
             raise ArchiveError(
                 f"the dump has metadata for {meta.namespace!r} but no "
-                f"{meta.data_collection}.bson in {folder}: the dump is incomplete",
+                f"{meta.data_collection}.bson in {files.describe()}: the dump is incomplete",
                 hint="copy the whole dump directory, or exclude that collection",
             )
-        entries.append(_Entry(meta, bson))
+        entries.append(DumpEntry(meta, bson, files))
     for name, bson in data.items():
         if name == "system.indexes" and metadata:
             continue  # index specs of pre-3.0 dumps, superseded by the metadata files
-        entries.append(_Entry(CollectionMeta(db, name), bson))
+        entries.append(DumpEntry(CollectionMeta(db, name), bson, files))
     return sorted(entries, key=lambda e: e.meta.collection)
 
 
@@ -145,11 +202,11 @@ def _kind(name: str) -> tuple[str, tuple[str, str]] | None:
     return None
 
 
-def _put(into: dict[str, Any], name: str, value: Any, file: Path) -> None:
+def _put(into: dict[str, Any], name: str, value: Any, files: DumpFiles, file: str) -> None:
     if name in into:
         raise ArchiveError(
             f"the dump holds two files for collection {name!r} in "
-            f"{file.parent} (one is {file.name}); remove one of them"
+            f"{files.describe()} (one is {file}); remove one of them"
         )
     into[name] = value
 
@@ -158,21 +215,21 @@ def _is_shortened(stem: str) -> bool:
     return "%24" in stem and len(stem) == _HASHED_NAME_LENGTH
 
 
-def _collection_name(stem: str, folder: Path) -> str:
+def _collection_name(db: str, stem: str, files: DumpFiles) -> str:
     if not _is_shortened(stem):
         return unquote_plus(stem)
     # A shortened name: only the metadata file knows the real one.
-    file = _single_file(folder, stem, _METADATA)
+    file = _single_file(files, stem, _METADATA)
     if file is None:
         raise ArchiveError(
-            f"{folder / stem}: the file name is shortened and there is no "
+            f"{files.describe(stem)}: the file name is shortened and there is no "
             f"metadata file to give the real collection name"
         )
-    return _read_metadata(folder.name, stem, file).collection
+    return _read_metadata(db, stem, files, file).collection
 
 
-def _read_metadata(db: str, stem: str, file: Path) -> CollectionMeta:
-    text = _read_text(file)
+def _read_metadata(db: str, stem: str, files: DumpFiles, file: str) -> CollectionMeta:
+    text = _read_text(files, file)
     parsed = CollectionMeta(db, unquote_plus(stem), text).parsed
     kind = parsed.get("type")
     kind = kind if isinstance(kind, str) and kind else COLLECTION
@@ -182,35 +239,38 @@ def _read_metadata(db: str, stem: str, file: Path) -> CollectionMeta:
     name = parsed.get("collectionName")
     if not isinstance(name, str) or not name:
         raise ArchiveError(
-            f"{file}: the file name is shortened and the metadata has no collectionName"
+            f"{files.describe(file)}: the file name is shortened and the metadata has no "
+            "collectionName"
         )
     return CollectionMeta(db, name, text, kind)
 
 
-def _read_text(file: Path) -> str:
-    with file.open("rb") as raw:
-        stream = open_decompressed_reader(raw, "gzip" if file.name.endswith(".gz") else "none")
+def _read_text(files: DumpFiles, file: str) -> str:
+    with files.open(file) as raw:
+        stream = open_decompressed_reader(raw, "gzip" if file.endswith(".gz") else "none")
         data = stream.read()
     try:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError as exc:
-        raise ArchiveError(f"{file}: not UTF-8 text ({exc})") from None
+        raise ArchiveError(f"{files.describe(file)}: not UTF-8 text ({exc})") from None
 
 
-def _single_file(folder: Path, stem: str, suffixes: tuple[str, str]) -> Path | None:
-    found = [folder / (stem + s) for s in suffixes if (folder / (stem + s)).is_file()]
+def _single_file(files: DumpFiles, stem: str, suffixes: tuple[str, str]) -> str | None:
+    names = set(files.names())
+    found = [stem + s for s in suffixes if stem + s in names]
     if len(found) > 1:
-        raise ArchiveError(f"the dump holds both {found[0].name} and {found[1].name} in {folder}")
+        raise ArchiveError(f"the dump holds both {found[0]} and {found[1]} in "
+                           f"{files.describe()}")
     return found[0] if found else None
 
 
-def _read_prelude(root: Path) -> dict[str, Any]:
+def _read_prelude(root: FolderFiles) -> dict[str, Any]:
     header: dict[str, Any] = {"server_version": "", "tool_version": ""}
-    file = root / "prelude.json"
+    file = root.folder / "prelude.json"
     if not file.is_file():
         return header
     try:
-        value = json.loads(_read_text(file) or "{}")
+        value = json.loads(_read_text(root, file.name) or "{}")
     except ValueError as exc:
         raise ArchiveError(f"{file}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
