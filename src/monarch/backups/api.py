@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from monarch.backups.backup import BackupResult, backup
 from monarch.backups.catalog import BackupInfo
+from monarch.backups.legacy import LegacyBackup
 from monarch.backups.prune import DeleteResult, Kept, PruneResult, delete_backup, prune
 from monarch.backups.querysets import QuerySet, load_query_set
 from monarch.backups.verify import VerifyResult, verify
@@ -24,18 +25,27 @@ if TYPE_CHECKING:
     from monarch.config import Config
 
 
-def list_backups(config: Config, env: str | None = None) -> list[BackupInfo]:
+def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | LegacyBackup]:
     """The complete backups in the store (only ``env``'s when given), oldest first.
 
     Reads manifests only: no database is contacted. Backups without a manifest (unfinished or
     interrupted) are never listed; an unreadable manifest is skipped with a logged warning.
+    Backups of monarch 0.0.x (``*.dmp.zip``) come as :class:`LegacyBackup` among them, by
+    date; with ``env``, those named after its MongoDB database (as the original tool named them).
     """
     from monarch.backups.catalog import scan
+    from monarch.backups.legacy import list_legacy
     from monarch.stores import open_store
 
-    if env is not None and env not in config.environments:
-        config.environment(env)  # unknown name: a clear error with the known ones
-    return list(scan(open_store(config.backups), env).backups)
+    database = None
+    if env is not None:
+        environment = config.environment(env)  # unknown name: a clear error with known ones
+        database = environment.database if environment.engine == "mongo" else None
+    store = open_store(config.backups)
+    found: list[BackupInfo | LegacyBackup] = [*scan(store, env).backups]
+    if env is None or database:
+        found += list_legacy(store, database)
+    return sorted(found, key=lambda b: b.created)
 
 
 def generate_query_set(config: Config, name: str, *, force: bool = False) -> Path:
@@ -96,6 +106,7 @@ __all__ = [
     "BackupResult",
     "DeleteResult",
     "Kept",
+    "LegacyBackup",
     "PruneResult",
     "QuerySet",
     "VerifyResult",

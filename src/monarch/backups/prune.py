@@ -10,6 +10,10 @@ rule keeps it:
 Days and weeks are UTC, like backup names. A backup is deleted manifest first, so it stops
 existing at once; then its archive. Prune also removes what killed runs left: orphan archives
 (no manifest) and unfinished uploads older than an hour.
+
+Backups of monarch 0.0.x (``*.dmp.zip``) are never pruned: the rules are for monarch's own
+backups, and an old zip may be the only copy of something. Prune names the ones it left;
+``delete_backup NAME`` deletes one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, scan
+from monarch.backups.legacy import (
+    delete_legacy,
+    find_legacy,
+    legacy_key,
+    list_legacy,
+    parse_legacy_name,
+)
 from monarch.backups.naming import archive_key, check_name, manifest_key
 from monarch.errors import BackupNotFound, UsageError
 from monarch.stores.base import ObjectNotFound
@@ -50,6 +61,8 @@ class PruneResult:
     leftovers: int
     """Unfinished uploads removed (not counted on a dry run)."""
     dry_run: bool
+    legacy: tuple[str, ...] = ()
+    """Backups of monarch 0.0.x in scope, left alone: prune never deletes them."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,11 @@ def prune(
         catalog.backups, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly
     )
     orphans = [o.key for o in catalog.orphans(leftover_age)]
+    legacy = list_legacy(store) if env is None else []
+    if env is not None and env in config.environments:
+        environment = config.environment(env)
+        if environment.engine == "mongo":
+            legacy = list_legacy(store, environment.database)
     leftovers = 0
     if not dry_run:
         for info in removed:
@@ -132,20 +150,28 @@ def prune(
             except ObjectNotFound:
                 continue
         leftovers = store.cleanup(leftover_age)
-    return PruneResult(tuple(kept), tuple(removed), tuple(orphans), leftovers, dry_run)
+    return PruneResult(tuple(kept), tuple(removed), tuple(orphans), leftovers, dry_run,
+                       tuple(b.name for b in legacy))
 
 
 def delete_backup(config: Config, name: str) -> DeleteResult:
     """Delete backup ``name``: its manifest first (it stops existing), then its archive.
 
     A backup whose manifest is already gone but whose archive remains (an interrupted delete
-    or backup) has the archive removed. Raises :class:`~monarch.errors.BackupNotFound` when
+    or backup) has the archive removed. A backup of monarch 0.0.x (``NAME`` or
+    ``NAME.dmp.zip``) is its one zip. Raises :class:`~monarch.errors.BackupNotFound` when
     neither exists.
     """
     from monarch.backups.catalog import read_manifest
     from monarch.stores import open_store
 
     store = open_store(config.backups)
+    if parse_legacy_name(name) is not None:
+        legacy = find_legacy(store, name)
+        if legacy is None:
+            raise BackupNotFound(f"no legacy backup {legacy_key(name)!r} in {store.display_url}",
+                                 hint="run `monarch list_backups` to see the backups")
+        return DeleteResult(legacy.name, (delete_legacy(store, legacy),), was_complete=True)
     check_name(name)
     try:
         manifest = read_manifest(store, name)

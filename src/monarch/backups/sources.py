@@ -1,4 +1,5 @@
-"""Where a restore reads from: a backup in the store, or a mongodump archive file or directory.
+"""Where a restore reads from: a backup in the store, a backup of monarch 0.0.x (a zip, in the
+store or a file: :mod:`monarch.backups.legacy`), or a mongodump archive file or directory.
 
 ``open_source`` turns the user's BACKUP argument into a :class:`Source`: the dump reader, the
 database to take from it, the sizes to announce, and what to close. A backup's archive is held
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, Protocol
 
 from monarch.archive.events import CollectionEnd
 from monarch.backups.progress import Item
@@ -43,12 +44,18 @@ def choose_database(metas: Sequence[CollectionMeta], from_db: str | None, what: 
                      hint=f"pass --from-db NAME, e.g. --from-db {candidates[0]}")
 
 
+class Closable(Protocol):
+    """What a source closes when done: its stream, or everything a legacy zip opened."""
+
+    def close(self) -> None: ...
+
+
 class Source:
     """An opened dump: the reader, the database to take from it, and what to close."""
 
     def __init__(self, kind: str, reader: DumpReader, database: str,
                  expected: dict[str, Item] | None = None,
-                 stream: BinaryIO | None = None) -> None:
+                 stream: Closable | None = None) -> None:
         self.kind = kind
         self.reader = reader
         self.database = database
@@ -66,10 +73,14 @@ class Source:
 def open_source(
     config: Config, name: str, environment: Environment, from_db: str | None
 ) -> Source:
+    from monarch.backups.legacy import open_legacy_source
     from monarch.backups.naming import parse_name
 
     if parse_name(name) is not None:
         return _open_backup(config, name, environment, from_db)
+    legacy = open_legacy_source(config, name, from_db)
+    if legacy is not None:
+        return legacy
     path = Path(name).expanduser()
     if path.is_dir():
         return _open_directory(path, from_db)

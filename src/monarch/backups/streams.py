@@ -19,6 +19,7 @@ import importlib
 import time
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from monarch.backups.legacy import is_legacy
 from monarch.backups.naming import parse_name
 from monarch.backups.pipeline import Buffer
 from monarch.backups.progress import Item, Summary
@@ -100,6 +101,12 @@ def restore_backup(
     from monarch.stores import open_store
 
     target = as_stream_engine(engine)
+    if is_legacy(backup_name):
+        raise UsageError(
+            f"{backup_name!r} is a backup of monarch 0.0.x, a MongoDB dump; environment "
+            f"{environment.name!r} is {environment.engine}, so nothing was restored",
+            hint="restore it into a MongoDB environment",
+        )
     if parse_name(backup_name) is None:
         raise UsageError(
             f"{backup_name!r} is not a backup name; a file or folder given as BACKUP is a "

@@ -50,6 +50,8 @@ class VerifyResult:
     seconds: float
     checked: str = "structure, CRCs, counts, size and SHA-256"
     """What was checked against the manifest (for the report)."""
+    legacy: bool = False
+    """A backup of monarch 0.0.x: checked by itself, having no manifest."""
 
     @property
     def ok(self) -> bool:
@@ -62,10 +64,15 @@ def verify(config: Config, name: str, *, progress: Progress | None = None) -> Ve
 
     Returns a result listing every problem found (a damaged backup is an answer, not an
     error). Raises :class:`~monarch.errors.BackupNotFound` if there is no such backup, and
-    :class:`~monarch.errors.ManifestError` if its manifest cannot be read.
+    :class:`~monarch.errors.ManifestError` if its manifest cannot be read. A backup of monarch
+    0.0.x (or the path of one) is read wholly and checked by itself
+    (:func:`monarch.backups.legacy.verify_legacy_name`).
     """
+    from monarch.backups.legacy import is_legacy, verify_legacy_name
     from monarch.stores import open_store
 
+    if is_legacy(name):
+        return verify_legacy_name(config, name)
     store = open_store(config.backups)
     manifest = read_manifest(store, check_name(name))
     return verify_manifest(store, manifest, progress=progress)

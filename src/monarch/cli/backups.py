@@ -17,6 +17,7 @@ from monarch.errors import UsageError
 
 if TYPE_CHECKING:
     from monarch.backups.catalog import BackupInfo
+    from monarch.backups.legacy import LegacyBackup
     from monarch.backups.progress import Progress
 
 _quiet = click.option(
@@ -106,8 +107,12 @@ def backup(
 @_as_json
 @click.pass_obj
 def list_backups(session: Session, env: str | None, as_json: bool) -> None:
-    """List the complete backups in the store (ENV's only, if given), oldest first."""
+    """List the complete backups in the store (ENV's only, if given), oldest first.
+
+    Backups made by monarch 0.0.x (NAME__YYYY_MM_DD.dmp.zip) are listed too, marked legacy.
+    """
     from monarch.backups.api import list_backups as run_list
+    from monarch.backups.legacy import LegacyBackup
     from monarch.backups.progress import format_duration, format_size
 
     backups = run_list(session.config, env)
@@ -119,6 +124,9 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
         click.echo(f"No backups{where} in {session.config.backups.url}.")
         return
     rows = [
+        (b.name, "-", b.created.strftime("%Y-%m-%d %H:%M:%S UTC"), "-", format_size(b.size),
+         "-", "-", f"legacy zip (monarch 0.0.x, database {b.database})")
+        if isinstance(b, LegacyBackup) else
         (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
          format_duration(b.duration), format_size(b.size), b.collections, f"{b.documents:,}",
          b.compression + (f" (query set {b.query_set})" if b.query_set else ""))
@@ -129,9 +137,14 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
     click.echo(table(headers, rows))
 
 
-def _info_json(b: BackupInfo) -> dict[str, Any]:
+def _info_json(b: BackupInfo | LegacyBackup) -> dict[str, Any]:
+    from monarch.backups.legacy import LegacyBackup
+
+    if isinstance(b, LegacyBackup):
+        return {"name": b.name, "legacy": True, "database": b.database,
+                "created": b.created.isoformat(), "size": b.size, "archive": b.key}
     return {
-        "name": b.name, "environment": b.environment, "database": b.database,
+        "name": b.name, "legacy": False, "environment": b.environment, "database": b.database,
         "created": b.created.isoformat(), "finished": b.finished.isoformat(),
         "duration_seconds": round(b.duration, 3), "size": b.size,
         "collections": b.collections, "documents": b.documents,
@@ -146,7 +159,11 @@ def _info_json(b: BackupInfo) -> dict[str, Any]:
 @_as_json
 @click.pass_obj
 def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> int:
-    """Read BACKUP's whole archive and check it against its manifest (exit 1 if unsound)."""
+    """Read BACKUP's whole archive and check it against its manifest (exit 1 if unsound).
+
+    A monarch 0.0.x backup (or .dmp.zip file) is checked by itself: the zip, every member's
+    CRC-32, the metadata and every BSON document.
+    """
     from monarch.backups.api import verify as run_verify
     from monarch.backups.progress import format_size
 
@@ -155,13 +172,16 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
                          hint="monarch list_backups shows them; then monarch verify NAME")
     result = run_verify(session.config, name, progress=_progress(quiet or as_json))
     if as_json:
-        echo_json({"name": result.name, "ok": result.ok, "problems": list(result.problems),
+        echo_json({"name": result.name, "ok": result.ok, "legacy": result.legacy,
+                   "problems": list(result.problems),
                    "collections": result.collections, "documents": result.documents,
                    "size": result.size, "seconds": round(result.seconds, 3)})
     elif result.ok:
+        what = ("are intact (a monarch 0.0.x zip has no manifest)" if result.legacy
+                else "match the manifest")
         click.echo(f"OK {result.name}: {result.collections} collections, "
-                   f"{result.documents:,} documents, {format_size(result.size)}; "
-                   f"{result.checked} match the manifest")
+                   f"{result.documents:,} documents, {format_size(result.size)}; {result.checked} "
+                   f"{what}")
     else:
         click.echo(f"FAILED {result.name}: {len(result.problems)} problem(s)")
         for problem in result.problems:
@@ -190,7 +210,7 @@ def prune(
                        keep_weekly=keep_weekly, env=env, dry_run=dry_run)
     if as_json:
         echo_json({
-            "dry_run": result.dry_run,
+            "dry_run": result.dry_run, "legacy_kept": list(result.legacy),
             "kept": [{"name": k.backup.name, "reasons": list(k.reasons)} for k in result.kept],
             "removed": [b.name for b in result.removed],
             "orphans": list(result.orphans), "leftovers": result.leftovers,
@@ -206,13 +226,19 @@ def prune(
     tail = f", {result.leftovers} unfinished upload(s)" if result.leftovers else ""
     click.echo(f"{'Dry run: ' if dry_run else ''}kept {len(result.kept)}, {verb} "
                f"{len(result.removed)} backup(s) and {len(result.orphans)} orphan(s){tail}.")
+    if result.legacy:
+        click.echo(f"Left {len(result.legacy)} legacy backup(s) of monarch 0.0.x alone (prune "
+                   "never deletes them); delete one with `monarch delete_backup NAME`.")
 
 
 @click.command()
 @click.argument("name", metavar="BACKUP", required=False)
 @click.pass_obj
 def delete_backup(session: Session, name: str | None) -> None:
-    """Delete BACKUP: its manifest first (it is then gone), then its archive."""
+    """Delete BACKUP: its manifest first (it is then gone), then its archive.
+
+    A monarch 0.0.x backup (NAME or NAME.dmp.zip) is its one zip.
+    """
     from monarch.backups.api import delete_backup as run_delete
 
     if not name:
@@ -249,7 +275,11 @@ def generate_query_set(session: Session, name: str | None, force: bool) -> None:
 def restore(
     session: Session, *, spec: str | None, from_db: str | None, confirm: str | None, quiet: bool,
 ) -> None:
-    """Restore BACKUP (a backup name, or a mongodump archive or folder) into ENV."""
+    """Restore BACKUP (a backup name, or a mongodump archive or folder) into ENV.
+
+    BACKUP may also be a backup of monarch 0.0.x: NAME__YYYY_MM_DD[.dmp.zip] in the store, or
+    the path of such a zip.
+    """
     from monarch.backups.api import restore as run_restore
 
     backup_name, env = split_spec(spec, "BACKUP:ENV", "production-20260101T120000Z:development",
