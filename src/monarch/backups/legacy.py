@@ -64,9 +64,14 @@ class LegacyBackup:
     legacy = True
 
     @property
+    def time_known(self) -> bool:
+        """Whether the store's time is that of the backup (it falls on the name's day)."""
+        return self.modified.astimezone(UTC).date() == self.day
+
+    @property
     def created(self) -> datetime:
         """When it was made: the store's time if it falls on the name's day, else that day."""
-        if self.modified.date() == self.day:
+        if self.time_known:
             return self.modified
         return datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC)
 

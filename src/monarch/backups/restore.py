@@ -42,7 +42,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RestoreResult:
-    """A finished restore. ``source`` is ``"backup"``, ``"archive"`` or ``"directory"``."""
+    """A finished restore. ``source`` is ``"backup"``, ``"archive"``, ``"directory"`` or
+    ``"legacy"`` (a backup of monarch 0.0.x)."""
 
     backup: str
     environment: str

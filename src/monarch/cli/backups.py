@@ -124,7 +124,8 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
         click.echo(f"No backups{where} in {session.config.backups.url}.")
         return
     rows = [
-        (b.name, "-", b.created.strftime("%Y-%m-%d %H:%M:%S UTC"), "-", format_size(b.size),
+        (b.name, "-", b.created.strftime("%Y-%m-%d %H:%M:%S UTC" if b.time_known
+                                         else "%Y-%m-%d"), "-", format_size(b.size),
          "-", "-", f"legacy zip (monarch 0.0.x, database {b.database})")
         if isinstance(b, LegacyBackup) else
         (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
