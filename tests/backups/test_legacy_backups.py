@@ -22,6 +22,7 @@ from pymongo.database import Database
 
 import monarch
 from monarch.archive.zipdump import check_zip_dump
+from monarch.backups.api import BackupResult
 from monarch.backups.legacy import LegacyBackup
 from monarch.errors import ArchiveError, BackupNotFound, UsageError
 from tests.backups.conftest import Project
@@ -89,6 +90,14 @@ def put(project: Project, key: str, data: bytes) -> None:
         upload.write(data)
 
 
+def two_legacy_and_one_backup(project: Project, data: bytes) -> BackupResult:
+    """The day's two legacy zips (``data`` each) and one monarch backup, in the store."""
+    put(project, f"{DAY_ONE}.dmp.zip", data)
+    put(project, f"{DAY_ONE_SECOND}.dmp.zip", data)
+    project.db.things.insert_one({"x": 1})
+    return monarch.backup(project.config(), "development")
+
+
 def damaged(source: Path, target: Path, how: str) -> Path:
     """A copy of a legacy zip with one fault: a flipped byte, cut short, or bad BSON inside."""
     data = bytearray(source.read_bytes())
@@ -123,10 +132,7 @@ def test_list_backups_shows_legacy_zips_marked_legacy_by_date_with_their_size(
     any_project: Project, legacy_source: LegacySource
 ) -> None:
     data = legacy_source.zip_path.read_bytes()
-    put(any_project, f"{DAY_ONE}.dmp.zip", data)
-    put(any_project, f"{DAY_ONE_SECOND}.dmp.zip", data)
-    any_project.db.things.insert_one({"x": 1})
-    made = monarch.backup(any_project.config(), "development")
+    made = two_legacy_and_one_backup(any_project, data)
 
     listed = monarch.list_backups(any_project.config())
 
@@ -313,11 +319,7 @@ def _small_zip(tmp_path: Path) -> Path:
 def test_prune_leaves_legacy_backups_alone_and_delete_backup_removes_one(
     any_project: Project, legacy_source: LegacySource
 ) -> None:
-    data = legacy_source.zip_path.read_bytes()
-    put(any_project, f"{DAY_ONE}.dmp.zip", data)
-    put(any_project, f"{DAY_ONE_SECOND}.dmp.zip", data)
-    any_project.db.things.insert_one({"x": 1})
-    monarch.backup(any_project.config(), "development")
+    two_legacy_and_one_backup(any_project, legacy_source.zip_path.read_bytes())
 
     pruned = monarch.prune(any_project.config(), keep_last=1)
     cli = any_project.cli("prune", "--keep-last", "1")

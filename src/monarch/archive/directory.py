@@ -78,11 +78,42 @@ class DumpEntry:
     files: DumpFiles
 
 
-class DirectoryReader:
+class EntriesReader:
+    """A :class:`~monarch.archive.DumpReader` over scanned :class:`DumpEntry` items.
+
+    A subclass sets ``_entries``, ``_header``, ``_chunk_size`` and ``_read_size`` on
+    construction.
+    """
+
+    _entries: list[DumpEntry]
+    _header: dict[str, Any]
+    _chunk_size: int = DEFAULT_CHUNK_SIZE
+    _read_size: int = DEFAULT_READ_SIZE
+    _iterated: bool = False
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """``server_version`` and ``tool_version`` ("" when unknown)."""
+        return dict(self._header)
+
+    @property
+    def collections(self) -> list[CollectionMeta]:
+        """The collections found (only ``db``'s when filtered), in name order."""
+        return [entry.meta for entry in self._entries]
+
+    def __iter__(self) -> Iterator[Event]:
+        if self._iterated:
+            raise ValueError("a dump reader can be iterated only once")
+        self._iterated = True
+        return read_entries(self._entries, self._chunk_size, self._read_size)
+
+
+class DirectoryReader(EntriesReader):
     """Read a directory dump; see :class:`~monarch.archive.DumpReader`.
 
     The directory is listed and every metadata file read on construction, so a missing or
-    unreadable file is reported before any data moves. Collections come in (db, name) order,
+    unreadable file is reported before any data moves. ``header`` comes from ``prelude.json``.
+    Collections come in (db, name) order,
     the oplog (``db`` "", collection "oplog") last. There is no stored CRC to check: the
     :class:`CollectionEnd` carries the CRC computed while reading. With ``db``, only that
     database is read.
@@ -111,26 +142,6 @@ class DirectoryReader:
         if oplog is not None and db is None:
             entries.append(DumpEntry(CollectionMeta("", _OPLOG), oplog, root))
         self._entries = entries
-        self._iterated = False
-
-    @property
-    def header(self) -> dict[str, Any]:
-        """``server_version`` and ``tool_version`` from ``prelude.json`` ("" when absent)."""
-        return dict(self._header)
-
-    @property
-    def collections(self) -> list[CollectionMeta]:
-        """The collections found (only ``db``'s when filtered)."""
-        return [entry.meta for entry in self._entries]
-
-    def __iter__(self) -> Iterator[Event]:
-        if self._iterated:
-            raise ValueError("a dump reader can be iterated only once")
-        self._iterated = True
-        return self._events()
-
-    def _events(self) -> Iterator[Event]:
-        return read_entries(self._entries, self._chunk_size, self._read_size)
 
 
 def read_entries(

@@ -34,9 +34,8 @@ from bson import decode_all
 from bson.codec_options import CodecOptions, DatetimeConversion
 
 from monarch.archive._source import DEFAULT_CHUNK_SIZE, DEFAULT_READ_SIZE, iter_documents
-from monarch.archive.directory import DumpEntry, read_entries, scan_database
-from monarch.archive.events import Documents, Event
-from monarch.archive.meta import CollectionMeta
+from monarch.archive.directory import EntriesReader, scan_database
+from monarch.archive.events import Documents
 from monarch.errors import ArchiveError, MonarchError
 
 MAX_DEFLATE_RATIO = 1100
@@ -130,7 +129,7 @@ class _ZipFiles:
         return total
 
 
-class ZipDumpReader:
+class ZipDumpReader(EntriesReader):
     """Read a zip of one database's directory dump; see :class:`~monarch.archive.DumpReader`.
 
     ``file`` must be seekable (a zip's directory is at its end); it stays the caller's to
@@ -153,6 +152,7 @@ class ZipDumpReader:
         self._what = what
         self._chunk_size = chunk_size
         self._read_size = read_size
+        self._header = {"server_version": "", "tool_version": ""}  # no prelude.json in these
         with _translated(what):
             self._zip = zipfile.ZipFile(file)
         files = _ZipFiles(self._zip, what)
@@ -163,30 +163,13 @@ class ZipDumpReader:
                 f"limit of {max_size:,}",
                 hint="raise the limit if the backup is really that large",
             )
-        self._entries: list[DumpEntry] = scan_database(db, files)
+        self._entries = scan_database(db, files)
         if not self._entries:
             raise ArchiveError(
                 f"{what} holds no collections: no <collection>.bson or .metadata.json at the "
                 "zip's root",
                 hint="a monarch 0.0.x backup is a zip of one database's mongodump files",
             )
-        self._iterated = False
-
-    @property
-    def header(self) -> dict[str, Any]:
-        """Empty versions: the original tool's zips carry no ``prelude.json``."""
-        return {"server_version": "", "tool_version": ""}
-
-    @property
-    def collections(self) -> list[CollectionMeta]:
-        """The collections in the zip, in name order."""
-        return [entry.meta for entry in self._entries]
-
-    def __iter__(self) -> Iterator[Event]:
-        if self._iterated:
-            raise ValueError("a dump reader can be iterated only once")
-        self._iterated = True
-        return read_entries(self._entries, self._chunk_size, self._read_size)
 
     def close(self) -> None:
         """Release the zip (not the file it was given)."""
