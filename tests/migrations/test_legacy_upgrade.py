@@ -333,3 +333,19 @@ def test_generate_refuses_the_name_of_a_legacy_migration(legacy: LegacyProject) 
     made = legacy.cli("generate", "prices_to_euros")
     assert made.code == 0, made.output
     assert [p.name for p in legacy.migrations.glob("2*_prices_to_euros.py")]
+
+
+def test_disagreeing_duplicate_records_count_as_interrupted_not_guessed(
+    legacy: LegacyProject,
+) -> None:
+    legacy.history(key(TO_CENTS), "New")
+    assert states(legacy)[key(TO_CENTS)] == "interrupted"
+    row = next(
+        line
+        for line in legacy.cli("status", "development").stdout.splitlines()
+        if key(TO_CENTS) in line
+    )
+    assert "2 history records for it with different states (Completed, New)" in row
+    refused = legacy.cli("migrate", "development")
+    assert refused.code == 1 and "nothing was run" in refused.stderr
+    assert legacy.db.products.find_one({"_id": "book"})["price"] == 1999

@@ -53,14 +53,23 @@ class MongoengineDefault:
                 "migrations run; nothing was run",
                 hint="call mongoengine.disconnect() before monarch runs migrations",
             )
-        mongoengine.connect(
-            db=self._environment.database,
-            host=self._environment.url.reveal(),
-            alias=ALIAS,
-            # What 0.0.x's mongoengine and pymongo 3 used: UUIDs it stored read back the same.
-            uuidRepresentation="pythonLegacy",
-            serverSelectionTimeoutMS=self._timeout_ms,
-        )
+        try:
+            mongoengine.connect(
+                db=self._environment.database,
+                host=self._environment.url.reveal(),
+                alias=ALIAS,
+                # What 0.0.x's mongoengine and pymongo 3 used: UUIDs it stored read back the same.
+                uuidRepresentation="pythonLegacy",
+                serverSelectionTimeoutMS=self._timeout_ms,
+                connect=False,  # no connection until a migration uses it
+            )
+        except Exception as exc:
+            # Its message may quote the URL, password included: name the error only.
+            raise MigrationError(
+                f"could not make environment {self._environment.name!r} mongoengine's default "
+                f"connection ({type(exc).__name__}); nothing was run",
+                hint="check the environment's URL with `monarch list_environments`",
+            ) from None
         self._module = mongoengine
 
     def release(self) -> None:
