@@ -52,6 +52,9 @@ _LAZY = {
     "prune": "monarch.backups.api",
     "delete_backup": "monarch.backups.api",
     "generate_query_set": "monarch.backups.api",
+    "list_query_sets": "monarch.backups.api",
+    "drop_db": "monarch.backups.api",
+    "QuerySet": "monarch.backups.queryset_classes",
 }
 
 __all__ = ["__version__", *_LAZY]  # noqa: PLE0604 - the lazy names are the API

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from monarch import backup, generate_query_set
+from monarch import backup, copy_db, generate_query_set, list_query_sets
 from monarch.backups.querysets import load_query_set, query_set_from
 from monarch.errors import BackupError, QuerySetError, UsageError
 from tests.backups.conftest import Project
 from tests.backups.helpers import read_archive
+from tests.backups.restore_support import (  # noqa: F401 - fixtures
+    TwoDbs,
+    run_cli,
+    seed,
+    snapshot,
+    two_dbs_fixture,
+)
+from tests.core.test_startup import imported_after
 
 
 def write(project: Project, name: str, body: str) -> None:
@@ -246,3 +257,259 @@ def test_query_sets_can_be_built_in_python(shop: Project) -> None:
 
     assert result.manifest.query_set == "inline"
     assert [(c.name, c.documents) for c in result.manifest.collections] == [("users", 3)]
+
+
+# Class-based query sets, as the original monarch 0.0.x's `generate_query_set` wrote them.
+
+ACTIVE_USERS = """\
+from click import prompt
+from monarch import QuerySet
+
+
+class ActiveUsersQuerySet(QuerySet):
+
+    def run(self):
+        self.dump_collection('users', {'active': True})
+
+    def exclude(self):
+        return ['audit_log']
+"""
+
+
+def write_legacy(root: Path, stem: str, body: str) -> Path:
+    """``querysets/<stem>_queryset.py`` beside the package marker the original made."""
+    folder = root / "querysets"
+    folder.mkdir(exist_ok=True)
+    (folder / "__init__.py").write_text("")
+    path = folder / f"{stem}_queryset.py"
+    path.write_text(body)
+    return path
+
+
+def test_class_based_query_set_backup_holds_only_active_users_and_no_audit_log(
+    shop: Project,
+) -> None:
+    shop.db.audit_log.insert_many([{"who": "admin", "n": i} for i in range(20)])
+    write_legacy(shop.root, "active_users", ACTIVE_USERS)
+
+    result = backup(shop.config(), "development", query_set="ActiveUsersQuerySet")
+
+    assert result.manifest.query_set == "ActiveUsersQuerySet"
+    contents = read_archive(shop.store(), result.archive_key)
+    assert sorted(contents.collections) == ["empty", "logs", "orders", "users"]
+    users = contents.decoded("users")
+    assert len(users) == shop.db.users.count_documents({"active": True}) == 200
+    assert all(u["active"] for u in users)
+    assert len(contents.documents["orders"]) == 500 and len(contents.documents["logs"]) == 200
+
+
+@pytest.mark.parametrize("name", ["active_users", "active_users_queryset"])
+def test_class_based_query_set_is_found_by_its_file_name_too(shop: Project, name: str) -> None:
+    shop.db.audit_log.insert_one({"who": "admin"})
+    write_legacy(shop.root, "active_users", ACTIVE_USERS)
+
+    result = backup(shop.config(), "development", query_set=name)
+
+    assert result.manifest.query_set == "ActiveUsersQuerySet"
+    by_name = {c.name: c.documents for c in result.manifest.collections}
+    assert "audit_log" not in by_name and by_name["users"] == 200
+
+
+def test_cli_backup_through_a_class_based_query_set_then_restore_drops_what_it_left_out(
+    shop: Project,
+) -> None:
+    shop.db.audit_log.insert_many([{"who": "admin", "n": i} for i in range(20)])
+    write_legacy(shop.root, "active_users", ACTIVE_USERS)
+
+    made = shop.cli("backup", "development", "--query-set", "ActiveUsersQuerySet", "--quiet")
+    assert made.code == 0, made.output
+    restored = shop.cli("restore", f"{made.stdout.strip()}:development", "--quiet")
+    assert restored.code == 0, restored.output
+
+    assert sorted(shop.db.list_collection_names()) == ["empty", "logs", "orders", "users"]
+    assert shop.db.users.count_documents({}) == shop.db.users.count_documents({"active": True})
+    assert shop.db.users.count_documents({}) == 200
+    assert shop.db.orders.count_documents({}) == 500
+
+
+def test_copy_db_through_a_class_based_query_set_copies_only_active_users_and_no_audit_log(
+    two_dbs: TwoDbs,
+) -> None:
+    seed(two_dbs.source)
+    two_dbs.source.audit_log.insert_many([{"who": "admin", "n": i} for i in range(20)])
+    write_legacy(two_dbs.root, "active_users", ACTIVE_USERS)
+    whole = {name: snapshot(two_dbs.source)[name] for name in ("empty", "notes", "orders")}
+
+    copy_db(two_dbs.config(), "development", "staging", query_set="ActiveUsersQuerySet")
+
+    target = two_dbs.target
+    assert sorted(target.list_collection_names()) == ["empty", "notes", "orders", "users"]
+    active = two_dbs.source.users.count_documents({"active": True})
+    assert target.users.count_documents({}) == active
+    assert target.users.count_documents({"active": {"$ne": True}}) == 0
+    assert {name: snapshot(target)[name] for name in whole} == whole
+    assert [i["name"] for i in target.users.list_indexes()] == ["_id_", "email_1"]
+
+
+def test_cli_copy_db_takes_a_class_name_as_query_set(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    two_dbs.source.audit_log.insert_one({"who": "admin"})
+    write_legacy(two_dbs.root, "active_users", ACTIVE_USERS)
+
+    result = run_cli(two_dbs, "copy_db", "development:staging", "--query-set",
+                     "ActiveUsersQuerySet", "--quiet")
+
+    assert result.code == 0, result.stderr
+    assert "audit_log" not in two_dbs.target.list_collection_names()
+    assert two_dbs.target.users.count_documents({"active": False}) == 0
+
+
+def test_only_limits_what_a_class_based_query_set_dumps_whole(shop: Project) -> None:
+    write_legacy(shop.root, "recent", """\
+from monarch import QuerySet
+
+
+class RecentQuerySet(QuerySet):
+    def run(self):
+        self.dump_collection('logs', {'line': {'$in': ['log line 1', 'log line 2']}})
+
+    def only(self):
+        return ['orders', 'users', 'no_such_collection']
+
+    def exclude(self):
+        return ['users']
+""")
+
+    result = backup(shop.config(), "development", query_set="RecentQuerySet")
+
+    by_name = {c.name: c.documents for c in result.manifest.collections}
+    assert by_name == {"logs": 2, "orders": 500}  # dumped by run(), and only() minus exclude()
+
+
+def test_run_can_use_the_database_and_ask_the_user(shop: Project) -> None:
+    write_legacy(shop.root, "top", """\
+from click import prompt
+from monarch import QuerySet
+
+
+class TopQuerySet(QuerySet):
+    def run(self):
+        minimum = float(prompt('Minimum score'))
+        ids = [u['_id'] for u in self.database.users.find({'score': {'$gte': minimum}})]
+        self.dump_collection('users', {'_id': {'$in': ids}})
+        self.dump_collection('orders', {'user': {'$in': ids}})
+
+    def only(self):
+        return []
+""")
+
+    made = shop.cli("backup", "development", "--query-set", "TopQuerySet", "--json",
+                    input="0.9\n")
+
+    assert made.code == 0, made.output
+    assert made.stdout.startswith("Minimum score: ")  # click's prompt, as in the original
+    manifest = json.loads(made.stdout[made.stdout.index("{"):])["manifest"]
+    collections = {c["name"]: c["documents"] for c in manifest["collections"]}
+    top = [u["_id"] for u in shop.db.users.find({"score": {"$gte": 0.9}})]
+    assert collections == {"users": len(top),
+                           "orders": shop.db.orders.count_documents({"user": {"$in": top}})}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("from click import prompt\n\n\nclass ActiveUsersQuerySet(object):\n"
+         "    def run(self):\n        pass\n", "defines no query set"),
+        ("from monarch import QuerySet\n\n\nclass ActiveUsersQuerySet(QuerySet):\n"
+         "    def run(self):\n        raise ValueError('no such region')\n",
+         r"ActiveUsersQuerySet failed: ValueError: no such region; nothing was dumped"),
+        ("from monarch import QuerySet\n\n\nclass ActiveUsersQuerySet(QuerySet):\n"
+         "    def run(self):\n        self.dump_collection('users', 'active')\n",
+         "the query must be a dict"),
+        ("from monarch import QuerySet\n\n\nclass ActiveUsersQuerySet(QuerySet):\n"
+         "    def run(self):\n        self.dump_collection('users')\n"
+         "        self.dump_collection('users', {'active': True})\n",
+         "dumps collection 'users' twice"),
+        ("from monarch import QuerySet\n\n\nclass ActiveUsersQuerySet(QuerySet):\n"
+         "    def exclude(self):\n        return 'audit_log'\n", "must return a list"),
+        ("from monarch import QuerySet\n\n\nclass ActiveUsersQuerySet(QuerySet):\n"
+         "    def run(self):\n        self.dump_collection('user', {'active': True})\n",
+         "the database does not have: user"),
+        ("from monarch import QuerySet\nEXCLUDE = []\n\n\nclass ActiveUsersQuerySet(QuerySet):\n"
+         "    pass\n", "defines both a QuerySet class and EXCLUDE"),
+    ],
+)
+def test_a_query_set_file_monarch_cannot_follow_is_refused_and_nothing_is_stored(
+    shop: Project, body: str, message: str
+) -> None:
+    write_legacy(shop.root, "active_users", body)
+
+    with pytest.raises(QuerySetError, match=message):
+        backup(shop.config(), "development", query_set="active_users")
+
+    assert shop.store_keys() == []
+
+
+def test_a_broken_class_based_query_set_copies_nothing(two_dbs: TwoDbs) -> None:
+    seed(two_dbs.source)
+    seed(two_dbs.target, seed_value=3)
+    before = snapshot(two_dbs.target)
+    write_legacy(two_dbs.root, "active_users", ACTIVE_USERS.replace(
+        "self.dump_collection('users', {'active': True})", "raise KeyError('region')"))
+
+    result = run_cli(two_dbs, "copy_db", "development:staging", "--query-set",
+                     "ActiveUsersQuerySet")
+
+    assert result.code != 0
+    assert "Error: " in result.stderr and "ActiveUsersQuerySet failed: KeyError" in result.stderr
+    assert snapshot(two_dbs.target) == before
+
+
+def test_a_file_that_defines_nothing_is_refused_not_taken_for_everything(shop: Project) -> None:
+    write(shop, "empty_one", "import os\n")
+
+    with pytest.raises(QuerySetError, match="defines no query set") as info:
+        backup(shop.config(), "development", query_set="empty_one")
+
+    assert info.value.hint is not None and "EXCLUDE = []" in info.value.hint
+    assert shop.store_keys() == []
+
+
+def test_an_unknown_class_name_lists_the_known_query_sets(project: Project) -> None:
+    write_legacy(project.root, "active_users", ACTIVE_USERS)
+    write(project, "anonymized", ANONYMIZED)
+
+    with pytest.raises(QuerySetError) as info:
+        load_query_set(project.config(), "InactiveUsersQuerySet")
+
+    assert "(known: ActiveUsersQuerySet, anonymized)" in info.value.message
+
+
+def test_list_query_sets_lists_files_and_classes_without_running_them(project: Project) -> None:
+    write(project, "anonymized", ANONYMIZED)
+    write_legacy(project.root, "active_users", ACTIVE_USERS + "\nraise SystemExit('ran')\n")
+
+    found = list_query_sets(project.config())
+
+    assert [(q.name, q.kind, q.path.name) for q in found] == [
+        ("ActiveUsersQuerySet", "class", "active_users_queryset.py"),
+        ("anonymized", "module", "anonymized.py"),
+    ]
+    listed = project.cli("list_query_sets")
+    assert listed.code == 0, listed.output
+    assert re.search(r"ActiveUsersQuerySet\s+class \(monarch.QuerySet\)\s+active_users_queryset.py",
+                     listed.stdout)
+    assert re.search(r"anonymized\s+file\s+anonymized.py", listed.stdout)
+    assert "__init__" not in listed.stdout
+    assert project.cli("list-query-sets", "--json").stdout.count('"kind"') == 2
+
+
+def test_list_query_sets_without_any_says_how_to_make_one(project: Project) -> None:
+    listed = project.cli("list_query_sets")
+
+    assert listed.code == 0
+    assert "No query sets in" in listed.stdout and "generate_query_set NAME" in listed.stdout
+
+
+def test_from_monarch_import_queryset_imports_no_driver() -> None:
+    assert imported_after("from monarch import QuerySet") == set()

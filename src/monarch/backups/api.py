@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from monarch.backups.backup import BackupResult, backup
 from monarch.backups.catalog import BackupInfo
+from monarch.backups.drop import drop_db
 from monarch.backups.legacy import LegacyBackup
 from monarch.backups.prune import DeleteResult, Kept, PruneResult, delete_backup, prune
-from monarch.backups.querysets import QuerySet, load_query_set
+from monarch.backups.querysets import QuerySet, QuerySetInfo, list_query_sets, load_query_set
 from monarch.backups.verify import VerifyResult, verify
 
 if TYPE_CHECKING:
@@ -109,12 +110,15 @@ __all__ = [
     "LegacyBackup",
     "PruneResult",
     "QuerySet",
+    "QuerySetInfo",
     "VerifyResult",
     "backup",
     "copy_db",
     "delete_backup",
+    "drop_db",
     "generate_query_set",
     "list_backups",
+    "list_query_sets",
     "load_query_set",
     "prune",
     "restore",

@@ -110,12 +110,13 @@ def backup(
     Works for every engine: MongoDB databases are written as a mongodump archive, PostgreSQL
     and SQLite ones as their own tool's dump (see :mod:`monarch.backups.streams`).
     ``label`` ends the name (``production-20260101T120000Z-<label>``); ``query_set`` (a name
-    in ``querysets/`` or a loaded :class:`~monarch.backups.querysets.QuerySet`) narrows and
-    transforms what is dumped; ``compression`` is ``"zstd"``, ``"gzip"`` or ``"none"`` (default:
-    the store's ``compression`` option, else gzip). Returns once the manifest is written: the
+    in ``querysets/``, a class-based query set's class name, or a loaded
+    :class:`~monarch.backups.querysets.QuerySet`) narrows and transforms what is dumped;
+    ``compression`` is ``"zstd"``, ``"gzip"`` or ``"none"`` (default: the store's
+    ``compression`` option, else gzip). Returns once the manifest is written: the
     backup then exists and is listed. On any error nothing is listed and the upload is aborted.
     """
-    from monarch.backups.querysets import load_query_set
+    from monarch.backups.querysets import query_set_for
     from monarch.engines import engine_for
     from monarch.stores import open_store
 
@@ -125,12 +126,13 @@ def backup(
         check_label(label)
     method = _compression(compression if compression is not None else
                           config.backups.options.get("compression"))
-    qs = load_query_set(config, query_set) if isinstance(query_set, str) else query_set
     progress = progress or NullProgress()
-    store = open_store(config.backups)
-    _clean_leftovers(store)
     engine = engine_for(environment)
     try:
+        # First, before the store is touched: a class-based query set runs on the database.
+        qs = query_set_for(config, query_set, engine)
+        store = open_store(config.backups)
+        _clean_leftovers(store)
         dumper = _dumper(engine, qs, progress, parallel or 4)
         engine.server_info()  # fail on an unreachable server before naming anything
         started = datetime.now(UTC)

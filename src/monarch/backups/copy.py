@@ -104,7 +104,7 @@ def copy_db(
     names (asked of the server, not judged from URLs), and environments of different engines.
     The target changes only in the final swap, as for a restore (docs/restore.md).
     """
-    from monarch.backups.querysets import load_query_set
+    from monarch.backups.querysets import query_set_for
     from monarch.engines import engine_for
     from monarch.safety import require_confirmation
 
@@ -129,8 +129,8 @@ def copy_db(
             source.close()
             target.close()
     try:
-        qs = load_query_set(config, query_set) if isinstance(query_set, str) else query_set
         source.server_info()  # an unreachable source fails before the target is touched
+        qs = query_set_for(config, query_set, source)  # a class-based one runs on the source
         refuse_same_database(source, target)
         kept = _KeptBackup(config, source_environment, qs, compression) if keep_backup else None
         stream = _Stream(source, qs, parallel, progress, kept)

@@ -33,10 +33,22 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from monarch.backups.queryset_classes import (
+    SUFFIX,
+    declared_classes,
+    find_by_name,
+    query_set_classes,
+    run_class,
+)
+from monarch.engines.base import ARCHIVE_FORMAT
 from monarch.errors import QuerySetError, UsageError
 
 if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from monarch.backups.queryset_classes import QuerySet as ClassBased
     from monarch.config import Config
+    from monarch.engines.base import Engine, StreamEngine
 
 Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -114,23 +126,20 @@ def query_set_path(config: Config, name: str) -> Path:
     return config.querysets_dir / f"{check_query_set_name(name)}.py"
 
 
-def load_query_set(config: Config, name: str) -> QuerySet:
-    """Load ``querysets/<name>.py`` (running it, as any Python file) and check its shape.
+def load_query_set(
+    config: Config, name: str, *, database: Database[Any] | None = None
+) -> QuerySet:
+    """Load query set ``name`` (running its file, as any Python file) and check its shape.
 
+    ``name`` is a file of ``querysets/`` without ``.py``, or, for a class-based query set (see
+    :mod:`monarch.backups.queryset_classes`), its class name or its file name without
+    ``_queryset``. A class-based one runs against ``database`` (the source's), which it needs.
     Raises :class:`~monarch.errors.QuerySetError` if it is missing, fails to run, or defines
-    something malformed; the message names the file and what is wrong.
+    nothing monarch can read (it is never taken for "everything"); the message names the file
+    and what is wrong.
     """
-    path = query_set_path(config, name)
-    if not path.is_file():
-        known = sorted(p.stem for p in config.querysets_dir.glob("*.py")) if (
-            config.querysets_dir.is_dir()
-        ) else []
-        raise QuerySetError(
-            f"no query set {name!r}: {path} does not exist"
-            + (f" (known: {', '.join(known)})" if known else ""),
-            hint=f"create it with `monarch generate_query_set {name}`",
-        )
-    module_name = f"monarch_querysets.{name.replace('-', '_')}"
+    path, class_name = _locate(config, name)
+    module_name = f"monarch_querysets.{path.stem.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise QuerySetError(f"cannot load {path} as Python")
@@ -148,7 +157,120 @@ def load_query_set(config: Config, name: str) -> QuerySet:
         ) from exc
     finally:
         sys.modules.pop(module_name, None)
-    return query_set_from(name, vars(module), path=path)
+    definitions = vars(module)
+    classes = query_set_classes(definitions, module_name)
+    keys = [key for key in _MODULE_KEYS if key in definitions]
+    if classes and keys:
+        raise QuerySetError(
+            f"{path} defines both a QuerySet class and {', '.join(keys)}; monarch cannot tell "
+            "which one to follow, so nothing was dumped",
+            hint="keep one of the two",
+        )
+    if classes:
+        return _run_class(path, classes, class_name, database)
+    if not keys:
+        _check_spelling(definitions, str(path))
+        raise QuerySetError(
+            f"{path} defines no query set: neither COLLECTIONS, EXCLUDE nor INCLUDE_OTHERS, "
+            "nor a class based on monarch.QuerySet; it is refused rather than taken to mean "
+            "everything",
+            hint="define EXCLUDE = [] to dump everything on purpose, or see "
+            "`monarch generate_query_set NAME` for the template",
+        )
+    return query_set_from(name, definitions, path=path)
+
+
+@dataclass(frozen=True)
+class QuerySetInfo:
+    """One query set of the project, as :func:`list_query_sets` finds it."""
+
+    name: str
+    """What ``--query-set`` takes: the file name (module kind) or the class name."""
+    kind: str
+    """``"module"`` (COLLECTIONS/EXCLUDE/INCLUDE_OTHERS) or ``"class"`` (monarch.QuerySet)."""
+    path: Path
+
+
+def list_query_sets(config: Config) -> list[QuerySetInfo]:
+    """The project's query sets, both kinds, by file name; their files are read, not run."""
+    found: list[QuerySetInfo] = []
+    for path in _query_set_files(config):
+        classes = declared_classes(path)
+        if classes:
+            found += [QuerySetInfo(c, "class", path) for c in classes]
+        else:
+            found.append(QuerySetInfo(path.stem, "module", path))
+    return found
+
+
+def _query_set_files(config: Config) -> list[Path]:
+    folder = config.querysets_dir
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.glob("*.py") if p.is_file() and not p.name.startswith(("_", "."))
+    )
+
+
+def _locate(config: Config, name: str) -> tuple[Path, str | None]:
+    """The file of query set ``name``, and the class when ``name`` is a class name."""
+    path = query_set_path(config, name)
+    if path.is_file():
+        return path, None
+    found = find_by_name(config.querysets_dir, name)
+    if found is not None:
+        return found
+    known = sorted({q.name for q in list_query_sets(config)})
+    raise QuerySetError(
+        f"no query set {name!r} (nor a query set class of that name in *{SUFFIX}.py): "
+        f"{path} does not exist" + (f" (known: {', '.join(known)})" if known else ""),
+        hint=f"create it with `monarch generate_query_set {name}`",
+    )
+
+
+def _run_class(
+    path: Path,
+    classes: list[type[ClassBased]],
+    class_name: str | None,
+    database: Database[Any] | None,
+) -> QuerySet:
+    by_name = {cls.__name__: cls for cls in classes}
+    if class_name is not None and class_name in by_name:
+        cls = by_name[class_name]
+    elif len(classes) == 1:
+        cls = classes[0]
+    else:
+        raise QuerySetError(
+            f"{path} defines several query set classes ({', '.join(sorted(by_name))})",
+            hint="select one by its class name: --query-set " + sorted(by_name)[0],
+        )
+    if database is None:
+        raise QuerySetError(
+            f"{path}: {cls.__name__} is a class-based query set: it runs against a MongoDB "
+            "database, and there is none here",
+            hint="use it with a MongoDB environment (backup or copy_db)",
+        )
+    plan = run_class(cls, database, path)
+    collections = {name: CollectionQuery(filter=query) for name, query in plan.filters.items()}
+    collections.update((name, _WHOLE) for name in plan.whole)
+    return QuerySet(plan.name, MappingProxyType(collections), (), False, path)
+
+
+def query_set_for(
+    config: Config, query_set: str | QuerySet | None, engine: Engine | StreamEngine
+) -> QuerySet | None:
+    """The loaded query set for a dump of ``engine``'s database (a class-based one run there).
+
+    Connects first when a class-based query set may need the database, so that an unreachable
+    server fails as such rather than as a broken query set.
+    """
+    if not isinstance(query_set, str):
+        return query_set
+    database = None
+    if engine.backup_format == ARCHIVE_FORMAT:
+        engine.server_info()
+        database = getattr(engine, "db", None)
+    return load_query_set(config, query_set, database=database)
 
 
 def query_set_from(

@@ -54,9 +54,9 @@ def cli(ctx: click.Context, config_path: str | None, traceback: bool) -> None:
 
 
 def _register() -> None:
-    from monarch.cli import backups, migrations, project
+    from monarch.cli import backups, maintenance, migrations, project
 
-    for module in (project, migrations, backups):
+    for module in (project, migrations, backups, maintenance):
         for command in module.COMMANDS:
             # The original tool's spelling (list_migrations) is canonical; dashes work too.
             command.name = (command.name or "").replace("-", "_")

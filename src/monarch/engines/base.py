@@ -106,6 +106,22 @@ class RestoreStats:
         return sum(c.bytes for c in self.collections)
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """What an engine's ``drop()`` did to its database.
+
+    ``existed``: whether there was a database to drop. ``removed``: the collections or tables
+    it held. ``how``: one line saying what was done (engines differ: see docs/backups.md).
+    ``recovered``: what an interrupted restore had left, cleaned up first.
+    """
+
+    database: str
+    existed: bool
+    removed: tuple[str, ...] = ()
+    how: str = ""
+    recovered: str | None = None
+
+
 ARCHIVE_FORMAT = "mongodump-archive"
 """The backup format of engines whose dumps monarch reads itself (:meth:`Engine.dump_archive`).
 Any other ``backup_format`` is an opaque stream: see :class:`StreamEngine`."""
@@ -179,6 +195,14 @@ class Engine(Protocol):
         Documents pass through as raw BSON (decoded only for a query set's transform); memory
         stays bounded whatever the database size. ``out`` is neither flushed nor closed. On
         error ``out`` holds an incomplete archive that the caller must discard.
+        """
+        ...
+
+    def drop(self) -> Dropped:
+        """Remove the database and everything in it; refused (RestoreBusy) during a restore.
+
+        Leftovers of an interrupted restore are cleaned up first. A database that does not
+        exist is no error (``existed`` is False).
         """
         ...
 
@@ -261,5 +285,13 @@ class StreamEngine(Protocol):
         ...
 
     def recover_restore(self) -> str | None: ...
+
+    def drop(self) -> Dropped:
+        """Remove the database and everything in it; refused (RestoreBusy) during a restore.
+
+        Leftovers of an interrupted restore are cleaned up first. A database that does not
+        exist is no error (``existed`` is False).
+        """
+        ...
 
     def close(self) -> None: ...

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from monarch.backups.progress import Progress
     from monarch.backups.querysets import QuerySet
     from monarch.config import Environment
-    from monarch.engines.base import DumpStats, RestoreStats
+    from monarch.engines.base import Dropped, DumpStats, RestoreStats
     from monarch.engines.mongo.history import MongoHistory, ServerClock
     from monarch.engines.mongo.lock import MongoLock
 
@@ -137,6 +137,24 @@ class MongoEngine:
         return dump_archive(
             self, out, query_set=query_set, progress=progress, parallel=parallel, action=action
         )
+
+    def drop(self) -> Dropped:
+        """Drop the database (``dropDatabase``), after finishing an interrupted restore."""
+        from monarch.engines.base import Dropped
+        from monarch.engines.mongo.journal import is_operational
+        from monarch.engines.mongo.restore import recover_restore
+
+        database = self.environment.database
+        with translated(self.environment, "listing collections"):
+            existed = database in self.client.list_database_names()
+        if not existed:
+            return Dropped(database, existed=False)
+        recovered = recover_restore(self)  # refuses (RestoreBusy) while a restore is running
+        with translated(self.environment, "dropping the database"):
+            names = sorted(self.db.list_collection_names())
+            self.client.drop_database(database)
+        removed = tuple(n for n in names if not is_operational(n))
+        return Dropped(database, True, removed, "dropped the database", recovered)
 
     def close(self) -> None:
         self._mongoengine.release()

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from monarch.config import Environment
-    from monarch.engines.base import StreamDump
+    from monarch.engines.base import Dropped, StreamDump
     from monarch.engines.postgres.dump import Readable, Writable
     from monarch.engines.postgres.history import PostgresHistory, ServerClock
     from monarch.engines.postgres.lock import PostgresLock
@@ -133,6 +133,13 @@ class PostgresEngine:
         from monarch.engines.postgres.restore import recover
 
         return recover(self)
+
+    def drop(self) -> Dropped:
+        """Replace the database by a new, empty one with the same owner, encoding, locale,
+        grants, settings and comment, swapped in as a restore does (see :mod:`.drop`)."""
+        from monarch.engines.postgres.drop import drop
+
+        return drop(self)
 
     def _server_clock(self) -> ServerClock:
         from monarch.engines.postgres.history import ServerClock

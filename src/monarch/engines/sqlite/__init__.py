@@ -18,7 +18,7 @@ from monarch.engines.sqlite.errors import check_file, translated
 
 if TYPE_CHECKING:
     from monarch.config import Environment
-    from monarch.engines.base import StreamDump
+    from monarch.engines.base import Dropped, StreamDump
     from monarch.engines.sqlite.backup import DumpResult, Readable, RestoreResult, Writable
     from monarch.engines.sqlite.history import SQLiteHistory
     from monarch.engines.sqlite.lock import SQLiteLock
@@ -152,6 +152,13 @@ class SQLiteEngine:
         from monarch.engines.sqlite.backup import recover
 
         return recover(self)
+
+    def drop(self) -> Dropped:
+        """Remove the database file (and its -wal/-shm/-journal), as safely as a restore
+        replaces it; a later use creates a new, empty database."""
+        from monarch.engines.sqlite.backup import drop
+
+        return drop(self)
 
     def disconnect(self) -> None:
         """Close the migrations' connection (locks stay held); the next use reopens it."""

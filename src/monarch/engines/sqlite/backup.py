@@ -40,6 +40,7 @@ from monarch.errors import BackupError, RestoreBusy
 
 if TYPE_CHECKING:
     from monarch.config import Environment
+    from monarch.engines.base import Dropped
     from monarch.engines.sqlite import SQLiteEngine
 
 FORMAT = "sqlite3-database"
@@ -192,6 +193,22 @@ def recover(engine: SQLiteEngine) -> str | None:
         return _remove_leftovers(folder)
 
 
+def drop(engine: SQLiteEngine) -> Dropped:
+    """Remove the database file, under the restore lock and with the restore's care."""
+    from monarch.engines.base import Dropped
+
+    env = engine.environment
+    target = check_file(env)
+    engine.disconnect()
+    if not target.exists():
+        return Dropped(str(target), existed=False)
+    with _restore_lock(env, sidecar(target)):
+        recovered = _remove_leftovers(sidecar(target))
+        tables = _tables(env, target)
+        _replace(env, None, target)
+    return Dropped(str(target), True, tables, "removed the database file", recovered)
+
+
 def snapshot(env: Environment, source: Path, dest: Path) -> None:
     """Copy database ``source`` into the new file ``dest`` with SQLite's online backup API."""
     with translated(env, "copying the database"):
@@ -280,9 +297,9 @@ def _verify(env: Environment, staging: Path) -> tuple[str, ...]:
     return _tables(env, staging)
 
 
-def _replace(env: Environment, staging: Path, target: Path) -> None:
-    """Rename ``staging`` over ``target`` while no other connection can use it."""
-    if not target.exists():
+def _replace(env: Environment, staging: Path | None, target: Path) -> None:
+    """Rename ``staging`` over ``target`` (None: remove it) while no other connection can use it."""
+    if staging is not None and not target.exists():
         os.replace(staging, target)
         fsync_dir(target.parent)
         return
@@ -307,7 +324,10 @@ def _replace(env: Environment, staging: Path, target: Path) -> None:
             conn.execute("BEGIN EXCLUSIVE")
         for suffix in _SIDE_FILES:  # state of the old contents; never valid for the new
             Path(f"{target}{suffix}").unlink(missing_ok=True)
-        os.replace(staging, target)
+        if staging is None:
+            target.unlink()  # drop_db: nothing takes the database's place
+        else:
+            os.replace(staging, target)
         switched = False
         fsync_dir(target.parent)
     except BaseException:

@@ -1,0 +1,67 @@
+"""drop_db on PostgreSQL: the database is replaced by a new, empty one.
+
+Dropping it outright would leave the environment pointing at nothing: the next migrate or
+restore would fail to connect, and the database's owner, GRANTs, settings and comment would be
+lost. So drop_db does what a restore of an empty dump would do, with the same machinery
+(:mod:`.restore`): under the restore lock, ``CREATE DATABASE`` a scratch database like the
+target (encoding, locale, tablespace; from ``template0``), swap it in by renames in one
+transaction (ending other sessions, as a restore does), give it the old one's properties, and
+drop the old one. A failure before the swap leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+from monarch.engines.base import Dropped
+from monarch.engines.postgres import dbprops
+from monarch.engines.postgres.errors import translated
+from monarch.engines.postgres.restore import (
+    _admin,
+    _drop,
+    _drop_leftovers,
+    _lock,
+    _swap,
+    _tables,
+    _unlock_and_close,
+    leftover_prefix,
+)
+
+if TYPE_CHECKING:
+    from monarch.engines.postgres import PostgresEngine
+
+
+def drop(engine: PostgresEngine) -> Dropped:
+    """Replace ``engine``'s database by an empty one like it (see the module doc)."""
+    env = engine.environment
+    db = env.database
+    engine.disconnect()  # our own session would only be ended by the swap
+    admin, admin_db = _admin(env)
+    try:
+        with translated(env, "preparing to drop the database", dbname=admin_db):
+            _lock(admin, env)
+            recovered = _drop_leftovers(admin, env)
+            props = dbprops.read(admin, db)
+        if props is None:
+            return Dropped(db, existed=False, recovered=recovered)
+        tables = _tables(env, db) or ()
+        token = secrets.token_hex(4)
+        scratch = f"{leftover_prefix(db)}restore_{token}"
+        old = f"{leftover_prefix(db)}old_{token}"
+        try:
+            with translated(env, "creating the empty database", dbname=admin_db):
+                admin.execute(dbprops.create_statement(scratch, props))
+            with translated(env, "swapping in the empty database", dbname=admin_db):
+                _swap(admin, env, scratch, old, props)
+        except BaseException:
+            with suppress(Exception):
+                _drop(admin, scratch)
+            raise
+        with suppress(Exception):  # a leftover is dropped by the next restore or drop
+            _drop(admin, old)
+    finally:
+        _unlock_and_close(admin)
+    how = "replaced it by an empty database with the same owner, grants and settings"
+    return Dropped(db, True, tables, how, recovered)
