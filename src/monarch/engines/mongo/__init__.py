@@ -145,9 +145,10 @@ class MongoEngine:
         from monarch.engines.mongo.restore import recover_restore
 
         database = self.environment.database
+        # Not listDatabases: a user with rights on this database only may not run it.
         with translated(self.environment, "listing collections"):
-            existed = database in self.client.list_database_names()
-        if not existed:
+            existed = bool(self.db.list_collection_names())
+        if not existed:  # MongoDB has no empty databases
             return Dropped(database, existed=False)
         recovered = recover_restore(self)  # refuses (RestoreBusy) while a restore is running
         with translated(self.environment, "dropping the database"):
