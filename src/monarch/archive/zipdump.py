@@ -110,6 +110,10 @@ class _ZipFiles:
     def describe(self, name: str = "") -> str:
         return f"{self._what}, member {name}" if name else self._what
 
+    def size(self, name: str) -> int:
+        """The uncompressed size the zip's directory declares for member ``name``."""
+        return self._zip.getinfo(name).file_size
+
     def declared_size(self) -> int:
         """Uncompressed bytes the zip's directory declares for the root files, all together.
 
@@ -155,7 +159,7 @@ class ZipDumpReader(EntriesReader):
         self._header = {"server_version": "", "tool_version": ""}  # no prelude.json in these
         with _translated(what):
             self._zip = zipfile.ZipFile(file)
-        files = _ZipFiles(self._zip, what)
+        files = self._files = _ZipFiles(self._zip, what)
         self.declared_size = files.declared_size()
         if max_size is not None and self.declared_size > max_size:
             raise ArchiveError(
@@ -170,6 +174,14 @@ class ZipDumpReader(EntriesReader):
                 "zip's root",
                 hint="a monarch 0.0.x backup is a zip of one database's mongodump files",
             )
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes of BSON each collection holds, as the zip declares them (plain members)."""
+        return {
+            entry.meta.collection: self._files.size(entry.bson)
+            for entry in self._entries
+            if entry.bson is not None and not entry.bson.endswith(".gz")
+        }
 
     def close(self) -> None:
         """Release the zip (not the file it was given)."""

@@ -235,6 +235,7 @@ def _opened_path(path: Path) -> Iterator[BinaryIO]:
 def _source(opened: AbstractContextManager[BinaryIO], database: str, what: str,
             from_db: str | None) -> Source:
     from monarch.archive.zipdump import ZipDumpReader
+    from monarch.backups.progress import Item
     from monarch.backups.sources import Source
 
     if from_db is not None and from_db != database:
@@ -248,7 +249,8 @@ def _source(opened: AbstractContextManager[BinaryIO], database: str, what: str,
     except BaseException:
         stack.close()
         raise
-    return Source("legacy", reader, database, stream=stack)
+    expected = {name: Item(name, None, size) for name, size in reader.sizes().items()}
+    return Source("legacy", reader, database, expected, stream=stack)
 
 
 def verify_legacy_name(config: Config, name: str) -> VerifyResult:
