@@ -24,7 +24,7 @@ CONFIG_NAME = "monarch.toml"
 LEGACY_SETTINGS = Path("migrations") / "settings.py"
 
 _TOP_KEYS = ("migrations", "querysets", "backups", "environments")
-_ENV_KEYS = ("url", "protected", "backup_before_migrate", "description")
+_ENV_KEYS = ("url", "username", "password", "protected", "backup_before_migrate", "description")
 _BACKUP_KEYS = (
     "url",
     "region",
@@ -79,6 +79,7 @@ class Environment:
     description: str = ""
     # Variables the URL needs that are not set: the environment is listed but cannot be used.
     missing: tuple[str, ...] = ()
+    missing_key: str = "url"  # the key that uses missing[0]
     # Values of ${VAR}s that went into the URL as credentials (see config_from_dict).
     substituted: tuple[Secret, ...] = ()
 
@@ -103,7 +104,7 @@ class Environment:
     def require(self) -> Environment:
         """Return this environment, or raise the ConfigError naming an unset variable."""
         if self.missing:
-            raise _unset(self.missing[0], f"environments.{self.name}.url")
+            raise _unset(self.missing[0], f"environments.{self.name}.{self.missing_key}")
         return self
 
     @property
@@ -417,13 +418,24 @@ def _environment(
         )
     template = _string(raw["url"], where, f"{section}.url")
     expanded = _expand(template, environ, url=True)
+    # username/password beside url: plain values (or ${VAR}s), encoded into the URL by monarch.
+    parts = {
+        key: _expand(_string(raw[key], where, f"{section}.{key}"), environ)
+        for key in ("username", "password")
+        if key in raw
+    }
+    missing_key = next((k for k, v in [("url", expanded), *parts.items()] if v.missing), "url")
+    missing = tuple(dict.fromkeys(n for v in [expanded, *parts.values()] for n in v.missing))
+    secrets = [*expanded.secrets, *(v for part in parts.values() for v in part.secrets)]
+    if "password" in parts:
+        secrets.append(parts["password"].text)
     explicit = raw.get("protected")
     if explicit is not None and not isinstance(explicit, bool):
         raise ConfigError(f"{where}: {section}.protected must be true or false")
     backup_first = raw.get("backup_before_migrate", False)
     if not isinstance(backup_first, bool):
         raise ConfigError(f"{where}: {section}.backup_before_migrate must be true or false")
-    if expanded.missing:
+    if missing:
         # Resolved only when a command uses it: an unset production password must not stop
         # a command on development. Show what can be known without the variable.
         try:
@@ -434,6 +446,13 @@ def _environment(
         url = ""
     else:
         url = expanded.text
+        if parts:
+            url = _with_userinfo(
+                url,
+                parts["username"].text if "username" in parts else None,
+                parts["password"].text if "password" in parts else None,
+                f"{where} [{section}]",
+            )
         engine, hosts, database = parse_database_url(url, base, f"{where} [{section}] url")
     protected, reason = _judge_protection(name, hosts, explicit)
     return Environment(
@@ -446,9 +465,35 @@ def _environment(
         protected_reason=reason,
         backup_before_migrate=backup_first,
         description=str(raw.get("description", "")),
-        missing=expanded.missing,
-        substituted=tuple(Secret(v) for v in expanded.secrets),
+        missing=missing,
+        missing_key=missing_key,
+        substituted=tuple(Secret(v) for v in dict.fromkeys(secrets) if v),
     )
+
+
+def _with_userinfo(url: str, user: str | None, password: str | None, where: str) -> str:
+    """``url`` with ``user`` and ``password`` (the ``username``/``password`` keys) percent-encoded
+    into its user part; a URL that already has a user is refused (two places for one thing)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    present, _, hosts = split_userinfo(netloc)
+    if not sep or SCHEMES.get(scheme.lower()) in (None, "sqlite"):
+        raise ConfigError(
+            f"{where}: `username` and `password` need a MongoDB or PostgreSQL url",
+            hint="remove them (a SQLite file has no login)",
+        )
+    if present is not None:
+        raise ConfigError(
+            f"{where}: the url has a user already, and `username`/`password` are set too",
+            hint="give the user and password in one place: in the url, or in the two keys",
+        )
+    if not user:
+        raise ConfigError(
+            f"{where}: `password` is set but `username` is not",
+            hint='add username = "..." beside the password',
+        )
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    return f"{scheme}{sep}{auth}@{hosts}{slash}{tail}"
 
 
 def _judge_protection(name: str, hosts: tuple[str, ...], explicit: bool | None) -> tuple[bool, str]:

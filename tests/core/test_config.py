@@ -329,3 +329,39 @@ def test_s3_backup_options_keep_secrets_secret(tmp_path: Path) -> None:
     assert config.backups.options["region"] == "eu-west-1"
     secret = config.backups.options["aws_secret_access_key"]
     assert "s3cr3t-value" not in repr(config) and "s3cr3t-value" not in str(secret)
+
+
+def test_username_and_password_keys_are_encoded_into_the_url(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "monarch.toml",
+        '[environments.prod]\nurl = "postgresql://db.example:5432/shop"\n'
+        'username = "app@corp"\npassword = "${DB_PASSWORD}"\n',
+    )
+    env = load_config(path, environ={"DB_PASSWORD": "Le@k:/#Me9x"}).environment("prod")
+    assert env.url.reveal() == "postgresql://app%40corp:Le%40k%3A%2F%23Me9x@db.example:5432/shop"
+    assert env.display_url == "postgresql://app%40corp:**redacted**@db.example:5432/shop"
+    assert "Le@k:/#Me9x" in env.secret_values()
+    unset = load_config(path, environ={}).environments["prod"]
+    assert (unset.host, unset.database, unset.missing) == (
+        "db.example:5432",
+        "shop",
+        ("DB_PASSWORD",),
+    )
+    with pytest.raises(ConfigError, match=r"environments\.prod\.password uses \$\{DB_PASSWORD\}"):
+        load_config(path, environ={}).environment("prod")
+
+
+@pytest.mark.parametrize(
+    ("url", "keys", "message"),
+    [
+        ("mongodb://me@h/app", 'password = "x"', "the url has a user already"),
+        ("mongodb://h/app", 'password = "x"', "`password` is set but `username` is not"),
+        ("sqlite:///app.db", 'username = "me"', "need a MongoDB or PostgreSQL url"),
+    ],
+)
+def test_username_and_password_keys_that_cannot_apply_are_refused(
+    tmp_path: Path, url: str, keys: str, message: str
+) -> None:
+    path = write(tmp_path / "monarch.toml", f'[environments.dev]\nurl = "{url}"\n{keys}\n')
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, environ={})
