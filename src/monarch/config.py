@@ -171,7 +171,7 @@ def find_config(start: Path | None = None, explicit: str | os.PathLike[str] | No
     chosen = explicit if explicit is not None else os.environ.get("MONARCH_CONFIG") or None
     if chosen is not None:
         origin = "--config" if explicit is not None else "MONARCH_CONFIG"
-        path = Path(chosen).expanduser()
+        path = user_path(chosen)
         if not path.is_absolute():
             path = Path.cwd() / path  # relative to the folder monarch runs in
         if path.is_dir():
@@ -214,11 +214,16 @@ def load_config(
         return load_legacy_settings(found, env)
     try:
         text = found.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{found}: not UTF-8 text (byte {exc.start} is not valid)",
+            hint="save the file as UTF-8",
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {found}: {exc.strerror}") from exc
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(
             f"{found}: invalid TOML: {exc}", hint="fix the syntax at that line"
         ) from None
@@ -307,7 +312,7 @@ def _expand(value: str, environ: Mapping[str, str], *, url: bool = False) -> _Ex
         in_password = inside and match.start() > password_from
         if in_password or "://" in found or _SECRET_NAME.search(name):
             secrets.append(found)
-        return quote(found, safe="") if inside else found
+        return percent_encode(found) if inside else found
 
     text = _VAR.sub(substitute, value)
     return _Expanded(text, tuple(dict.fromkeys(missing)), tuple(s for s in secrets if s))
@@ -396,10 +401,11 @@ def _check_mongo_name(database: str, where: str) -> None:
             f"{where}: {database!r} cannot be a MongoDB database name (it may not contain {shown})",
             hint=f"rename the database in the URL, e.g. {better!r}",
         )
-    if len(database.encode()) >= _MONGO_NAME_LIMIT:
+    size = len(database.encode("utf-8", "surrogatepass"))
+    if size >= _MONGO_NAME_LIMIT:
         raise ConfigError(
             f"{where}: the MongoDB database name {database[:20]!r}... is "
-            f"{len(database.encode())} bytes long; MongoDB allows at most 63",
+            f"{size} bytes long; MongoDB allows at most 63",
             hint="use a shorter database name in the URL",
         )
 
@@ -492,7 +498,7 @@ def _with_userinfo(url: str, user: str | None, password: str | None, where: str)
             f"{where}: `password` is set but `username` is not",
             hint='add username = "..." beside the password',
         )
-    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    auth = percent_encode(user) + (":" + percent_encode(password) if password else "")
     return f"{scheme}{sep}{auth}@{hosts}{slash}{tail}"
 
 
@@ -527,7 +533,7 @@ def _store_config(raw: object, base: Path, where: str, environ: Mapping[str, str
         # A bare path is a local folder.
         scheme, rest = "file", url
     if scheme == "file" and not expanded.missing:
-        folder = Path(rest).expanduser()
+        folder = user_path(rest)
         url = "file://" + str(folder if folder.is_absolute() else (base / folder))
     options: dict[str, str | Secret] = {}
     for key, value in raw.items():
@@ -563,5 +569,19 @@ def _string(value: object, where: str, key: str) -> str:
 
 
 def _path_value(value: object, base: Path, where: str, key: str) -> Path:
-    path = Path(_string(value, where, key)).expanduser()
+    path = user_path(_string(value, where, key))
     return path if path.is_absolute() else base / path
+
+
+def user_path(text: str | os.PathLike[str]) -> Path:
+    """``text`` as a path with ``~`` expanded; kept as written where there is no such home."""
+    path = Path(text)
+    try:
+        return path.expanduser()
+    except (RuntimeError, ValueError):  # ~nobody-here/..., or a name no user can have
+        return path
+
+
+def percent_encode(text: str, safe: str = "") -> str:
+    """``text`` percent-encoded for a URL; undecodable bytes from the OS pass through as bytes."""
+    return quote(text, safe=safe, errors="surrogatepass")

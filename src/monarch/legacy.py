@@ -10,9 +10,8 @@ import runpy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from monarch.config import Config, config_from_dict
+from monarch.config import Config, config_from_dict, percent_encode, user_path
 from monarch.errors import ConfigError
 
 _ENV_KEYS = ("host", "port", "db_name", "username", "password", "sslCAFile")
@@ -33,7 +32,7 @@ def read_legacy_settings(path: Path, *, root: Path | None = None) -> dict[str, A
             f"{path}, line {exc.lineno}: syntax error: {exc.msg}",
             hint="fix the settings file, or convert it with `monarch init --from-settings`",
         ) from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ConfigError(f"{path} failed to load: {type(exc).__name__}") from None
     environments = namespace.get("ENVIRONMENTS")
     if not isinstance(environments, Mapping):
@@ -80,9 +79,9 @@ def _legacy_url(path: Path, name: str, raw: Mapping[str, Any], root: Path | None
     user, password = raw.get("username"), raw.get("password")
     auth = ""
     if user:
-        auth = quote(str(user), safe="")
+        auth = percent_encode(str(user))
         if password:
-            auth += ":" + quote(str(password), safe="")
+            auth += ":" + percent_encode(str(password))
         auth += "@"
     elif password:
         raise ConfigError(
@@ -92,11 +91,11 @@ def _legacy_url(path: Path, name: str, raw: Mapping[str, Any], root: Path | None
     query = ""
     ca_file = raw.get("sslCAFile")
     if ca_file:
-        ca = Path(str(ca_file)).expanduser()
+        ca = user_path(str(ca_file))
         if root is not None and not ca.is_absolute():
             ca = root / ca  # the original ran from the project's root
-        query = f"?tls=true&tlsCAFile={quote(str(ca), safe='/')}"
-    return f"mongodb://{auth}{','.join(hosts)}/{quote(str(db_name), safe='')}{query}"
+        query = f"?tls=true&tlsCAFile={percent_encode(str(ca), safe='/')}"
+    return f"mongodb://{auth}{','.join(hosts)}/{percent_encode(str(db_name))}{query}"
 
 
 def _legacy_hosts(where: str, host: object, port: object) -> list[str]:

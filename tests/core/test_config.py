@@ -365,3 +365,17 @@ def test_username_and_password_keys_that_cannot_apply_are_refused(
     path = write(tmp_path / "monarch.toml", f'[environments.dev]\nurl = "{url}"\n{keys}\n')
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path, environ={})
+
+
+def test_a_config_that_is_not_utf8_text_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "monarch.toml"
+    path.write_bytes(b'[environments.dev]\nurl = "mongodb://h/\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8 text") as info:
+        load_config(path, environ={})
+    assert info.value.hint == "save the file as UTF-8"
+
+
+def test_a_home_folder_of_no_user_is_kept_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path / "monarch.toml", 'backups = "~no-such-user-here/bk"\n')
+    config = load_config(path, environ={})
+    assert config.backups.url == f"file://{tmp_path / '~no-such-user-here' / 'bk'}"
