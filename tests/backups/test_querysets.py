@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo.database import Database
 
 from monarch import backup, copy_db, generate_query_set, list_query_sets
 from monarch.backups.querysets import load_query_set, query_set_from
 from monarch.errors import BackupError, QuerySetError, UsageError
-from tests.backups.conftest import Project
+from tests.backups.conftest import Project, environ, seed_shop
 from tests.backups.helpers import read_archive
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
@@ -513,3 +517,40 @@ def test_list_query_sets_without_any_says_how_to_make_one(project: Project) -> N
 
 def test_from_monarch_import_queryset_imports_no_driver() -> None:
     assert imported_after("from monarch import QuerySet") == set()
+
+
+def test_a_0_0_x_project_backs_up_through_its_query_set_by_class_name(
+    tmp_path: Path, mongo_url: str, mongo_db: Database[dict[str, Any]]
+) -> None:
+    """No monarch.toml: the original's settings.py, query set file and command line."""
+    from urllib.parse import urlsplit
+
+    seed_shop(mongo_db)
+    mongo_db.audit_log.insert_many([{"who": "admin", "n": i} for i in range(5)])
+    parts = urlsplit(mongo_url)
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "__init__.py").write_text("# this file makes migrations a package\n")
+    (tmp_path / "migrations" / "settings.py").write_text(
+        "ENVIRONMENTS = {\n"
+        f"    'development': {{'host': '{parts.hostname}:{parts.port}', "
+        f"'db_name': '{mongo_db.name}'}},\n"
+        "}\n"
+        "BACKUPS = {'LOCAL': {'backup_dir': 'backups'}}\n"
+    )
+    write_legacy(tmp_path, "active_users", ACTIVE_USERS)
+
+    def monarch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "monarch", *args], cwd=tmp_path,
+                              env=environ(), capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL, check=False)
+
+    listed = monarch("list_query_sets")
+    made = monarch("backup", "development", "--query-set", "ActiveUsersQuerySet", "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    assert "ActiveUsersQuerySet" in listed.stdout
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads(made.stdout)["manifest"]
+    assert manifest["query_set"] == "ActiveUsersQuerySet"
+    assert {c["name"]: c["documents"] for c in manifest["collections"]} == {
+        "empty": 0, "logs": 200, "orders": 500, "users": 200}

@@ -14,10 +14,13 @@ A query set is ``querysets/<name>.py`` in the project. It may define::
     EXCLUDE = ["logs", "audit_*"]              # collections left out (shell-style patterns)
     INCLUDE_OTHERS = True                      # False: dump only the collections named above
 
-Every key is optional. Collections named in neither ``COLLECTIONS`` nor ``EXCLUDE`` are dumped
-whole unless ``INCLUDE_OTHERS`` is False. A name in ``COLLECTIONS`` that the database lacks is an
-error: a typo must not let unscrubbed data through. Documents pass through raw, except in
-collections with a ``transform``, which alone are decoded into dicts (and re-encoded).
+Each key is optional, but a file must define at least one (or a class-based query set, see
+:mod:`monarch.backups.queryset_classes`): a file that defines nothing monarch reads is refused,
+never taken to mean "everything". Collections named in neither ``COLLECTIONS`` nor ``EXCLUDE``
+are dumped whole unless ``INCLUDE_OTHERS`` is False. A name in ``COLLECTIONS`` that the
+database lacks is an error: a typo must not let unscrubbed data through. Documents pass through
+raw, except in collections with a ``transform``, which alone are decoded into dicts (and
+re-encoded).
 """
 
 from __future__ import annotations

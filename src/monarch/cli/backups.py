@@ -50,7 +50,7 @@ def split_spec(spec: str | None, shape: str, example: str, command: str) -> tupl
 @click.command()
 @click.argument("env", required=False)
 @click.option("--name", "label", metavar="LABEL", help="Label that ends the backup's name.")
-@click.option("--query-set", metavar="NAME", help="Dump through querysets/NAME.py.")
+@click.option("--query-set", metavar="NAME", help="Dump through query set NAME (list_query_sets).")
 @click.option(
     "--compression", type=click.Choice(["zstd", "gzip", "none"]),
     help="Archive compression (default: the store's `compression`, else gzip).",
@@ -295,7 +295,7 @@ def restore(
 
 @click.command()
 @click.argument("spec", metavar="FROM:TO", required=False)
-@click.option("--query-set", metavar="NAME", help="Copy through querysets/NAME.py.")
+@click.option("--query-set", metavar="NAME", help="Copy through query set NAME (list_query_sets).")
 @click.option("--keep-backup", is_flag=True, help="Also store the copied data as a backup.")
 @_confirm
 @_quiet
