@@ -6,6 +6,7 @@ one by one and never pruned."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import uuid
 import zipfile
@@ -306,6 +307,15 @@ def test_a_zip_declaring_more_than_deflate_can_reach_is_refused(tmp_path: Path) 
         check_zip_dump(_small_zip(tmp_path), max_size=10)
 
 
+def test_a_zip_with_a_nameless_member_and_no_collections_is_refused_clearly() -> None:
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr(zipfile.ZipInfo(""), b"x")
+    data.seek(0)
+
+    with pytest.raises(ArchiveError, match="holds no collections"):
+        check_zip_dump(data)
+
 def _small_zip(tmp_path: Path) -> Path:
     path = tmp_path / "small.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -332,3 +342,4 @@ def test_prune_leaves_legacy_backups_alone_and_delete_backup_removes_one(
     assert f"{DAY_ONE}.dmp.zip" not in any_project.store_keys()
     with pytest.raises(BackupNotFound):
         monarch.delete_backup(any_project.config(), DAY_ONE)
+

@@ -96,7 +96,8 @@ class _ZipFiles:
     def __init__(self, archive: zipfile.ZipFile, what: str) -> None:
         self._zip = archive
         self._what = what
-        self._infos = [i for i in archive.infolist() if "/" not in i.filename and not i.is_dir()]
+        # Root files only: no folder (nor a nameless member, which a damaged zip may list).
+        self._infos = [i for i in archive.infolist() if i.filename and "/" not in i.filename]
 
     def names(self) -> list[str]:
         return sorted(i.filename for i in self._infos)
