@@ -355,6 +355,15 @@ def parse_database_url(url: str, base: Path, where: str) -> tuple[str, tuple[str
         db_path = Path(file) if file.startswith("/") else base / file
         return engine, (), str(db_path)
     netloc, _, tail = rest.partition("/")
+    if "@" in tail.partition("?")[0]:
+        # Most likely a password holding an unencoded "/": the URL cannot be split safely, and
+        # showing any part of it could show part of the password.
+        raise ConfigError(
+            f"{where}: the URL has an '@' after its host, so monarch cannot tell its user, "
+            "password, host and database apart (the URL is not shown: it may hold a password)",
+            hint="percent-encode '/' as %2F, '@' as %40 and '#' as %23 in the user and password, "
+            "or put the password in a ${VAR} or the `password` key (monarch encodes those)",
+        )
     _, _, hostpart = split_userinfo(netloc)
     hosts = tuple(h for h in hostpart.split(",") if h)
     for host in hosts:

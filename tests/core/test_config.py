@@ -379,3 +379,15 @@ def test_a_home_folder_of_no_user_is_kept_as_written(tmp_path: Path) -> None:
     path = write(tmp_path / "monarch.toml", 'backups = "~no-such-user-here/bk"\n')
     config = load_config(path, environ={})
     assert config.backups.url == f"file://{tmp_path / '~no-such-user-here' / 'bk'}"
+
+
+def test_a_url_with_an_unencoded_slash_in_its_password_is_refused_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "monarch.toml", '[environments.prod]\nurl = "${PROD_URL}"\n')
+    url = "mongodb://app:Le@k:/#Me9x@db.example:27017/shop"
+    with pytest.raises(ConfigError, match="has an '@' after its host") as info:
+        load_config(path, environ={"PROD_URL": url})
+    shown = f"{info.value} {info.value.hint}"
+    assert "Le@k" not in shown and "Me9x" not in shown and "#Me" not in shown
+    assert "%2F" in shown
