@@ -317,6 +317,7 @@ def test_record_only_settles_a_processing_migration_without_running_it(
     assert "recorded as applied without running it" in dry.stdout
     result = legacy.cli("migrate_one", "prices_to_cents", "development", "--record-only")
     assert result.code == 0, result.output
+    assert "(recorded without running it)" in result.stdout
     assert legacy.db.products.find_one({"_id": "book"})["price"] == 1999
     assert states(legacy)[key(TO_CENTS)] == "applied"
     assert legacy.cli("migrate", "development").code == 0

@@ -85,6 +85,7 @@ class Outcome:
     out_of_order: bool = False
     resumed: bool = False
     error: str | None = None  # the first line of the error
+    record_only: bool = False  # recorded as applied without running it
 
     @property
     def ok(self) -> bool:
@@ -97,6 +98,8 @@ class Outcome:
             line += "  (ran out of order)"
         if self.resumed:
             line += "  (resumed from its checkpoint)"
+        if self.record_only:
+            line += "  (recorded without running it)"
         if self.error:
             line += f"  {self.error}"
         return line

@@ -175,6 +175,7 @@ class Runner:
             record.duration or 0.0,
             step.out_of_order,
             step.resume,
+            record_only=step.record_only,
         )
 
     def _done(self, record: Record, step: Step, started: float) -> Record:
