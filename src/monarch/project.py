@@ -90,6 +90,7 @@ def init_project(root: Path, *, force: bool = False, from_settings: bool = False
         "monarch generate my_first_migration",
     ]
     if variables:
+        steps.insert(0, "(each variable holds the value as it is; monarch encodes it in the URL)")
         steps.insert(0, "export " + " ".join(f"{v}=..." for v in variables))
     return InitResult(config_path, tuple(created), variables, tuple(steps))
 
