@@ -75,7 +75,7 @@ def test_cli_drop_db_protected_refuses_without_confirm_then_drops_with_it(
     assert dropped.code == 0, dropped.output
     assert f"Dropped production's database {project.db.name}: dropped the database" in (
         dropped.stdout)
-    assert "4 collection(s)/table(s): empty, logs, orders, users" in dropped.stdout
+    assert "it held 4 collections: empty, logs, orders, users" in dropped.stdout
     assert not database_exists(project.db)
 
 

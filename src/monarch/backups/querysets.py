@@ -249,9 +249,10 @@ def _run_class(
         )
     if database is None:
         raise QuerySetError(
-            f"{path}: {cls.__name__} is a class-based query set: it runs against a MongoDB "
-            "database, and there is none here",
-            hint="use it with a MongoDB environment (backup or copy_db)",
+            f"{path}: {cls.__name__} is a class-based query set: it needs a MongoDB database "
+            "to run against",
+            hint="use it with a MongoDB environment; query sets do not apply to PostgreSQL or "
+            "SQLite, whose backups take the whole database",
         )
     plan = run_class(cls, database, path)
     collections = {name: CollectionQuery(filter=query) for name, query in plan.filters.items()}

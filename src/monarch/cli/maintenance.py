@@ -51,9 +51,11 @@ def drop_db(session: Session, *, env: str, confirm: str | None) -> None:
     if not result.existed:
         click.echo(f"{env}'s database {result.database} does not exist; nothing to drop.")
         return
-    held = ", ".join(result.removed) if result.removed else "nothing"
+    count = len(result.removed)
+    noun = "collection" if environment.engine == "mongo" else "table"
+    noun += "" if count == 1 else "s"
     click.echo(f"Dropped {env}'s database {result.database}: {result.how}.")
-    click.echo(f"  it held {len(result.removed)} collection(s)/table(s): {held}")
+    click.echo(f"  it held {count} {noun}" + (f": {', '.join(result.removed)}" if count else ""))
 
 
 COMMANDS = [list_query_sets, drop_db]
