@@ -38,6 +38,7 @@ _BACKUP_KEYS = (
     "aws_session_token",
     "compression",
     "part_size",
+    "max_restore_size",
 )
 _SECRET_BACKUP_KEYS = frozenset({"aws_secret_access_key", "aws_session_token"})
 

@@ -8,8 +8,9 @@ provides the ``two_dbs`` fixture).
 from __future__ import annotations
 
 import io
+import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,13 @@ def snapshot(db: Database[Any], *, batch_size: int = 0) -> Snapshot:
             documents = server_documents(db, name)
         result[name] = (documents, indexes)
     return result
+
+
+def edit_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite the manifest file at ``path`` through ``change`` (tampering tests)."""
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
 
 
 def leftovers(db: Database[Any]) -> list[str]:

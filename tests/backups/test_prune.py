@@ -227,6 +227,31 @@ def test_a_delete_interrupted_after_the_manifest_can_be_finished(config: Config)
     assert list(open_store(config.backups).list()) == []
 
 
+def test_a_backup_whose_manifest_is_not_json_can_still_be_deleted(config: Config) -> None:
+    name = fake(config, "production", T0)
+    other = fake(config, "production", T0 + timedelta(hours=1))
+    store = open_store(config.backups)
+    with store.writer(f"{name}.manifest.json") as upload:
+        upload.write(b'{"name": "cut off')
+
+    result = delete_backup(config, name)
+
+    assert result.keys == (f"{name}.manifest.json", f"{name}.archive.zst")
+    assert [o.key for o in store.list()] == [f"{other}.archive.zst", f"{other}.manifest.json"]
+
+
+def test_a_name_claim_left_by_a_killed_backup_is_removed_by_prune(config: Config) -> None:
+    kept = fake(config, "production", T0)
+    store = open_store(config.backups)
+    with store.writer("production-20260101T000000Z.claim") as upload:
+        upload.write(b"token")
+
+    result = prune(config, keep_last=1, leftover_age=0)
+
+    assert result.orphans == ("production-20260101T000000Z.claim",)
+    assert [o.key for o in store.list()] == [f"{kept}.archive.zst", f"{kept}.manifest.json"]
+
+
 def test_deleting_an_unknown_backup_is_not_found(config: Config) -> None:
     name = fake(config, "production", T0)
 

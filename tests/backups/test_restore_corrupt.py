@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from monarch.archive import ArchiveWriter, CollectionMeta
 from monarch.errors import ArchiveError, BackupError, IndexRefused, MonarchError
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
+    edit_manifest,
     leftovers,
     seed,
     snapshot,
@@ -43,12 +42,6 @@ def refused(two_dbs: TwoDbs, source: str, error: type[MonarchError], match: str)
     assert snapshot(two_dbs.target) == before
     assert leftovers(two_dbs.target) == []
     return caught.value
-
-
-def edit_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    doc = json.loads(path.read_text())
-    change(doc)
-    path.write_text(json.dumps(doc))
 
 
 def test_a_file_that_is_not_an_archive_is_refused_by_its_magic(two_dbs: TwoDbs) -> None:

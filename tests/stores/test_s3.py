@@ -27,7 +27,7 @@ from monarch.config import StoreConfig
 from monarch.errors import ConfigError, MonarchError, StoreError
 from monarch.secrets import Secret
 from monarch.stores import _s3_io, open_store
-from monarch.stores.base import ObjectNotFound
+from monarch.stores.base import AlreadyExists, ObjectNotFound
 from monarch.stores.s3 import S3Options, S3Store, error_for, parse_part_size
 from tests.servers import S3Bucket, S3Server
 from tests.stores.moto_process import MotoProcess
@@ -482,7 +482,8 @@ MAPPED: list[tuple[BotoCoreError | ClientError, type[StoreError], str, str]] = [
     (_client_error("ExpiredToken", 400), StoreError, "session token has expired", "sso"),
     (_client_error("RequestTimeTooSkewed", 403), StoreError, "RequestTimeTooSkewed", "clock"),
     (_client_error("InvalidObjectState", 403), StoreError, "archived", "restore the object"),
-    (_client_error("PreconditionFailed", 412), StoreError, "'k' already exists", "another name"),
+    (_client_error("PreconditionFailed", 412), AlreadyExists, "'k' already exists",
+     "another name"),
     (_client_error("SlowDown", 503), StoreError, r"kept failing \(SlowDown\)", "AWS_MAX_ATTEMPTS"),
     (_client_error("PermanentRedirect", 301), StoreError, "PermanentRedirect", "region"),
     (_client_error("NoSuchUpload", 404), StoreError, "aborted meanwhile", "again"),

@@ -21,10 +21,17 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote_plus
 
-from monarch.archive._source import DEFAULT_CHUNK_SIZE, DEFAULT_READ_SIZE, ByteSource
+from monarch.archive._source import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_READ_SIZE,
+    MAX_DOCUMENT_SIZE,
+    ByteSource,
+    Readable,
+)
 from monarch.archive.compression import open_decompressed_reader
 from monarch.archive.crc import crc64
 from monarch.archive.events import CollectionEnd, Documents, Event
+from monarch.archive.limits import CEILING_HINT, LimitedReader
 from monarch.archive.meta import COLLECTION, VIEW, CollectionMeta
 from monarch.errors import ArchiveError
 
@@ -82,7 +89,8 @@ class EntriesReader:
     """A :class:`~monarch.archive.DumpReader` over scanned :class:`DumpEntry` items.
 
     A subclass sets ``_entries``, ``_header``, ``_chunk_size`` and ``_read_size`` on
-    construction.
+    construction, and ``_limit`` (bytes, and what that limit is called) to stop reading at the
+    first decompressed byte beyond it, all ``.bson`` files together.
     """
 
     _entries: list[DumpEntry]
@@ -90,6 +98,7 @@ class EntriesReader:
     _chunk_size: int = DEFAULT_CHUNK_SIZE
     _read_size: int = DEFAULT_READ_SIZE
     _iterated: bool = False
+    _limit: tuple[int, str] | None = None
 
     @property
     def header(self) -> dict[str, Any]:
@@ -105,7 +114,7 @@ class EntriesReader:
         if self._iterated:
             raise ValueError("a dump reader can be iterated only once")
         self._iterated = True
-        return read_entries(self._entries, self._chunk_size, self._read_size)
+        return read_entries(self._entries, self._chunk_size, self._read_size, self._limit)
 
 
 class DirectoryReader(EntriesReader):
@@ -116,7 +125,9 @@ class DirectoryReader(EntriesReader):
     Collections come in (db, name) order,
     the oplog (``db`` "", collection "oplog") last. There is no stored CRC to check: the
     :class:`CollectionEnd` carries the CRC computed while reading. With ``db``, only that
-    database is read.
+    database is read. With ``limit`` (bytes, and what that limit is called), reading stops at
+    the first decompressed byte beyond it, all ``.bson`` files together
+    (:class:`~monarch.archive.limits.SizeLimitExceeded`).
     """
 
     def __init__(
@@ -126,8 +137,10 @@ class DirectoryReader(EntriesReader):
         db: str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         read_size: int = DEFAULT_READ_SIZE,
+        limit: tuple[int, str] | None = None,
     ) -> None:
         self._root = Path(path)
+        self._limit = limit
         if not self._root.is_dir():
             raise ArchiveError(f"{self._root} is not a directory dump: no such directory")
         self._chunk_size = chunk_size
@@ -146,17 +159,28 @@ class DirectoryReader(EntriesReader):
 
 def read_entries(
     entries: list[DumpEntry], chunk_size: int = DEFAULT_CHUNK_SIZE,
-    read_size: int = DEFAULT_READ_SIZE,
+    read_size: int = DEFAULT_READ_SIZE, limit: tuple[int, str] | None = None,
 ) -> Iterator[Event]:
-    """The events of a directory-shaped dump's collections, read one file after another."""
+    """The events of a directory-shaped dump's collections, read one file after another.
+
+    With ``limit`` (bytes, and what that limit is called), reading stops at the first
+    decompressed byte beyond it, all files together
+    (:class:`~monarch.archive.limits.SizeLimitExceeded`).
+    """
+    read = 0
     for entry in entries:
         meta = entry.meta
         crc = documents = size = 0
         if entry.bson is not None:
             with entry.files.open(entry.bson) as raw:
-                stream = open_decompressed_reader(
+                stream: Readable = open_decompressed_reader(
                     raw, "gzip" if entry.bson.endswith(".gz") else "none"
                 )
+                if limit is not None:
+                    stream = LimitedReader(
+                        stream, limit[0], why=limit[1], hint=CEILING_HINT, already=read,
+                        what=f"the dump {entry.files.describe()}, decompressed (reading "
+                             f"{entry.files.describe(entry.bson)}),")
                 source = ByteSource(stream, read_size)
                 chunks = source.chunks(
                     chunk_size, until_terminator=False,
@@ -167,6 +191,7 @@ def read_entries(
                     documents += count
                     size += len(view)
                     yield Documents(meta.db, meta.data_collection, view, count)
+                read += size
         yield CollectionEnd(meta.db, meta.data_collection, crc, documents, size)
 
 
@@ -258,7 +283,10 @@ def _read_metadata(db: str, stem: str, files: DumpFiles, file: str) -> Collectio
 
 def _read_text(files: DumpFiles, file: str) -> str:
     with files.open(file) as raw:
-        stream = open_decompressed_reader(raw, "gzip" if file.endswith(".gz") else "none")
+        stream = LimitedReader(
+            open_decompressed_reader(raw, "gzip" if file.endswith(".gz") else "none"),
+            MAX_DOCUMENT_SIZE, what=files.describe(file),
+            why="the largest metadata file monarch reads")
         data = stream.read()
     try:
         return data.decode("utf-8").strip()

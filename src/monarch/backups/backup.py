@@ -10,6 +10,7 @@ next backup or prune removes.
 from __future__ import annotations
 
 import time
+import uuid
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,12 +24,14 @@ from monarch.backups.naming import (
     archive_key,
     check_environment_name,
     check_label,
+    claim_key,
     make_name,
     manifest_key,
 )
 from monarch.backups.pipeline import CountingWriter, HashingWriter
 from monarch.backups.progress import NullProgress, Summary
 from monarch.errors import StoreError, UsageError
+from monarch.stores.base import AlreadyExists, ObjectNotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,6 +44,10 @@ if TYPE_CHECKING:
     from monarch.stores.base import Store
 
 _T = TypeVar("_T")
+
+_CLAIM_SETTLE = 0.2
+"""Seconds between writing a name's claim and reading it back: long enough for a rival write
+that was already on its way to land."""
 
 DEFAULT_COMPRESSION: Method = "gzip"
 """Chosen from measurements (docs/backups.md): gzip level 1 through ISA-L compressed and
@@ -128,6 +135,7 @@ def backup(
                           config.backups.options.get("compression"))
     progress = progress or NullProgress()
     engine = engine_for(environment)
+    claimed: list[str] = []
     try:
         # First, before the store is touched: a class-based query set runs on the database.
         qs = query_set_for(config, query_set, engine)
@@ -136,7 +144,8 @@ def backup(
         dumper = _dumper(engine, qs, progress, parallel or 4)
         engine.server_info()  # fail on an unreachable server before naming anything
         started = datetime.now(UTC)
-        name = _unique_name(store, environment.name, label)
+        name = claim_name(store, environment.name, label)
+        claimed.append(name)
         key = archive_key(name, method)
         dumped, hashed, plain = _write_archive(store, key, method, dumper)
         finished = datetime.now(UTC)
@@ -169,6 +178,8 @@ def backup(
         progress.finish(None)
         raise
     finally:
+        for taken in claimed:
+            release_name(store, taken)
         engine.close()
     progress.finish(Summary("backup", len(manifest.collections), manifest.documents,
                             manifest.data_bytes, manifest.duration))
@@ -219,18 +230,45 @@ def _clean_leftovers(store: Store) -> None:
     remove_orphans(store, LEFTOVER_AGE)
 
 
-def _unique_name(store: Store, environment: str, label: str | None) -> str:
-    """A name no object in the store has yet; in a taken second, wait for the next one."""
-    for _ in range(30):
+def claim_name(store: Store, environment: str, label: str | None) -> str:
+    """A name no other backup has or is taking, reserved by writing its claim exclusively.
+
+    The store's exclusive write is the arbiter: of several backups started in the same second
+    one wins the name, the others wait for the next second and try again. The claim holds a
+    random token that is read back after a moment, so a store whose exclusive write is not
+    atomic (a look-then-write fallback, some S3 look-alikes) still gives the name to one
+    writer only: the last to land. Remove the claim with :func:`release_name` once the
+    manifest is written (or the backup failed).
+    """
+    deadline = time.monotonic() + 60
+    token = uuid.uuid4().hex.encode()
+    while time.monotonic() < deadline:
         now = datetime.now(UTC)
         name = make_name(environment, now, label)
-        if next(iter(store.list(name + ".")), None) is None:
+        if next(iter(store.list(name + ".")), None) is None and _claim(store, name, token):
             return name
-        time.sleep(1.0 - now.microsecond / 1e6 + 0.01)
+        time.sleep(1.0 - datetime.now(UTC).microsecond / 1e6 + 0.01)
     raise StoreError(
-        f"could not find a free backup name for {environment!r} in 30 seconds",
+        f"could not find a free backup name for {environment!r} in 60 seconds",
         hint="are many backups of this environment starting at once?",
     )
+
+
+def _claim(store: Store, name: str, token: bytes) -> bool:
+    try:
+        with store.writer(claim_key(name), exclusive=True) as upload:
+            upload.write(token)
+        time.sleep(_CLAIM_SETTLE)
+        with store.reader(claim_key(name)) as stream:
+            return bool(stream.read() == token)
+    except (AlreadyExists, ObjectNotFound):
+        return False  # another backup took this second first
+
+
+def release_name(store: Store, name: str) -> None:
+    """Remove ``name``'s claim (a claim that cannot be removed is a leftover prune removes)."""
+    with suppress(StoreError):
+        store.delete(claim_key(name))
 
 
 def _write_archive(

@@ -82,7 +82,7 @@ class Listing:
     manifests: frozenset[str]
     """Names of backups that have a manifest object (readable or not)."""
     archives: dict[str, list[ObjectInfo]]
-    """Backup name -> its archive object(s), complete backups' included."""
+    """Backup name -> its archive object(s) (and name claim), complete backups' included."""
 
     def orphans(self, older_than: float, now: datetime | None = None) -> list[ObjectInfo]:
         """Archives with no manifest, last written at least ``older_than`` seconds ago."""

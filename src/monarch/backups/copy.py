@@ -261,7 +261,7 @@ class _KeptBackup:
     def __init__(self, config: Config, environment: Environment, query_set: QuerySet | None,
                  compression: str | None) -> None:
         from monarch.archive.compression import open_compressed_writer
-        from monarch.backups.backup import _clean_leftovers, _compression, _unique_name
+        from monarch.backups.backup import _clean_leftovers, _compression, claim_name
         from monarch.backups.naming import archive_key, check_environment_name
         from monarch.backups.pipeline import CountingWriter, HashingWriter
         from monarch.stores import open_store
@@ -274,7 +274,7 @@ class _KeptBackup:
         self._store = open_store(config.backups)
         _clean_leftovers(self._store)
         self.started = datetime.now(UTC)
-        self.name = _unique_name(self._store, environment.name, None)
+        self.name = claim_name(self._store, environment.name, None)
         self._key = archive_key(self.name, self._method)
         self._upload = self._store.writer(self._key, exclusive=True)
         self._hashed = HashingWriter(self._upload)
@@ -283,7 +283,7 @@ class _KeptBackup:
 
     def commit(self, dump: DumpStats) -> BackupResult:
         from monarch._version import __version__
-        from monarch.backups.backup import BackupResult, _entry, _write_manifest
+        from monarch.backups.backup import BackupResult, _entry, _write_manifest, release_name
         from monarch.backups.manifest import ArchiveEntry, Manifest
 
         self._compressed.close()
@@ -299,12 +299,18 @@ class _KeptBackup:
             query_set=self._query_set.name if self._query_set is not None else None,
             archive=archive, collections=tuple(_entry(c) for c in dump.collections),
         )
-        _write_manifest(self._store, manifest)
+        try:
+            _write_manifest(self._store, manifest)
+        finally:
+            release_name(self._store, self.name)
         return BackupResult(self.name, manifest, self._store.display_url)
 
     def abort(self) -> None:
+        from monarch.backups.backup import release_name
+
         with contextlib.suppress(MonarchError):  # a leftover upload: the next backup removes it
             self._upload.abort()
+        release_name(self._store, self.name)
 
 
 class _DumpSide:

@@ -6,6 +6,11 @@ by time, and say where and when at a glance. A backup is two objects in the stor
     <name>.archive[.gz|.zst]    the mongodump-format archive (written first)
     <name>.manifest.json        what makes the backup exist (written last)
 
+and, while it is being taken, ``<name>.claim``: an empty object written exclusively before
+anything else, so two backups started in the same second cannot both take the name (the
+second finds the claim and waits for the next second). It is removed once the manifest is
+written; one left by a killed run is removed with the other leftovers.
+
 Everything that turns names into keys and back lives here, so the restore side and prune agree.
 """
 
@@ -19,6 +24,7 @@ from monarch.errors import UsageError
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 MANIFEST_SUFFIX = ".manifest.json"
+CLAIM_SUFFIX = ".claim"
 ARCHIVE_SUFFIXES = {"none": ".archive", "gzip": ".archive.gz", "zstd": ".archive.zst"}
 """Compression name -> archive key suffix; the names are what manifests record."""
 
@@ -92,6 +98,11 @@ def manifest_key(name: str) -> str:
     return name + MANIFEST_SUFFIX
 
 
+def claim_key(name: str) -> str:
+    """The store key that reserves ``name`` while its backup is being taken."""
+    return name + CLAIM_SUFFIX
+
+
 def archive_key(name: str, compression: str) -> str:
     """The store key of a backup's archive compressed with ``compression``."""
     try:
@@ -104,13 +115,16 @@ def archive_key(name: str, compression: str) -> str:
 
 
 def split_key(key: str) -> tuple[str, str] | None:
-    """Return ``(backup name, "manifest" | "archive")`` for a backup object's key, else None.
+    """Return ``(backup name, "manifest" | "archive" | "claim")`` for a backup object's key,
+    else None.
 
     Keys in other shapes (other tools' files in the same folder) are not monarch's and are left
     alone by everything that lists the store.
     """
     if key.endswith(MANIFEST_SUFFIX):
         name, kind = key[: -len(MANIFEST_SUFFIX)], "manifest"
+    elif key.endswith(CLAIM_SUFFIX):
+        name, kind = key[: -len(CLAIM_SUFFIX)], "claim"
     else:
         # Longest suffix first: ".archive.gz" also ends like nothing shorter, but be explicit.
         for suffix in sorted(ARCHIVE_SUFFIXES.values(), key=len, reverse=True):

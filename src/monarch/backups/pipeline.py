@@ -8,7 +8,11 @@ compare like for like.
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from monarch.archive.limits import LimitedReader
+    from monarch.backups.manifest import Manifest
 
 Buffer = bytes | bytearray | memoryview
 
@@ -80,14 +84,30 @@ class CountingWriter:
         return memoryview(data).nbytes
 
 
-class CountingReader:
-    """Read from ``source``, counting bytes (the uncompressed archive size on verify)."""
+def open_held(raw: _Source, manifest: Manifest) -> tuple[HashingReader, LimitedReader]:
+    """A backup's stored archive ``raw``, hashed, decompressed and held to its ``manifest``.
 
-    def __init__(self, source: _Source) -> None:
-        self._source = source
-        self.size = 0
+    Neither the stored bytes nor the decompressed ones may pass the manifest's sizes: reading
+    stops at the first byte beyond either (a decompression bomb under a backup's name is
+    refused after at most the backup's own size), and the decompressed stream must reach its
+    size exactly. Both raise :class:`~monarch.errors.ArchiveError` from ``read``; the caller
+    still compares the stored bytes' size and SHA-256 at the end (``hashed``).
+    """
+    from monarch.archive.compression import METHODS, open_decompressed_reader
+    from monarch.archive.limits import LimitedReader
+    from monarch.errors import ArchiveError
 
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._source.read(size)
-        self.size += len(data)
-        return data
+    archive = manifest.archive
+    name = manifest.name
+    if archive.compression not in METHODS:
+        raise ArchiveError(f"backup {name!r}: its manifest names an unknown compression "
+                           f"{archive.compression!r}")
+    hint = "the stored archive is damaged or was replaced; restore another backup"
+    hashed = HashingReader(LimitedReader(
+        raw, archive.size, what=f"backup {name!r}'s stored archive",
+        why="the size its manifest records", hint=hint))
+    plain = LimitedReader(
+        open_decompressed_reader(hashed, archive.compression), archive.uncompressed_size,
+        what=f"backup {name!r}'s archive, decompressed,",
+        why="the uncompressed size its manifest records", exact=True, hint=hint)
+    return hashed, plain

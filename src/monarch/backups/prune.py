@@ -33,8 +33,8 @@ from monarch.backups.legacy import (
     list_legacy,
     parse_legacy_name,
 )
-from monarch.backups.naming import archive_key, check_name, manifest_key
-from monarch.errors import BackupNotFound, UsageError
+from monarch.backups.naming import archive_key, check_name, claim_key, manifest_key
+from monarch.errors import BackupNotFound, ManifestError, UsageError
 from monarch.stores.base import ObjectNotFound
 
 if TYPE_CHECKING:
@@ -158,8 +158,9 @@ def delete_backup(config: Config, name: str) -> DeleteResult:
     """Delete backup ``name``: its manifest first (it stops existing), then its archive.
 
     A backup whose manifest is already gone but whose archive remains (an interrupted delete
-    or backup) has the archive removed. A backup of monarch 0.0.x (``NAME`` or
-    ``NAME.dmp.zip``) is its one zip. Raises :class:`~monarch.errors.BackupNotFound` when
+    or backup) has the archive removed; one whose manifest cannot be read (damaged, not
+    JSON) is removed with whatever archive its name has. A backup of monarch 0.0.x (``NAME``
+    or ``NAME.dmp.zip``) is its one zip. Raises :class:`~monarch.errors.BackupNotFound` when
     neither exists.
     """
     from monarch.backups.catalog import read_manifest
@@ -183,12 +184,22 @@ def delete_backup(config: Config, name: str) -> DeleteResult:
         for key in keys:
             _delete_quietly(store, key)
         return DeleteResult(name, tuple(keys), was_complete=False)
+    except ManifestError:
+        # A manifest monarch cannot read (damaged, not JSON) does not name its archive, so
+        # every archive the name may have goes with it: deleting is the way out of a broken
+        # backup, and nothing could restore it anyway.
+        keys = [manifest_key(name)] + [o.key for o in store.list(name + ".")
+                                       if o.key in _archive_keys(name)]
+        for key in keys:
+            _delete_quietly(store, key)
+        return DeleteResult(name, tuple(keys), was_complete=False)
     return DeleteResult(name, _delete(store, name, manifest.archive.key), was_complete=True)
 
 
 def _delete(store: Store, name: str, archive: str) -> tuple[str, ...]:
     _delete_quietly(store, manifest_key(name))
     _delete_quietly(store, archive)
+    _delete_quietly(store, claim_key(name))  # left only by a run killed after its manifest
     return manifest_key(name), archive
 
 
@@ -198,7 +209,7 @@ def _delete_quietly(store: Store, key: str) -> None:
 
 
 def _archive_keys(name: str) -> set[str]:
-    return {archive_key(name, method) for method in ("none", "gzip", "zstd")}
+    return {archive_key(name, method) for method in ("none", "gzip", "zstd")} | {claim_key(name)}
 
 
 _Rule = tuple[str, int, Callable[[datetime], object]]

@@ -135,6 +135,7 @@ def restore(
     confirm: str | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    max_size: str | int | None = None,
 ) -> RestoreResult:
     """Replace environment ``env_name``'s database with the backup ``backup_name``, exactly.
 
@@ -142,7 +143,10 @@ def restore(
     directory (see the module docstring). ``from_db`` picks the database of a dump that holds
     several; without it a dump with more than one application database is refused, listing
     them. ``confirm`` must name a protected environment. ``workers`` is the number of insertion
-    threads (default: measured best for one server).
+    threads (default: measured best for one server). ``max_size`` (bytes, or a size such as
+    ``"50G"``) caps what a mongodump archive or directory may decompress to (default:
+    ``[backups] max_restore_size``, else 100 times its size on disk, at least 256 MiB); a
+    backup is held to its manifest's sizes instead. Reading stops at the first byte beyond.
 
     PostgreSQL and SQLite environments take only monarch backups of their own engine, restored
     by the engine's atomic swap (:mod:`monarch.backups.streams`); a backup of another engine is
@@ -178,7 +182,7 @@ def restore(
         finally:
             engine.close()
     try:
-        source = open_source(config, backup_name, environment, from_db)
+        source = open_source(config, backup_name, environment, from_db, max_size)
     except BaseException:
         engine.close()
         raise

@@ -18,6 +18,7 @@ from monarch.errors import ArchiveError, BackupError, BackupNotFound, UsageError
 
 if TYPE_CHECKING:
     from monarch.archive.events import DumpReader, Event
+    from monarch.archive.limits import LimitedReader
     from monarch.archive.meta import CollectionMeta
     from monarch.backups.manifest import Manifest
     from monarch.backups.pipeline import HashingReader
@@ -71,8 +72,12 @@ class Source:
 
 
 def open_source(
-    config: Config, name: str, environment: Environment, from_db: str | None
+    config: Config, name: str, environment: Environment, from_db: str | None,
+    max_size: str | int | None = None,
 ) -> Source:
+    """Open BACKUP ``name``: a backup (held to its manifest's sizes), or a mongodump archive or
+    directory (held to the restore ceiling: ``max_size``, else ``[backups] max_restore_size``,
+    else :func:`~monarch.archive.limits.restore_ceiling`'s default)."""
     from monarch.backups.legacy import open_legacy_source
     from monarch.backups.naming import parse_name
 
@@ -82,10 +87,14 @@ def open_source(
     if legacy is not None:
         return legacy
     path = Path(name).expanduser()
+    where = "--max-size"
+    if max_size is None:
+        max_size = config.backups.options.get("max_restore_size")  # type: ignore[assignment]
+        where = "[backups] max_restore_size"
     if path.is_dir():
-        return _open_directory(path, from_db)
+        return _open_directory(path, from_db, max_size, where)
     if path.is_file():
-        return _open_file(path, from_db)
+        return _open_file(path, from_db, max_size, where)
     raise BackupNotFound(
         f"{name!r} is neither a backup name nor an existing mongodump archive or directory",
         hint="run `monarch list_backups` for backup names, or check the path",
@@ -95,10 +104,9 @@ def open_source(
 def _open_backup(
     config: Config, name: str, environment: Environment, from_db: str | None
 ) -> Source:
-    from monarch.archive.compression import METHODS, open_decompressed_reader
     from monarch.archive.reader import ArchiveReader
     from monarch.backups.catalog import read_manifest
-    from monarch.backups.pipeline import HashingReader
+    from monarch.backups.pipeline import open_held
     from monarch.stores import open_store
     from monarch.stores.base import ObjectNotFound
 
@@ -110,20 +118,15 @@ def _open_backup(
     if from_db is not None and from_db != manifest.database:
         raise UsageError(f"backup {name!r} holds only database {manifest.database!r}, "
                          f"not {from_db!r}")
-    compression = manifest.archive.compression
-    if compression not in METHODS:
-        raise ArchiveError(f"backup {name!r}: its manifest names an unknown compression "
-                           f"{compression!r}")
     try:
         raw = store.reader(manifest.archive.key)
     except ObjectNotFound:
         raise ArchiveError(f"backup {name!r}: its archive {manifest.archive.key} is missing "
                            "from the store") from None
     try:
-        hashed = HashingReader(raw)
-        reader = ArchiveReader(open_decompressed_reader(hashed, compression),
-                               db=manifest.database)
-        checked = CheckedBackup(reader, manifest, hashed)
+        hashed, plain = open_held(raw, manifest)
+        reader = ArchiveReader(plain, db=manifest.database)
+        checked = CheckedBackup(reader, manifest, hashed, plain)
     except BaseException:
         raw.close()
         raise
@@ -131,8 +134,11 @@ def _open_backup(
     return Source("backup", checked, manifest.database, expected, raw)
 
 
-def _open_file(path: Path, from_db: str | None) -> Source:
-    from monarch.archive.reader import open_archive
+def _open_file(path: Path, from_db: str | None, max_size: str | int | None,
+               where: str) -> Source:
+    from monarch.archive.compression import open_decompressed_reader
+    from monarch.archive.limits import CEILING_HINT, LimitedReader, restore_ceiling
+    from monarch.archive.reader import ArchiveReader
 
     what = f"the archive {path}"
     try:
@@ -140,7 +146,10 @@ def _open_file(path: Path, from_db: str | None) -> Source:
     except OSError as exc:
         raise BackupError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        reader = open_archive(stream)
+        limit, why = restore_ceiling(path.stat().st_size, max_size, where)
+        plain = LimitedReader(open_decompressed_reader(stream), limit,
+                              what=f"{what}, decompressed,", why=why, hint=CEILING_HINT)
+        reader = ArchiveReader(plain)
         database = choose_database(reader.collections, from_db, what)
     except BaseException:
         stream.close()
@@ -148,12 +157,16 @@ def _open_file(path: Path, from_db: str | None) -> Source:
     return Source("archive", reader, database, stream=stream)
 
 
-def _open_directory(path: Path, from_db: str | None) -> Source:
+def _open_directory(path: Path, from_db: str | None, max_size: str | int | None,
+                    where: str) -> Source:
     from monarch.archive.directory import DirectoryReader
+    from monarch.archive.limits import restore_ceiling
 
     everything = DirectoryReader(path)
     database = choose_database(everything.collections, from_db, f"the dump directory {path}")
-    return Source("directory", DirectoryReader(path, db=database), database)
+    stored = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    limit = restore_ceiling(stored, max_size, where)
+    return Source("directory", DirectoryReader(path, db=database, limit=limit), database)
 
 
 class CheckedBackup:
@@ -165,12 +178,14 @@ class CheckedBackup:
     :class:`ArchiveError` from the iteration, which the restore sees before its swap.
     """
 
-    def __init__(self, reader: DumpReader, manifest: Manifest, hashed: HashingReader) -> None:
+    def __init__(self, reader: DumpReader, manifest: Manifest, hashed: HashingReader,
+                 plain: LimitedReader) -> None:
         from monarch.backups.verify import _compare_headers
 
         self._reader = reader
         self._manifest = manifest
         self._hashed = hashed
+        self._plain = plain
         problems = _compare_headers(manifest, reader.collections)
         if problems:
             raise _mismatch(manifest.name, problems)
@@ -194,6 +209,7 @@ class CheckedBackup:
                 if problems:
                     raise _mismatch(self._manifest.name, problems)
             yield event
+        self._plain.finish()  # the decompressed stream reaches its manifest's size exactly
         self._hashed.drain()
         archive = self._manifest.archive
         if self._hashed.size != archive.size or self._hashed.sha256 != archive.sha256:

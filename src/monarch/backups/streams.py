@@ -224,8 +224,10 @@ def verify_stream(store: Store, manifest: Manifest, progress: Progress) -> Verif
 
 
 class CheckedStream:
-    """A stored archive, decompressed, held to its manifest: at the end of the stream (or on
-    :meth:`finish`) its stored size and SHA-256 and its uncompressed size must match."""
+    """A stored archive, decompressed, held to its manifest: reading stops at the first byte
+    beyond its sizes (:func:`~monarch.backups.pipeline.open_held`), and at the end of the
+    stream (or on :meth:`finish`) its stored size and SHA-256 and its uncompressed size must
+    match."""
 
     def __init__(self, raw: BinaryIO, manifest: Manifest, hashed: HashingReader,
                  plain: Readable, *, raise_on_mismatch: bool) -> None:
@@ -251,9 +253,12 @@ class CheckedStream:
 
     def finish(self) -> list[str]:
         """Read what is left of the stored bytes; what does not match the manifest."""
-        self.hashed.drain()
         archive = self._manifest.archive
         problems = []
+        try:
+            self.hashed.drain()
+        except ArchiveError as exc:  # more stored bytes than the manifest says: stop there
+            problems.append(exc.message)
         if self.hashed.size != archive.size:
             problems.append(f"size: the archive has {self.hashed.size} bytes, the manifest "
                             f"says {archive.size}")
@@ -276,14 +281,10 @@ def open_checked(store: Store, manifest: Manifest, *,
                  raise_on_mismatch: bool = True) -> CheckedStream:
     """Open ``manifest``'s archive as a :class:`CheckedStream` (ObjectNotFound if missing,
     when not raising on mismatches; ArchiveError otherwise)."""
-    from monarch.archive.compression import METHODS, open_decompressed_reader
-    from monarch.backups.pipeline import HashingReader
+    from monarch.backups.pipeline import open_held
     from monarch.stores.base import ObjectNotFound
 
     archive = manifest.archive
-    if archive.compression not in METHODS:
-        raise ArchiveError(f"backup {manifest.name!r}: its manifest names an unknown "
-                           f"compression {archive.compression!r}")
     try:
         raw = store.reader(archive.key)
     except ObjectNotFound:
@@ -292,8 +293,7 @@ def open_checked(store: Store, manifest: Manifest, *,
         raise ArchiveError(f"backup {manifest.name!r}: its archive {archive.key} is missing "
                            "from the store; nothing was restored") from None
     try:
-        hashed = HashingReader(raw)
-        plain = open_decompressed_reader(hashed, archive.compression)
+        hashed, plain = open_held(raw, manifest)
     except BaseException:
         raw.close()
         raise

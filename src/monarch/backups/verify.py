@@ -17,18 +17,18 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monarch.archive.compression import METHODS, open_decompressed_reader
 from monarch.archive.events import CollectionEnd, Documents
 from monarch.archive.reader import ArchiveReader
 from monarch.backups.catalog import read_manifest
 from monarch.backups.manifest import ARCHIVE_FORMAT
 from monarch.backups.naming import check_name
-from monarch.backups.pipeline import CountingReader, HashingReader
+from monarch.backups.pipeline import HashingReader, open_held
 from monarch.backups.progress import Item, NullProgress, Summary
 from monarch.errors import ArchiveError, StoreError
 from monarch.stores.base import ObjectNotFound
 
 if TYPE_CHECKING:
+    from monarch.archive.limits import LimitedReader
     from monarch.archive.meta import CollectionMeta
     from monarch.backups.manifest import Manifest
     from monarch.backups.progress import Progress
@@ -99,12 +99,9 @@ def verify_manifest(
     with raw:
         hashed = HashingReader(raw)
         ends: dict[str, CollectionEnd] = {}
-        plain: CountingReader | None = None
+        plain: LimitedReader | None = None
         try:
-            if archive.compression not in METHODS:
-                raise ArchiveError(f"the manifest names an unknown compression "
-                                   f"{archive.compression!r}")
-            plain = CountingReader(open_decompressed_reader(hashed, archive.compression))
+            hashed, plain = open_held(raw, manifest)
             reader = ArchiveReader(plain, db=manifest.database)
             problems += _compare_headers(manifest, reader.collections)
             for event in reader:
@@ -113,6 +110,7 @@ def verify_manifest(
                 else:
                     ends[event.collection] = event
                     progress.finish_item(event.collection)
+            plain.finish()
         except ArchiveError as exc:
             problems.append(f"archive: {exc.message}")
         except StoreError as exc:
@@ -121,6 +119,8 @@ def verify_manifest(
             hashed.drain()  # hash every stored byte, even past a structural error
         except StoreError as exc:
             problems.append(f"reading the archive failed: {exc.message}")
+        except ArchiveError as exc:  # more stored bytes than the manifest says: stop there
+            problems.append(f"archive: {exc.message}")
     problems += _compare_counts(manifest, ends)
     if hashed.size != archive.size:
         problems.append(f"size: the archive has {hashed.size} bytes, the manifest says "
@@ -128,9 +128,8 @@ def verify_manifest(
     if hashed.sha256 != archive.sha256:
         problems.append(f"SHA-256: the archive hashes to {hashed.sha256}, the manifest says "
                         f"{archive.sha256}")
-    if (plain is not None and not problems and archive.uncompressed_size
-            and plain.size != archive.uncompressed_size):
-        problems.append(f"uncompressed size: {plain.size} bytes, the manifest says "
+    if plain is not None and not problems and plain.count != archive.uncompressed_size:
+        problems.append(f"uncompressed size: {plain.count} bytes, the manifest says "
                         f"{archive.uncompressed_size}")
     seconds = time.monotonic() - started
     documents = sum(e.documents for e in ends.values())

@@ -270,11 +270,15 @@ def generate_query_set(session: Session, name: str | None, force: bool) -> None:
 @click.command()
 @click.argument("spec", metavar="BACKUP:ENV", required=False)
 @click.option("--from-db", metavar="NAME", help="The database to take from a multi-db dump.")
+@click.option("--max-size", metavar="SIZE",
+              help="Most a mongodump archive or folder may decompress to, e.g. 50G "
+                   "(default: [backups] max_restore_size, else 100x its size on disk).")
 @_confirm
 @_quiet
 @click.pass_obj
 def restore(
-    session: Session, *, spec: str | None, from_db: str | None, confirm: str | None, quiet: bool,
+    session: Session, *, spec: str | None, from_db: str | None, max_size: str | None,
+    confirm: str | None, quiet: bool,
 ) -> None:
     """Restore BACKUP (a backup name, or a mongodump archive or folder) into ENV.
 
@@ -289,7 +293,7 @@ def restore(
     if environment.protected:
         confirm = confirm_name(environment.name, f"restore {backup_name} into it", confirm)
     result = run_restore(session.config, backup_name, env, from_db=from_db, confirm=confirm,
-                         progress=_progress(quiet))
+                         progress=_progress(quiet), max_size=max_size)
     _echo_outcome(f"Restored {backup_name} into {env}", result, quiet)
 
 

@@ -15,7 +15,8 @@ Contract:
   A process killed mid-upload leaves at most leftovers that ``cleanup()`` removes, never a
   partial object under ``key``. ``exclusive=True`` makes ``commit()`` raise ``StoreError`` if
   ``key`` already exists. When ``write()`` or ``commit()`` fails, the upload is aborted before
-  the error is raised; later calls other than ``abort()`` raise ``StoreError``.
+  the error is raised; later calls other than ``abort()`` raise ``StoreError``. A key found
+  taken by an exclusive commit raises :class:`AlreadyExists` (a ``StoreError``).
 - ``reader(key)`` returns a readable binary stream (close it, or use it in ``with``); a missing
   key raises ``ObjectNotFound``.
 - ``list(prefix)`` yields every committed object whose key starts with ``prefix``, in key order.
@@ -42,6 +43,10 @@ from monarch.errors import StoreError
 
 class ObjectNotFound(StoreError):
     """The store has no object under that key."""
+
+
+class AlreadyExists(StoreError):
+    """An exclusive write found its key taken (another writer committed it first)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class UploadBase(ABC):
 
     def _already_exists(self, store_url: str) -> StoreError:
         """The error of an exclusive commit whose key is taken."""
-        return StoreError(
+        return AlreadyExists(
             f"{self._key!r} already exists in {store_url}",
             hint="choose another name, or delete the existing object first",
         )

@@ -234,9 +234,7 @@ class LocalUpload(UploadBase):
             # rename. Another writer could slip in between; such folders get no stronger promise.
             if self._path.exists():
                 self.abort()
-                raise StoreError(
-                    f"{self._key!r} already exists in {self._store.display_url}"
-                ) from None
+                raise self._already_exists(self._store.display_url) from None
             os.replace(self._temp, self._path)
             return
         self._temp.unlink()

@@ -43,7 +43,7 @@ from monarch.config import StoreConfig
 from monarch.errors import ConfigError, StoreError
 from monarch.secrets import Secret, redact_text
 from monarch.stores._s3_io import S3Stream, S3Upload
-from monarch.stores.base import ObjectInfo, ObjectNotFound
+from monarch.stores.base import AlreadyExists, ObjectInfo, ObjectNotFound
 from monarch.stores.local import check_key
 
 if TYPE_CHECKING:
@@ -323,10 +323,10 @@ def error_for(
             if store.options.sse == "aws:kms":
                 hint += ", and kms:GenerateDataKey and kms:Decrypt on the KMS key"
         elif code == "PreconditionFailed" or status == 412:
-            message = f"{key!r} already exists in {where}"
+            message, cls = f"{key!r} already exists in {where}", AlreadyExists
             hint = "choose another name, or delete the existing object first"
         elif code == "ConditionalRequestConflict":
-            message = f"another upload of {key!r} to {where} finished first"
+            message, cls = f"another upload of {key!r} to {where} finished first", AlreadyExists
         elif code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocation"):
             hint = f"set region in [backups] to the region of bucket {store.bucket!r}"
         elif code == "InvalidStorageClass":
