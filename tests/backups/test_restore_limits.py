@@ -153,7 +153,8 @@ def test_a_directory_dump_over_the_ceiling_is_refused(two_dbs: TwoDbs) -> None:
     refused_untouched(
         two_dbs,
         lambda: restore(two_dbs.config(), str(folder.parent), "staging", max_size="5M"),
-        r"dump directory .*reading .*boom.bson.gz.* is larger than the restore size limit")
+        r"the dump .*source, decompressed \(reading .*boom.bson.gz\), is larger than the "
+        r"restore size limit")
 
 
 @pytest.mark.parametrize("factor", [10, 0.5])
