@@ -25,10 +25,16 @@ from tests.backups.helpers import read_archive, server_documents
 from tests.servers import MongoServer
 
 # What FerretDB v1 stores (see the test-servers notes): no NaN or infinities, Decimal128,
-# MinKey/MaxKey, code, nested arrays, or keys with "." or a leading "$". A real mongod gets the
-# rest too.
-keys = st.text(
+# MinKey/MaxKey, code, nested arrays, or keys with "." or a leading "$"; keys holding a control
+# character, a quote or a backslash break its JSON storage. A real mongod gets the rest too.
+# The strategies generate only what the server keeps, so no example is thrown away.
+mongod_keys = st.text(
     st.characters(exclude_categories=("Cs",), exclude_characters="\x00.$"), min_size=1, max_size=8
+)
+ferretdb_keys = st.text(
+    st.characters(exclude_categories=("Cs", "Cc"), exclude_characters='.$"\\'),
+    min_size=1,
+    max_size=8,
 )
 common_scalars: list[st.SearchStrategy[Any]] = [
     st.none(),
@@ -58,6 +64,7 @@ mongod_scalars: list[st.SearchStrategy[Any]] = [
 
 def documents(server_is_ferretdb: bool) -> st.SearchStrategy[dict[str, Any]]:
     scalars = st.one_of(common_scalars + ([] if server_is_ferretdb else mongod_scalars))
+    keys = ferretdb_keys if server_is_ferretdb else mongod_keys
 
     def containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         # Arrays hold scalars or documents only: FerretDB has no nested arrays.

@@ -147,5 +147,19 @@ def password_server() -> Iterator[PasswordServer]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+_opened: list[Engine] = []
+
+
 def new_engine(url: str) -> Engine:
-    return engine_for(environment(url))
+    """An engine for ``url``, closed after the test that made it (a leaked connection is a
+    ResourceWarning, which the test configuration turns into a failure)."""
+    engine = engine_for(environment(url))
+    _opened.append(engine)
+    return engine
+
+
+@pytest.fixture(autouse=True)
+def _close_engines() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
