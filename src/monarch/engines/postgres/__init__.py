@@ -7,6 +7,7 @@ the server's maintenance database as well (see :mod:`.restore`).
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import ServerInfo
@@ -32,6 +33,14 @@ class PostgresEngine:
     backup_format = "pg_dump-custom"
 
     def __init__(self, environment: Environment) -> None:
+        # Every part of the engine imports psycopg lazily: without the extra, say so once, here,
+        # before any of them is reached.
+        if importlib.util.find_spec("psycopg") is None:
+            raise ConfigError(
+                f"environment {environment.name!r} is a PostgreSQL database, and "
+                "psycopg is not installed",
+                hint="pip install 'monarch[postgres]'",
+            )
         self.environment = environment
         self._conn: psycopg.Connection[Any] | None = None
         self._clock: ServerClock | None = None
@@ -41,14 +50,6 @@ class PostgresEngine:
     def connection(self) -> psycopg.Connection[Any]:
         """The autocommit psycopg connection to the environment's database, opened on first use."""
         if self._conn is None or self._conn.closed:
-            try:
-                import psycopg  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    f"environment {self.environment.name!r} is a PostgreSQL database, and "
-                    "psycopg is not installed",
-                    hint="pip install 'monarch[postgres]'",
-                ) from None
             self._conn = connect(self.environment)
         return self._conn
 
