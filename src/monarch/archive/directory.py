@@ -310,7 +310,7 @@ def _read_prelude(root: FolderFiles) -> dict[str, Any]:
         return header
     try:
         value = json.loads(_read_text(root, file.name) or "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ArchiveError(f"{file}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ArchiveError(f"{file}: not a JSON object")

@@ -15,6 +15,7 @@ from typing import Any
 
 from bson import json_util
 from bson.binary import Binary
+from bson.errors import BSONError
 
 from monarch.errors import ArchiveError
 
@@ -79,9 +80,14 @@ class CollectionMeta:
             return {}
         try:
             value = json_util.loads(self.metadata)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, BSONError) as exc:
+            # What json_util raises for malformed Extended JSON ($numberDecimal, $oid, ...).
             raise ArchiveError(
                 f"the metadata of {self.namespace!r} is not valid Extended JSON: {exc}"
+            ) from None
+        except RecursionError:
+            raise ArchiveError(
+                f"the metadata of {self.namespace!r} is not valid: its JSON is nested too deeply"
             ) from None
         if not isinstance(value, dict):
             raise ArchiveError(f"the metadata of {self.namespace!r} is not a JSON object")

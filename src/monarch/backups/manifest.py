@@ -82,6 +82,8 @@ class CollectionEntry:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str) -> CollectionEntry:
         try:
+            if not isinstance(data, Mapping):
+                raise TypeError(f"expected an object, got {type(data).__name__}")
             indexes = data.get("indexes") or []
             options = data.get("options") or {}
             if not isinstance(indexes, list) or not isinstance(options, dict):
@@ -195,6 +197,9 @@ class Manifest:
             doc = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{where} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ManifestError(f"{where} is not a monarch backup manifest: its JSON is "
+                                "nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ManifestError(f"{where} is not a monarch backup manifest")
         version = doc.get("format_version")
@@ -207,6 +212,8 @@ class Manifest:
         try:
             archive = doc["archive"]
             entries = doc["collections"]
+            if not isinstance(archive, dict):
+                raise TypeError("archive must be an object")
             if not isinstance(entries, list):
                 raise TypeError("collections must be a list")
             return cls(

@@ -79,6 +79,13 @@ def parse(path: Path, data: bytes) -> SQLScript:
             hint="save the file as UTF-8",
         ) from None
     text = text.removeprefix("\ufeff")
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise MigrationError(
+            f"{path}, line {line}: a NUL character, which no SQL statement may hold; "
+            "nothing was run",
+            hint="the file is damaged or not a SQL script; restore it from version control",
+        )
     marker: tuple[int, int] | None = None
     transactional: bool | None = None
     for found in _DIRECTIVE_LINE.finditer(text):

@@ -1,0 +1,64 @@
+"""The mutation engine: reproducible from (seed, case), and aware of BSON's length fields."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import bson
+
+from monarch.archive import ArchiveWriter, CollectionMeta
+from tests.fuzz.mutate import Mutator, case_rng, length_fields
+
+
+def small_archive() -> bytes:
+    out = io.BytesIO()
+    writer = ArchiveWriter(out)
+    writer.write_header([CollectionMeta.build("shop", "users")], "7.0.0", "test")
+    writer.write_documents("shop", "users", bson.encode({"_id": 1, "name": "ann", "n": {"a": [1]}}))
+    writer.end_collection("shop", "users")
+    writer.close()
+    return out.getvalue()
+
+
+def test_the_same_seed_and_case_give_the_same_mutant() -> None:
+    data = small_archive()
+    mutator = Mutator(lambda d: length_fields(d, 4))
+    first = [mutator.mutate(case_rng(7, case), data, [data]) for case in range(50)]
+    again = [mutator.mutate(case_rng(7, case), data, [data]) for case in range(50)]
+
+    assert first == again
+    assert len(set(first)) > 40
+    assert all(m != data for m in first[:10]) or sum(m != data for m in first) > 45
+
+
+def test_length_fields_finds_every_document_and_string_length_of_an_archive() -> None:
+    data = small_archive()
+    fields = length_fields(data, 4)
+    doc = bson.encode({"_id": 1, "name": "ann", "n": {"a": [1]}})
+    at = data.index(doc)
+
+    # The document, its string "ann", its embedded document and its array.
+    string = data.index(b"\x04\x00\x00\x00ann")
+    embedded = at + doc.index(b"\x03n\x00") + 3
+    array = at + doc.index(b"\x04a\x00") + 3
+    assert {at, string, embedded, array} <= set(fields)
+    assert all(-1 <= struct.unpack_from("<i", data, f)[0] <= len(data) for f in fields)
+
+
+def test_length_fields_of_a_real_mongodump_bson_file(fuzz_samples: Path) -> None:
+    bson_file = next((fuzz_samples / "dump" / "mongodump").rglob("users.bson"))
+    data = bson_file.read_bytes()
+
+    fields = length_fields(data)
+    assert fields[0] == 0
+    assert len([f for f in fields if f in _document_starts(data)]) == 12  # the users
+
+
+def _document_starts(data: bytes) -> set[int]:
+    starts, pos = set(), 0
+    while pos < len(data):
+        starts.add(pos)
+        pos += struct.unpack_from("<i", data, pos)[0]
+    return starts
