@@ -93,10 +93,10 @@ def _monarch_backups(dest: Path, work: Path, mongo_url: str) -> None:
 
 
 def _mongodump_outputs(dest: Path, work: Path, mongo_url: str, tools: MongoTools) -> None:
-    _mongodump(tools, f"--uri={mongo_url}", f"--archive={work / 'plain.archive'}")
-    _mongodump(tools, f"--uri={mongo_url}", f"--archive={work / 'gzip.archive'}", "--gzip")
-    _mongodump(tools, f"--uri={mongo_url}", f"--out={work / 'dir'}")
-    _mongodump(tools, f"--uri={mongo_url}", f"--out={work / 'dir-gzip'}", "--gzip")
+    mongodump(tools, f"--uri={mongo_url}", f"--archive={work / 'plain.archive'}")
+    mongodump(tools, f"--uri={mongo_url}", f"--archive={work / 'gzip.archive'}", "--gzip")
+    mongodump(tools, f"--uri={mongo_url}", f"--out={work / 'dir'}")
+    mongodump(tools, f"--uri={mongo_url}", f"--out={work / 'dir-gzip'}", "--gzip")
     _put(dest / "archive" / "mongodump.bin", (work / "plain.archive").read_bytes())
     _put(dest / "archive-gzip" / "mongodump-gzip.bin", (work / "gzip.archive").read_bytes())
     shutil.copytree(work / "dir", dest / "dump" / "mongodump")
@@ -110,7 +110,7 @@ def _testdata(dest: Path, testdata: Path) -> None:
         shutil.copytree(testdata / name, dest / "dump" / f"testdata-{Path(name).name}")
 
 
-def _mongodump(tools: MongoTools, *args: str) -> None:
+def mongodump(tools: MongoTools, *args: str) -> None:
     result = subprocess.run([str(tools.mongodump), "--quiet", *args], capture_output=True,
                             text=True, check=False, stdin=subprocess.DEVNULL, timeout=120)
     if result.returncode != 0:
