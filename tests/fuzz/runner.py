@@ -201,6 +201,13 @@ def _address_space() -> int:
     return 0
 
 
+def scratch_root() -> str | None:
+    """Where cases write their files: memory (``/dev/shm``) where there is one, since a case
+    writes and removes dozens of files and a disk makes that the slowest part of a case."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 def run_case(target: Any, data: Any, scratch: Path) -> tuple[str, str | None, str]:
     """Run one case: ``(outcome, finding kind or None, traceback)``."""
     from monarch.errors import MonarchError
@@ -247,7 +254,7 @@ def _child(args: dict[str, Any]) -> None:
     signal.signal(signal.SIGALRM, _alarm)
     memory_bound = _peak_rss() + args["memory_mb"] * 1024 * 1024
     seed, crashes = args["seed"], Path(args["crashes"])
-    work = Path(tempfile.mkdtemp(prefix="monarch-fuzz-"))
+    work = Path(tempfile.mkdtemp(prefix="monarch-fuzz-", dir=scratch_root()))
     out = sys.stdout
     try:
         for case in range(args["first"], args["first"] + args["cases"]):

@@ -4,6 +4,7 @@
   by :func:`monarch.backup` against the MongoDB-wire test server;
 - mongodump's archives (plain and ``--gzip``) and directory dumps (plain and ``--gzip``) of the
   same database, and the dumps real mongodump releases wrote that ship with mongo-tools;
+- monarch 0.0.x backups (``.dmp.zip``: that mongodump folder zipped, deflated and stored);
 - the hand-written SQL migrations, ``monarch.toml`` files and legacy ``settings.py`` files in
   ``tests/fuzz/seeds``.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +95,17 @@ def _monarch_backups(dest: Path, work: Path, mongo_url: str) -> None:
 
 
 def _mongodump_outputs(dest: Path, work: Path, mongo_url: str, tools: MongoTools) -> None:
+    (dest / "legacy-zip").mkdir(parents=True, exist_ok=True)
     mongodump(tools, f"--uri={mongo_url}", f"--archive={work / 'plain.archive'}")
     mongodump(tools, f"--uri={mongo_url}", f"--archive={work / 'gzip.archive'}", "--gzip")
     mongodump(tools, f"--uri={mongo_url}", f"--out={work / 'dir'}")
     mongodump(tools, f"--uri={mongo_url}", f"--out={work / 'dir-gzip'}", "--gzip")
+    db_folder = next(p for p in (work / "dir").iterdir() if p.is_dir())
+    for method, suffix in ((zipfile.ZIP_DEFLATED, "deflated"), (zipfile.ZIP_STORED, "stored")):
+        # A monarch 0.0.x backup: the database's mongodump files at the root of a zip.
+        with zipfile.ZipFile(dest / "legacy-zip" / f"legacy-{suffix}.bin", "w", method) as out:
+            for file in sorted(db_folder.iterdir()):
+                out.write(file, arcname=file.name)
     _put(dest / "archive" / "mongodump.bin", (work / "plain.archive").read_bytes())
     _put(dest / "archive-gzip" / "mongodump-gzip.bin", (work / "gzip.archive").read_bytes())
     shutil.copytree(work / "dir", dest / "dump" / "mongodump")

@@ -17,6 +17,7 @@ import io
 import json
 import random
 import tomllib
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,8 +446,59 @@ def read_settings(data: bytes, scratch: Path) -> None:
 # ---------------------------------------------------------------------------------- the targets
 
 
-def _unsupported(data: Any, scratch: Path) -> None:
-    raise AssertionError("enable this target once legacy .dmp.zip backups can be read")
+# ------------------------------------------------------------------- monarch 0.0.x .dmp.zip
+
+
+def zip_fields(data: bytes) -> list[int]:
+    """Offsets of a zip's size, count and offset fields (local headers, central directory and
+    its end record)."""
+    found: list[int] = []
+    for magic, fields in ((b"PK\x03\x04", (14, 18, 22)), (b"PK\x01\x02", (16, 20, 24, 42)),
+                          (b"PK\x05\x06", (8, 12, 16))):
+        at = data.find(magic)
+        while at >= 0:
+            found.extend(at + f for f in fields if at + f + 4 <= len(data))
+            at = data.find(magic, at + 1)
+    return found
+
+
+ZIP = Mutator(zip_fields)
+
+
+def mutate_zip(rng: random.Random, data: bytes, others: Sequence[bytes]) -> bytes:
+    """Damage the zip's bytes (its size and offset fields most), or the files inside it (then
+    zip them again)."""
+    if rng.random() < 0.6:
+        return ZIP.mutate(rng, data, others)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        tree = {info.filename: archive.read(info) for info in archive.infolist()}
+        method = archive.infolist()[0].compress_type if tree else zipfile.ZIP_DEFLATED
+    flat = {name.replace("/", "_") or "_": content
+            for name, content in mutate_tree(rng, tree, []).items()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", method) as archive:
+        for name, content in flat.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+LEGACY_NAME = "legacy_app__2016_11_01"
+
+
+def read_legacy_zip(data: bytes, scratch: Path) -> None:
+    """Check the zip, restore-read it as a file, then as a backup in the store."""
+    from monarch import verify
+    from monarch.archive.zipdump import check_zip_dump
+
+    path = scratch / "copy.dmp.zip"
+    path.write_bytes(data)
+    check_zip_dump(path)
+    config = _config(scratch, f"file://{scratch / 'backups'}")
+    restore_source(config, str(path))
+    (scratch / "backups").mkdir()
+    (scratch / "backups" / f"{LEGACY_NAME}.dmp.zip").write_bytes(data)
+    verify(config, LEGACY_NAME)
+    restore_source(config, LEGACY_NAME)
 
 
 TARGETS: tuple[Target, ...] = (
@@ -459,9 +511,7 @@ TARGETS: tuple[Target, ...] = (
     Target("sql", "sql", mutate_text, read_sql),
     Target("toml", "toml", mutate_toml, read_toml),
     Target("settings", "settings", mutate_settings, read_settings),
-    # LEGACY-ZIP: legacy .dmp.zip backups (#9) are read by code not merged yet; enable this
-    # target (samples, mutate, run) when it lands.
-    Target("legacy-zip", "legacy-zip", BYTES.mutate, _unsupported, enabled=False),
+    Target("legacy-zip", "legacy-zip", mutate_zip, read_legacy_zip),
 )
 
 
