@@ -22,6 +22,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 import monarch
+from monarch.archive.limits import SizeLimitExceeded
 from monarch.archive.zipdump import check_zip_dump
 from monarch.backups.api import BackupResult
 from monarch.backups.legacy import LegacyBackup
@@ -222,6 +223,20 @@ def test_a_failing_restore_of_a_damaged_legacy_backup_leaves_the_target_unchange
     assert f"the legacy backup {DAY_ONE}" in str(caught.value)
 
 
+def test_a_legacy_backup_larger_than_the_restore_size_limit_is_refused_before_reading(
+    project: Project, legacy_source: LegacySource
+) -> None:
+    put(project, f"{DAY_ONE}.dmp.zip", legacy_source.zip_path.read_bytes())
+    project.db.users.insert_one({"_id": 1, "kept": True})
+    before = snapshot(project.db)
+
+    with pytest.raises(SizeLimitExceeded, match="--max-size") as caught:
+        monarch.restore(project.config(), DAY_ONE, "development", max_size="10K")
+
+    assert "bytes uncompressed, more than the restore size limit" in str(caught.value)
+    assert snapshot(project.db) == before
+
+
 def test_restoring_a_legacy_backup_into_a_sqlite_environment_is_refused(
     project: Project, legacy_source: LegacySource
 ) -> None:
@@ -303,7 +318,7 @@ def test_a_zip_declaring_more_than_deflate_can_reach_is_refused(tmp_path: Path) 
 
     with pytest.raises(ArchiveError, match="declares 2,147,483,648 bytes"):
         check_zip_dump(path)
-    with pytest.raises(ArchiveError, match="more than the limit"):
+    with pytest.raises(ArchiveError, match="more than the size limit given"):
         check_zip_dump(_small_zip(tmp_path), max_size=10)
 
 

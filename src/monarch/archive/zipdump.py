@@ -36,6 +36,7 @@ from bson.codec_options import CodecOptions, DatetimeConversion
 from monarch.archive._source import DEFAULT_CHUNK_SIZE, DEFAULT_READ_SIZE, iter_documents
 from monarch.archive.directory import EntriesReader, scan_database
 from monarch.archive.events import Documents
+from monarch.archive.limits import CEILING_HINT, SizeLimitExceeded
 from monarch.errors import ArchiveError, MonarchError
 
 MAX_DEFLATE_RATIO = 1100
@@ -140,8 +141,9 @@ class ZipDumpReader(EntriesReader):
     ``file`` must be seekable (a zip's directory is at its end); it stays the caller's to
     close. Every collection is reported as database ``db``. The zip's directory and every
     metadata member are read on construction, so a zip that is not one, or is cut short,
-    fails before any data moves. ``max_size`` refuses a zip whose members declare more
-    uncompressed bytes than that. ``what`` names the zip in messages.
+    fails before any data moves. ``limit`` (bytes, and what that limit is called) refuses up
+    front a zip whose members declare more uncompressed bytes than that, and holds the
+    reading to it (which matters for ``.gz`` members). ``what`` names the zip in messages.
     """
 
     def __init__(
@@ -150,7 +152,7 @@ class ZipDumpReader(EntriesReader):
         *,
         db: str,
         what: str = "the zip",
-        max_size: int | None = None,
+        limit: tuple[int, str] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         read_size: int = DEFAULT_READ_SIZE,
     ) -> None:
@@ -162,11 +164,12 @@ class ZipDumpReader(EntriesReader):
             self._zip = zipfile.ZipFile(file)
         files = self._files = _ZipFiles(self._zip, what)
         self.declared_size = files.declared_size()
-        if max_size is not None and self.declared_size > max_size:
-            raise ArchiveError(
-                f"{what} declares {self.declared_size:,} bytes uncompressed, more than the "
-                f"limit of {max_size:,}",
-                hint="raise the limit if the backup is really that large",
+        self._limit = limit
+        if limit is not None and self.declared_size > limit[0]:
+            raise SizeLimitExceeded(
+                f"{what} declares {self.declared_size:,} bytes uncompressed, more than "
+                f"{limit[1]} ({limit[0]:,} bytes); nothing was read",
+                limit=limit[0], size=self.declared_size, hint=CEILING_HINT,
             )
         self._entries = scan_database(db, files)
         if not self._entries:
@@ -221,7 +224,8 @@ def check_zip_dump(
         with file:
             return check_zip_dump(file, db=db, what=what or str(path), max_size=max_size)
     what = what or "the zip"
-    reader = ZipDumpReader(source, db=db, what=what, max_size=max_size)
+    limit = None if max_size is None else (max_size, "the size limit given")
+    reader = ZipDumpReader(source, db=db, what=what, limit=limit)
     try:
         for meta in reader.collections:
             meta.options  # noqa: B018 - parsing is the check

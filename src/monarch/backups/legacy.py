@@ -187,13 +187,21 @@ def _database_of(file_name: str) -> str:
     return file_name.removesuffix(".zip").removesuffix(".dmp") or "legacy"
 
 
-def open_legacy_source(config: Config, name: str, from_db: str | None) -> Source | None:
-    """A restore source for a legacy backup name or zip path; None if ``name`` is neither."""
+def open_legacy_source(
+    config: Config, name: str, from_db: str | None, max_size: str | int | None = None,
+    where: str = "--max-size",
+) -> Source | None:
+    """A restore source for a legacy backup name or zip path; None if ``name`` is neither.
+
+    The zip is held to the restore ceiling, as any dump without a manifest: ``max_size``
+    (named by ``where``), else :func:`~monarch.archive.limits.restore_ceiling`'s default from
+    the zip's size.
+    """
     found = _locate(config, name)
     if found is None:
         return None
     opened, database, what = found
-    return _source(opened, database, what, from_db)
+    return _source(opened, database, what, from_db, (max_size, where))
 
 
 def _locate(
@@ -233,7 +241,8 @@ def _opened_path(path: Path) -> Iterator[BinaryIO]:
 
 
 def _source(opened: AbstractContextManager[BinaryIO], database: str, what: str,
-            from_db: str | None) -> Source:
+            from_db: str | None, ceiling: tuple[str | int | None, str]) -> Source:
+    from monarch.archive.limits import restore_ceiling
     from monarch.archive.zipdump import ZipDumpReader
     from monarch.backups.progress import Item
     from monarch.backups.sources import Source
@@ -244,7 +253,10 @@ def _source(opened: AbstractContextManager[BinaryIO], database: str, what: str,
     stack = ExitStack()
     try:
         file = stack.enter_context(opened)
-        reader = ZipDumpReader(file, db=database, what=what)
+        stored = file.seek(0, 2)
+        file.seek(0)
+        reader = ZipDumpReader(file, db=database, what=what,
+                               limit=restore_ceiling(stored, *ceiling))
         stack.callback(reader.close)
     except BaseException:
         stack.close()

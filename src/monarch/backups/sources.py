@@ -83,14 +83,14 @@ def open_source(
 
     if parse_name(name) is not None:
         return _open_backup(config, name, environment, from_db)
-    legacy = open_legacy_source(config, name, from_db)
-    if legacy is not None:
-        return legacy
-    path = Path(name).expanduser()
     where = "--max-size"
     if max_size is None:
         max_size = config.backups.options.get("max_restore_size")  # type: ignore[assignment]
         where = "[backups] max_restore_size"
+    legacy = open_legacy_source(config, name, from_db, max_size, where)
+    if legacy is not None:
+        return legacy
+    path = Path(name).expanduser()
     if path.is_dir():
         return _open_directory(path, from_db, max_size, where)
     if path.is_file():
