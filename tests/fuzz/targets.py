@@ -15,7 +15,9 @@ import ast
 import gzip
 import io
 import json
+import os
 import random
+import signal
 import tomllib
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -515,9 +517,43 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
+def _raise(data: bytes, scratch: Path) -> None:
+    raise ValueError("not a monarch error")
+
+
+def _hang(data: bytes, scratch: Path) -> None:
+    while True:
+        pass
+
+
+def _allocate(data: bytes, scratch: Path) -> None:
+    _ = bytearray(8 * 2**30)
+
+
+def _grow(data: bytes, scratch: Path) -> None:
+    kept = [bytearray(2**20) for _ in range(160)]
+    del kept
+
+
+def _die(data: bytes, scratch: Path) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _keep(rng: random.Random, data: bytes, others: Sequence[bytes]) -> bytes:
+    return data
+
+
+# Targets that misbehave on purpose, to show that the runner catches each kind of crash.
+SELF_TESTS: tuple[Target, ...] = tuple(
+    Target(f"selftest-{name}", "sql", _keep, run, enabled=False)
+    for name, run in (("exception", _raise), ("hang", _hang), ("allocate", _allocate),
+                      ("grow", _grow), ("die", _die))
+)
+
+
 def target(name: str) -> Target:
     """The target called ``name``."""
-    for found in TARGETS:
+    for found in (*TARGETS, *SELF_TESTS):
         if found.name == name:
             return found
     raise KeyError(f"no fuzz target {name!r}; known: {', '.join(t.name for t in TARGETS)}")

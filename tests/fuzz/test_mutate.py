@@ -1,4 +1,5 @@
-"""The mutation engine: reproducible from (seed, case), and aware of BSON's length fields."""
+"""The mutation engine (reproducible from (seed, case), aware of BSON's length fields) and the
+runner (it catches every kind of crash)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import bson
 
 from monarch.archive import ArchiveWriter, CollectionMeta
 from tests.fuzz.mutate import Mutator, case_rng, length_fields
+from tests.fuzz.runner import replay, run_campaign
 
 
 def small_archive() -> bytes:
@@ -62,3 +64,22 @@ def _document_starts(data: bytes) -> set[int]:
         starts.add(pos)
         pos += struct.unpack_from("<i", data, pos)[0]
     return starts
+
+
+def test_the_runner_reports_every_kind_of_crash_and_goes_on(
+    fuzz_samples: Path, tmp_path: Path
+) -> None:
+    names = ["selftest-exception", "selftest-hang", "selftest-allocate", "selftest-grow",
+             "selftest-die", "sql"]
+    report = run_campaign(fuzz_samples, names, seed=1, cases=12, seconds=120,
+                          crashes=tmp_path / "crashes", case_timeout=3.0, memory_mb=64)
+
+    kinds = sorted((f.target, f.kind) for f in report.findings if f.case < 6)
+    assert kinds == [("selftest-allocate", "memory"), ("selftest-die", "died"),
+                     ("selftest-exception", "exception"), ("selftest-grow", "memory"),
+                     ("selftest-hang", "hang")], report.summary()
+    assert report.total == 12  # the run went on after each, the killed child's too
+    assert report.cases["sql"] == 2
+    saved = Path(next(f.saved for f in report.findings if f.kind == "exception"))
+    assert "ValueError" in (saved / "error.txt").read_text()
+    assert "ValueError" in replay(saved)
