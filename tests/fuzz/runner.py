@@ -142,7 +142,7 @@ def _watch(args: dict[str, Any], targets: Sequence[str], report: Report, *, case
                 child.wait()
                 if current is None:
                     raise RuntimeError("the fuzz child started no case")
-                _found(report, targets, current, "hang",
+                _found(args, report, current, "hang",
                        "the case stopped answering (killed by the watchdog)")
                 return current + 1
             chunk = os.read(fd, 1 << 16)
@@ -170,12 +170,25 @@ def _watch(args: dict[str, Any], targets: Sequence[str], report: Report, *, case
     if current is None:
         raise RuntimeError(f"the fuzz child failed before its first case (exit {code})")
     how = f"signal {-code}" if code < 0 else f"exit status {code}"
-    _found(report, targets, current, "died", f"{_tail(errors)}\nthe child process died ({how})")
+    _found(args, report, current, "died", f"{_tail(errors)}\nthe child process died ({how})")
     return current + 1
 
 
-def _found(report: Report, targets: Sequence[str], case: int, kind: str, detail: str) -> None:
-    report.findings.append(Finding(targets[case % len(targets)], case, kind, detail))
+def _found(args: dict[str, Any], report: Report, case: int, kind: str, detail: str) -> None:
+    """Record a case that killed its child, keeping its input (made again: it is
+    deterministic) where ``--replay`` finds it."""
+    from tests.fuzz.mutate import case_rng
+    from tests.fuzz.samples import load_samples
+    from tests.fuzz.targets import target
+
+    targets = args["targets"]
+    chosen = target(targets[case % len(targets)])
+    pool = load_samples(Path(args["samples"]), chosen.kind)
+    rng = case_rng(args["seed"], case)
+    data = chosen.mutate(rng, rng.choice(pool), pool)
+    folder = Path(args["crashes"]) / f"{chosen.name}-seed{args['seed']}-case{case}"
+    save_input(folder, chosen.name, data, detail, seed=args["seed"], case=case)
+    report.findings.append(Finding(chosen.name, case, kind, detail, str(folder)))
 
 
 # ------------------------------------------------------------------------------ the child side

@@ -79,6 +79,8 @@ def test_the_runner_reports_every_kind_of_crash_and_goes_on(
                      ("selftest-exception", "exception"), ("selftest-grow", "memory"),
                      ("selftest-hang", "hang")], report.summary()
     assert report.total == 12  # the run went on after each, the killed child's too
+    died = next(f for f in report.findings if f.kind == "died")
+    assert (Path(died.saved) / "case.json").is_file()
     assert report.cases["sql"] == 2
     saved = Path(next(f.saved for f in report.findings if f.kind == "exception"))
     assert "ValueError" in (saved / "error.txt").read_text()
