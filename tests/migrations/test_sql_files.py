@@ -153,6 +153,11 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
         parse(tmp_path / "m.sql", b"SELECT '\xff';")
 
 
+def test_a_file_holding_a_nul_character_is_refused_naming_the_line(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match=r"m.sql, line 2: a NUL character.*nothing was run"):
+        parse(tmp_path / "m.sql", b"SELECT 1;\nSELECT '\x00';\n")
+
+
 def test_sql_files_are_discovered_in_order_with_the_python_ones(tmp_path: Path) -> None:
     (tmp_path / "20240101000002_b.sql").write_text("SELECT 1;\n-- monarch:rollback\n")
     (tmp_path / "20240101000001_a.py").write_text(
