@@ -105,6 +105,25 @@ def test_corrupt_compressed_data_is_refused(method: Method) -> None:
         decompress(bytes(data))
 
 
+@pytest.mark.parametrize("method", ["zstd", "gzip"])
+def test_corruption_is_reported_where_it_was_found_not_at_byte_0(method: Method) -> None:
+    import re
+
+    payload = b"".join(os.urandom(64) + b"repetitive text " * 40 for _ in range(1600))
+    data = bytearray(compress(payload, method))
+    assert len(data) > 60_000
+    data[25_000] ^= 0xFF
+
+    with pytest.raises(ArchiveError) as caught:
+        decompress(bytes(data))
+
+    found = re.search(r"compressed bytes ([\d,]+)-([\d,]+)", caught.value.message)
+    assert found is not None, caught.value.message
+    start, end = (int(n.replace(",", "")) for n in found.groups())
+    assert 25_000 - 4096 < start <= end < len(data)  # never before the damage
+    assert end - start < 4096 and caught.value.hint
+
+
 def test_garbage_after_a_gzip_stream_is_refused() -> None:
     with pytest.raises(ArchiveError):
         decompress(compress(PAYLOAD, "gzip") + b"not gzip")

@@ -318,3 +318,26 @@ def test_a_sqlite_backup_is_consistent_while_the_application_writes(
     finally:
         copy.close()
     assert counts[0] > 0 and counts[0] == 2 * counts[1]  # every transaction whole
+
+
+def test_sql_backups_speak_of_tables_and_rows_not_collections_and_documents(
+    local_project: SQLProject,
+) -> None:
+    p = local_project
+    lite_fill(p.lite(), rows=50)
+    fill_rich(p.urls["development"], customers=5)
+    lite = p.process("backup", "lite")
+    pg = p.process("backup", "development")
+    name = monarch.list_backups(p.config(), "development")[0].name
+
+    listed = p.process("list_backups")
+    checked = p.process("verify", name)
+    restored = p.process("restore", f"{name}:staging")
+
+    outputs = [lite, pg, listed, checked, restored]
+    assert all(r.code == 0 for r in outputs), [r.stderr for r in outputs]
+    for result in outputs:
+        assert "collection" not in result.stdout + result.stderr
+        assert "document" not in result.stdout + result.stderr
+    assert "TABLES" in listed.stdout and "ROWS" in listed.stdout
+    assert " tables, " in checked.stdout and " rows, " in checked.stdout

@@ -51,7 +51,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 _GZIP_WBITS = 31  # a gzip header and trailer around raw deflate
 _INPUT_READ = 1024 * 1024
-_INPUT_SLICE = 64 * 1024  # bounds one decompress() call's output
+_INPUT_SLICE = 4 * 1024
+"""Compressed bytes per decompress() call: bounds its output (4 MiB at gzip's largest ratio),
+and names where damage was found to within this many bytes; measured as fast as 64 KiB."""
 
 
 class _Compressor(Protocol):
@@ -239,6 +241,7 @@ class _FrameReader:
         self._frames = 0  # frames decompressed to their end
         self._input = memoryview(b"")
         self._consumed = 0  # compressed bytes fed so far, for error messages
+        self._frame_start = 0  # where the current frame (gzip member) starts
         self._pending = b""
         self._done = False
 
@@ -279,9 +282,7 @@ class _FrameReader:
         try:
             out = self._decompressor.decompress(piece)
         except self._errors as exc:
-            raise ArchiveError(
-                f"corrupt {self._name} data near compressed byte {self._consumed}: {exc}"
-            ) from None
+            raise self._corrupt(exc, len(piece)) from None
         self._consumed += len(piece)
         if self._decompressor.eof:
             # A frame ended: what followed it in this slice starts the next frame, if any.
@@ -290,6 +291,19 @@ class _FrameReader:
                 self._input = memoryview(tail + bytes(self._input))
                 self._consumed -= len(tail)
             self._decompressor = self._new()
+            self._frame_start = self._consumed
             self._started = False
             self._frames += 1
         return out
+
+    def _corrupt(self, exc: Exception, fed: int) -> ArchiveError:
+        where = f"compressed bytes {self._consumed:,}-{self._consumed + fed - 1:,}"
+        if "check" in str(exc).lower():  # gzip's CRC-32 or zstd's checksum, at a frame's end
+            kind = "member" if self._name == "gzip" else "frame"
+            return ArchiveError(
+                f"corrupt {self._name} data: the checksum of the {self._name} {kind} that "
+                f"starts at compressed byte {self._frame_start:,} does not match ({where}); the "
+                f"damage is somewhere in that {kind}: {exc}",
+                hint="the file is damaged; use another copy of it")
+        return ArchiveError(f"corrupt {self._name} data in {where}: {exc}",
+                            hint="the file is damaged; use another copy of it")

@@ -21,18 +21,22 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote_plus
 
+import bson
+from bson.errors import BSONError
+
 from monarch.archive._source import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_READ_SIZE,
     MAX_DOCUMENT_SIZE,
     ByteSource,
     Readable,
+    iter_documents,
 )
 from monarch.archive.compression import open_decompressed_reader
 from monarch.archive.crc import crc64
 from monarch.archive.events import CollectionEnd, Documents, Event
 from monarch.archive.limits import CEILING_HINT, LimitedReader
-from monarch.archive.meta import COLLECTION, VIEW, CollectionMeta
+from monarch.archive.meta import COLLECTION, VIEW, CollectionMeta, invalid_collection_name
 from monarch.errors import ArchiveError
 
 _BSON = (".bson", ".bson.gz")
@@ -116,6 +120,21 @@ class EntriesReader:
         self._iterated = True
         return read_entries(self._entries, self._chunk_size, self._read_size, self._limit)
 
+    def find_damage(self) -> ArchiveError | None:
+        """Read every file again, decoding each document (a directory dump has no checksum):
+        the first one that is not valid BSON, as an error naming its file and byte offset.
+
+        For explaining a failure after the fact (a server that dropped the connection over a
+        damaged document): decoding costs more than the restore's pass-through reading.
+        """
+        try:
+            for _ in read_entries(self._entries, self._chunk_size, self._read_size,
+                                  self._limit, validate=True):
+                pass
+        except ArchiveError as exc:
+            return exc
+        return None
+
 
 class DirectoryReader(EntriesReader):
     """Read a directory dump; see :class:`~monarch.archive.DumpReader`.
@@ -160,12 +179,14 @@ class DirectoryReader(EntriesReader):
 def read_entries(
     entries: list[DumpEntry], chunk_size: int = DEFAULT_CHUNK_SIZE,
     read_size: int = DEFAULT_READ_SIZE, limit: tuple[int, str] | None = None,
+    *, validate: bool = False,
 ) -> Iterator[Event]:
     """The events of a directory-shaped dump's collections, read one file after another.
 
     With ``limit`` (bytes, and what that limit is called), reading stops at the first
     decompressed byte beyond it, all files together
-    (:class:`~monarch.archive.limits.SizeLimitExceeded`).
+    (:class:`~monarch.archive.limits.SizeLimitExceeded`). With ``validate``, every document is
+    decoded, and one that is not valid BSON raises ArchiveError naming its file and offset.
     """
     read = 0
     for entry in entries:
@@ -187,12 +208,40 @@ def read_entries(
                     describe=partial(entry.files.describe, entry.bson),
                 )
                 for view, count in chunks:
+                    if validate:
+                        _validate(view, size, entry.files.describe(entry.bson))
                     crc = crc64(view, crc)
                     documents += count
                     size += len(view)
                     yield Documents(meta.db, meta.data_collection, view, count)
                 read += size
         yield CollectionEnd(meta.db, meta.data_collection, crc, documents, size)
+
+
+def _validate(view: memoryview, offset: int, file: str) -> None:
+    """Decode the documents of ``view`` (starting at byte ``offset`` of ``file``)."""
+    try:
+        bson.decode_all(view)
+    except (BSONError, ValueError, OverflowError):
+        pass
+    else:
+        return
+    for document, start in _documents_at(view):
+        try:
+            bson.decode(document)
+        except (BSONError, ValueError, OverflowError) as exc:
+            raise ArchiveError(
+                f"{file} is damaged: the document at byte {offset + start:,} is not valid BSON "
+                f"({exc}); nothing was restored",
+                hint="the dump file is damaged; take the dump again or use another copy",
+            ) from None
+
+
+def _documents_at(view: memoryview) -> Iterator[tuple[memoryview, int]]:
+    start = 0
+    for document in iter_documents(view):
+        yield document, start
+        start += len(document)
 
 
 def scan_database(db: str, files: DumpFiles) -> list[DumpEntry]:
@@ -239,6 +288,16 @@ def _kind(name: str) -> tuple[str, tuple[str, str]] | None:
 
 
 def _put(into: dict[str, Any], name: str, value: Any, files: DumpFiles, file: str) -> None:
+    reason = invalid_collection_name(name) if name != _OPLOG else None
+    if reason is not None:
+        # Refused while scanning, before anything is touched: the server would refuse it
+        # mid-restore, and a name like "../x" must never be taken for a path.
+        raise ArchiveError(
+            f"{files.describe(file)}: {name!r} is not a valid collection name ({reason}); "
+            "nothing was touched",
+            hint="rename or remove that file (mongodump names files after their collections, "
+                 "URL-escaped), or dump the collection again under a valid name",
+        )
     if name in into:
         raise ArchiveError(
             f"the dump holds two files for collection {name!r} in "

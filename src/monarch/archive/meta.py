@@ -124,6 +124,20 @@ class CollectionMeta:
         return value if isinstance(value, str) and value else None
 
 
+def invalid_collection_name(name: str) -> str | None:
+    """Why MongoDB refuses ``name`` as a collection name, or None when it takes it (its length
+    against a database name is checked where the database is known)."""
+    if not name:
+        return "it is empty"
+    if "\0" in name:
+        return "it contains a NUL byte"
+    if "$" in name:
+        return "it contains '$'"
+    if name.startswith("."):
+        return "it starts with '.'"
+    return None
+
+
 def build_metadata_json(
     collection: str,
     *,

@@ -182,7 +182,9 @@ def backup(
             release_name(store, taken)
         engine.close()
     progress.finish(Summary("backup", len(manifest.collections), manifest.documents,
-                            manifest.data_bytes, manifest.duration))
+                            manifest.data_bytes, manifest.duration,
+                            unit="collection" if manifest.archive.format == ARCHIVE_FORMAT
+                            else "table"))
     return BackupResult(name, manifest, store.display_url)
 
 

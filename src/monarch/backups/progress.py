@@ -26,11 +26,33 @@ from typing import Protocol, TextIO
 
 @dataclass(frozen=True)
 class Item:
-    """Something a phase will process (a collection), with size estimates when known."""
+    """Something a phase will process (a collection), with size estimates when known.
+
+    ``unit`` is what it is: ``"collection"`` (its documents are counted), or ``"database"``
+    (a PostgreSQL or SQLite database streamed whole: bytes only).
+    """
 
     name: str
     documents: int | None = None
     size: int | None = None
+    unit: str = "collection"
+
+
+# unit -> (its plural, what it holds, counted); tables hold rows, a streamed database bytes.
+_UNITS = {"collection": ("collections", "documents"), "table": ("tables", "rows"),
+          "database": ("databases", "")}
+
+
+def counted(count: int, unit: str) -> str:
+    """``"1 collection"``, ``"3 tables"``."""
+    return f"{count:,} {unit if count == 1 else _UNITS.get(unit, (unit + 's', ''))[0]}"
+
+
+def contents(count: int, unit: str) -> str:
+    """What ``count`` things inside ``unit`` items are called: ``"1,200 documents"``,
+    ``"5 rows"``; empty for a unit whose contents are not counted."""
+    noun = _UNITS.get(unit, ("", "documents"))[1]
+    return f"{count:,} {noun}" if noun else ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +64,9 @@ class Summary:
     documents: int
     size: int
     seconds: float
+    unit: str = "collection"
+    """What ``items`` counts: ``"collection"`` (holding documents) or ``"table"`` (rows; left
+    out when not counted, as on a restore)."""
 
     @property
     def throughput(self) -> float:
@@ -50,10 +75,11 @@ class Summary:
 
     def line(self) -> str:
         """One human line: ``backup: 3 collections, 1,200 documents, 4.1 MB in 2.0 s (...)``."""
+        inside = contents(self.documents, self.unit)
+        inside = f"{inside}, " if inside and (self.documents or self.unit == "collection") else ""
         return (
-            f"{self.action}: {self.items} collection{'s' if self.items != 1 else ''}, "
-            f"{self.documents:,} documents, {format_size(self.size)} in "
-            f"{format_duration(self.seconds)} ({format_size(self.throughput)}/s)"
+            f"{self.action}: {counted(self.items, self.unit)}, {inside}{format_size(self.size)} "
+            f"in {format_duration(self.seconds)} ({format_size(self.throughput)}/s)"
         )
 
 
@@ -132,6 +158,10 @@ class _Tracker:
         done = sum(1 for s in self.items.values() if s.done)
         return docs, size, expected, done
 
+    def unit(self) -> str:
+        """What the items are (all of one kind): ``"collection"`` or ``"database"``."""
+        return next((s.item.unit for s in self.items.values()), "collection")
+
 
 class LineProgress:
     """A plain status line every ``interval`` seconds and one line per finished item."""
@@ -151,7 +181,8 @@ class LineProgress:
             known = [i.documents for i in items]
             about = f" (~{sum(d or 0 for d in known):,} documents)" if all(
                 d is not None for d in known) else ""
-            self._write(f"{action}: {len(items)} collections{about}")
+            unit = items[0].unit if items else "collection"
+            self._write(f"{action}: {counted(len(items), unit)}{about}")
 
     def advance(self, item: str, documents: int, size: int) -> None:
         with self._t.lock:
@@ -165,7 +196,8 @@ class LineProgress:
         with self._t.lock:
             state = self._t.add(item, 0, 0)
             state.done = True
-            self._write(f"  {item}: {state.documents:,} documents, {format_size(state.size)}")
+            inside = contents(state.documents, state.item.unit)
+            self._write(f"  {item}: {inside + ', ' if inside else ''}{format_size(state.size)}")
 
     def finish(self, summary: Summary | None) -> None:
         with self._t.lock:
@@ -176,9 +208,11 @@ class LineProgress:
         docs, size, expected, done = self._t.totals()
         elapsed = now - self._t.started
         rate = size / elapsed if elapsed > 0 else 0.0
-        parts = [f"{done}/{len(self._t.items)} collections", f"{docs:,} documents"]
-        if expected:
-            parts[1] = f"{docs:,}/{expected:,} documents ({min(docs / expected, 1):.0%})"
+        unit = self._t.unit()
+        parts = [f"{done}/{counted(len(self._t.items), unit)}"]
+        if contents(0, unit):
+            parts.append(f"{docs:,}/{expected:,} documents ({min(docs / expected, 1):.0%})"
+                         if expected else contents(docs, unit))
         parts += [format_size(size), f"{format_size(rate)}/s"]
         eta = _eta(docs, expected, elapsed)
         if eta is not None:
@@ -229,7 +263,8 @@ class TerminalProgress:
             took = self._t.clock() - (state.started or self._t.clock())
             # Finished items scroll up above the live region and stay on screen.
             self._clear()
-            self._emit(f"  done {item}: {state.documents:,} documents, "
+            inside = contents(state.documents, state.item.unit)
+            self._emit(f"  done {item}: {inside + ', ' if inside else ''}"
                        f"{format_size(state.size)} in {format_duration(took)}\n")
             self._redraw(force=True)
 
@@ -270,6 +305,8 @@ class TerminalProgress:
             bar, count = " " * (self.BAR + 7), f"{state.documents:,}"
         eta = _eta(state.documents, total, elapsed)
         tail = f"  ETA {format_duration(eta)}" if eta is not None else ""
+        if not contents(0, state.item.unit):  # a streamed database: bytes only
+            return f"  {name} {format_size(state.size)}  {format_size(rate)}/s{tail}"
         return f"  {name} {bar} {count} docs  {format_size(rate)}/s{tail}"
 
     def _total(self, now: float) -> str:
@@ -279,8 +316,10 @@ class TerminalProgress:
         of = f"/{expected:,}" if expected else ""
         eta = _eta(docs, expected, elapsed)
         tail = f", ETA {format_duration(eta)}" if eta is not None else ""
-        return (f"{self._t.action}: {done}/{len(self._t.items)} collections, {docs:,}{of} "
-                f"documents, {format_size(size)}, {format_size(rate)}/s{tail}")
+        unit = self._t.unit()
+        inside = f"{docs:,}{of} documents, " if contents(0, unit) else ""
+        return (f"{self._t.action}: {done}/{counted(len(self._t.items), unit)}, {inside}"
+                f"{format_size(size)}, {format_size(rate)}/s{tail}")
 
     def _emit(self, text: str) -> None:
         try:

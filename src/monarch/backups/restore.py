@@ -21,12 +21,13 @@ from monarch.backups.copy import CopyResult, copy_db
 from monarch.backups.progress import Item, NullProgress, Summary
 from monarch.backups.sources import SYSTEM_DATABASES, choose_database, open_source
 from monarch.engines.base import ARCHIVE_FORMAT
-from monarch.errors import UsageError
+from monarch.errors import ArchiveError, MonarchError, UsageError
 
 if TYPE_CHECKING:
     from monarch.backups.progress import Progress
+    from monarch.backups.sources import Source
     from monarch.config import Config
-    from monarch.engines.base import CollectionRestored
+    from monarch.engines.base import CollectionRestored, Engine
 
 __all__ = [
     "SYSTEM_DATABASES",
@@ -192,6 +193,12 @@ def restore(
                 source.reader, db=source.database,
                 progress=_Announce(progress, "restore", source.expected), workers=workers,
             )
+        except MonarchError as exc:
+            progress.finish(None)
+            damage = _damage(source, engine, exc)
+            if damage is not None:
+                raise damage from exc
+            raise
         except BaseException:
             progress.finish(None)
             raise
@@ -230,6 +237,24 @@ def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str
         return engine.recover_restore()
     finally:
         engine.close()
+
+
+def _damage(source: Source, engine: Engine, failure: MonarchError) -> ArchiveError | None:
+    """A damaged document of a directory dump, when that is what made the restore fail.
+
+    A directory dump has no checksum, so a damaged document reaches the server, which may
+    refuse it or drop the connection ("cannot reach"). When the server answers again, the dump
+    is read once more, decoding every document, and the first damaged one is the answer.
+    """
+    from monarch.archive.directory import EntriesReader
+
+    if isinstance(failure, ArchiveError) or not isinstance(source.reader, EntriesReader):
+        return None
+    try:
+        engine.server_info()
+    except MonarchError:
+        return None  # the server is truly gone: that is the answer
+    return source.reader.find_damage()
 
 
 class _Announce:

@@ -78,7 +78,7 @@ def stream_dumper(
 
     def dump(out: Writable) -> Dumped:
         database = source.environment.database
-        progress.start("backup", [Item(database, None, None)])
+        progress.start("backup", [Item(database, None, None, unit="database")])
         result = source.dump_stream(_Advancing(out, progress, database))
         progress.finish_item(database)
         entries = tuple(CollectionEntry(name=t.name, type="table", documents=t.rows,
@@ -118,11 +118,13 @@ def restore_backup(
     manifest = read_manifest(store, backup_name)
     check_compatible(manifest, environment, target.backup_format)
     started = time.monotonic()
-    progress.start("restore", [Item(manifest.database, None, manifest.archive.uncompressed_size)])
+    progress.start("restore", [Item(manifest.database, None, manifest.archive.uncompressed_size,
+                                    unit="database")])
     with open_checked(store, manifest) as stream:
         result = target.restore(_Reporting(stream, progress, manifest.database))
     seconds = time.monotonic() - started
-    progress.finish(Summary("restore", len(result.tables), 0, stream.plain, seconds))
+    progress.finish(Summary("restore", len(result.tables), 0, stream.plain, seconds,
+                            unit="table"))
     return RestoreResult(
         backup=backup_name, environment=environment.name, database=environment.database,
         source="backup", source_database=manifest.database, collections=(),
@@ -173,11 +175,11 @@ def copy_database(
         restored = restore_backup(config, kept.name, dst.environment, target, progress)
         tables, dropped, recovered = restored.tables, restored.dropped, restored.recovered
     else:
-        progress.start("copy_db", [Item(src.environment.database, None, None)])
+        progress.start("copy_db", [Item(src.environment.database, None, None, unit="database")])
         result = src.copy_to(dst)
         tables, dropped, recovered = result.tables, result.dropped, result.recovered
     seconds = time.monotonic() - started
-    progress.finish(Summary("copy_db", len(tables), 0, 0, seconds))
+    progress.finish(Summary("copy_db", len(tables), 0, 0, seconds, unit="table"))
     return CopyResult(
         source=src.environment.name, target=dst.environment.name,
         source_database=src.environment.database, database=dst.environment.database,
@@ -200,7 +202,8 @@ def verify_stream(store: Store, manifest: Manifest, progress: Progress) -> Verif
     except ObjectNotFound:
         return VerifyResult(manifest.name, (f"the archive {archive.key} is missing",), 0, 0, 0,
                             time.monotonic() - started)
-    progress.start("verify", [Item(manifest.database, None, archive.uncompressed_size)])
+    progress.start("verify", [Item(manifest.database, None, archive.uncompressed_size,
+                                   unit="database")])
     problems: list[str] = []
     with stream:
         checker, tool = _CHECKERS.get(archive.format, (None, "its own tool"))
@@ -217,10 +220,11 @@ def verify_stream(store: Store, manifest: Manifest, progress: Progress) -> Verif
         problems += stream.finish()
     seconds = time.monotonic() - started
     tables = len(manifest.collections)
-    progress.finish(Summary("verify", tables, manifest.documents, stream.hashed.size, seconds))
+    progress.finish(Summary("verify", tables, manifest.documents, stream.hashed.size, seconds,
+                            unit="table"))
     return VerifyResult(manifest.name, tuple(problems), tables, manifest.documents,
                         stream.hashed.size, seconds,
-                        checked=f"size, SHA-256, uncompressed size and {tool}")
+                        checked=f"size, SHA-256, uncompressed size and {tool}", unit="table")
 
 
 class CheckedStream:

@@ -50,6 +50,8 @@ class VerifyResult:
     seconds: float
     checked: str = "structure, CRCs, counts, size and SHA-256"
     """What was checked against the manifest (for the report)."""
+    unit: str = "collection"
+    """What ``collections`` counts: ``"collection"`` (of documents) or ``"table"`` (of rows)."""
     legacy: bool = False
     """A backup of monarch 0.0.x: checked by itself, having no manifest."""
 

@@ -133,9 +133,21 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
          b.compression + (f" (query set {b.query_set})" if b.query_set else ""))
         for b in backups
     ]
-    headers = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE", "COLLECTIONS",
-               "DOCUMENTS", "COMPRESSION")
+    headers = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE", *_count_headers(backups),
+               "COMPRESSION")
     click.echo(table(headers, rows))
+
+
+def _count_headers(backups: list[BackupInfo | LegacyBackup]) -> tuple[str, str]:
+    """COLLECTIONS/DOCUMENTS for MongoDB backups, TABLES/ROWS for SQL ones, both when mixed."""
+    from monarch.backups.legacy import LegacyBackup
+
+    engines = {"mongo" if isinstance(b, LegacyBackup) else b.manifest.engine for b in backups}
+    if engines == {"mongo"}:
+        return "COLLECTIONS", "DOCUMENTS"
+    if "mongo" not in engines:
+        return "TABLES", "ROWS"
+    return "COLLECTIONS/TABLES", "DOCUMENTS/ROWS"
 
 
 def _info_json(b: BackupInfo | LegacyBackup) -> dict[str, Any]:
@@ -166,7 +178,7 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
     CRC-32, the metadata and every BSON document.
     """
     from monarch.backups.api import verify as run_verify
-    from monarch.backups.progress import format_size
+    from monarch.backups.progress import contents, counted, format_size
 
     if not name:
         raise UsageError("verify needs a backup name",
@@ -180,9 +192,9 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
     elif result.ok:
         what = ("are intact (a monarch 0.0.x zip has no manifest)" if result.legacy
                 else "match the manifest")
-        click.echo(f"OK {result.name}: {result.collections} collections, "
-                   f"{result.documents:,} documents, {format_size(result.size)}; {result.checked} "
-                   f"{what}")
+        click.echo(f"OK {result.name}: {counted(result.collections, result.unit)}, "
+                   f"{contents(result.documents, result.unit)}, {format_size(result.size)}; "
+                   f"{result.checked} {what}")
     else:
         click.echo(f"FAILED {result.name}: {len(result.problems)} problem(s)")
         for problem in result.problems:

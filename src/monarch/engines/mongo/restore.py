@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import bson
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
-from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW
+from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW, invalid_collection_name
 from monarch.backups.progress import Item, NullProgress
 from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.mongo._inserter import Inserter
@@ -313,10 +313,14 @@ def _check_supported(metas: list[CollectionMeta], target_db: str) -> None:
                 "restore; nothing was done"
             )
         name = meta.collection
-        if not name_fits(target_db, name) or name.startswith(".") or "$" in name or "\0" in name:
+        reason = invalid_collection_name(name)
+        if reason is not None:
+            raise ArchiveError(f"{name!r} is not a valid collection name ({reason}); nothing "
+                               "was done", hint="rename it in the dump, or leave it out")
+        if not name_fits(target_db, name):
             raise BackupError(
-                f"collection name {name!r} is not valid in database {target_db!r} (too long, or "
-                "a character the server refuses); nothing was done",
+                f"collection name {name!r} is too long for database {target_db!r}; nothing "
+                "was done",
                 hint="restore into a database with a shorter name",
             )
 
