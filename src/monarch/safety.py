@@ -1,4 +1,10 @@
-"""Protected environments: destructive commands need the environment's name typed back."""
+"""Protected environments: destructive commands need the environment's name typed back.
+
+The one rule, for every command that changes a database (migrate, rollback, restore, copy_db,
+recover, drop_db, unlock): a protected environment's name must be given, typed on a terminal or
+passed as ``--confirm NAME`` (``confirm=`` in Python). ``-y/--yes`` only skips y/N questions and
+never stands in for the name.
+"""
 
 from __future__ import annotations
 

@@ -137,3 +137,27 @@ def test_cli_recover_with_nothing_interrupted_says_so_and_protected_needs_confir
     refused = run_cli(two_dbs, "recover", "production")
     assert refused.code == 2
     assert "--confirm production" in refused.stderr
+
+
+def test_yes_is_taken_by_every_command_that_replaces_data_and_never_confirms_a_protected_one(
+    two_dbs: TwoDbs,
+) -> None:
+    seed(two_dbs.source)
+    name = backup(two_dbs.config(), "development").name
+
+    allowed = [run_cli(two_dbs, *args) for args in (
+        ("restore", "-y", f"{name}:staging"), ("copy_db", "--yes", "development:staging"),
+        ("recover", "-y", "staging"))]
+    before = snapshot(two_dbs.target)
+    refused = [run_cli(two_dbs, *args) for args in (
+        ("restore", "-y", f"{name}:production"), ("copy_db", "-y", "development:production"),
+        ("recover", "--yes", "production"), ("drop_db", "-y", "production"),
+        ("migrate", "-y", "production"))]
+    after = snapshot(two_dbs.target)
+    dropped = run_cli(two_dbs, "drop_db", "--yes", "staging")
+
+    assert [r.code for r in allowed] == [0, 0, 0], [r.stderr for r in allowed]
+    assert [r.code for r in refused] == [2] * 5, [r.stderr for r in refused]
+    assert all("--confirm production" in r.stderr for r in refused)
+    assert after == before  # production (the target database) was untouched
+    assert dropped.code == 0, dropped.stderr

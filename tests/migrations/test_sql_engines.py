@@ -167,6 +167,26 @@ def test_the_same_statements_in_a_transactional_file_fail_and_leave_nothing(
     assert "t" not in sql_project.tables()
 
 
+@pytest.mark.parametrize("kind", ["sql", "python"])
+def test_a_statement_refused_in_a_transaction_says_how_to_run_without_one(
+    sql_project: SQLProject, kind: str
+) -> None:
+    statements, _ = CONCURRENT_STEPS[sql_project.engine]
+    if kind == "sql":
+        sql_project.write_sql(A, statements)
+        how = "-- monarch:transactional=false"
+    else:
+        sql_project.write(A, "\n".join(f"self.conn.execute({s!r})"
+                                       for s in statements.splitlines()))
+        how = "transactional = False"
+
+    result = sql_project.cli("migrate", "development")
+
+    assert result.code == 1
+    hint = result.stderr.split("Try:", 1)[1]
+    assert "outside a transaction" in hint and how in hint and f"{A}." in hint
+
+
 def test_a_non_transactional_python_migration_runs_outside_a_transaction(
     sql_project: SQLProject,
 ) -> None:

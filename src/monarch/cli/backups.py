@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from monarch.cli.output import confirm_name, echo_json, table
+from monarch.cli.output import confirm_name, echo_json, table, yes_option
 from monarch.cli.session import Session
 from monarch.errors import UsageError
 
@@ -20,13 +21,20 @@ if TYPE_CHECKING:
     from monarch.backups.legacy import LegacyBackup
     from monarch.backups.progress import Progress
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 _quiet = click.option(
     "-q", "--quiet", is_flag=True, help="No progress; print only the essential result."
 )
 _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-_confirm = click.option(
+_confirm_name = click.option(
     "--confirm", metavar="NAME", help="Type the protected target's name (for scripts and CI)."
 )
+
+
+def _confirm(command: F) -> F:
+    """``--confirm NAME`` and ``-y/--yes``: the options of every command that replaces data."""
+    return _confirm_name(yes_option(command))
 
 
 def _progress(quiet: bool) -> Progress:

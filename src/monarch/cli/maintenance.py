@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from monarch.cli.output import confirm_name, echo_json, table
+from monarch.cli.output import confirm_name, echo_json, table, yes_option
 from monarch.cli.session import Session
 
 
@@ -36,6 +36,7 @@ def list_query_sets(session: Session, as_json: bool) -> None:
 @click.option(
     "--confirm", metavar="NAME", help="Type the protected environment's name (for scripts and CI)."
 )
+@yes_option
 @click.pass_obj
 def drop_db(session: Session, *, env: str, confirm: str | None) -> None:
     """Drop ENV's database and everything in it (PostgreSQL: replace it by an empty one)."""

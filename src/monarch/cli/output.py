@@ -21,6 +21,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+yes_option = click.option(
+    "--yes", "-y", is_flag=True, expose_value=False,
+    help="Do not ask questions; a protected target still needs its name (typed, or --confirm).",
+)
+"""``-y/--yes`` on every command that changes a database, with migrate's meaning: no y/N
+question is asked; it never stands in for a protected environment's name (see
+:mod:`monarch.safety`). Commands that ask no such question accept it all the same, so scripts
+can pass it everywhere."""
+
+
 def echo_json(value: Any) -> None:
     """Print ``value`` as indented JSON (dates and paths as strings)."""
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))

@@ -289,9 +289,11 @@ def _execute(
         skipped = len(plan.steps) - len(outcomes)
         rest = f"; {skipped} later migration(s) were not run" if skipped else ""
         retry = "rollback" if failed.action == ROLLBACK else "migrate"
+        path = by_name[failed.name].path
         raise MigrationFailed(
             f"{what}migration {failed.name} failed: {failed.error}{rest}",
-            hint=f"fix {by_name[failed.name].path} and run `monarch {retry} {env.name}` again "
+            hint=_outside_transaction_hint(failed.error or "", path)
+            or f"fix {path} and run `monarch {retry} {env.name}` again "
             f"(it retries {failed.name}); the full error is in "
             f"`monarch list_migrations {env.name} --json`",
             result=result,
@@ -352,3 +354,17 @@ def _scrubber(env: Environment) -> Callable[[str], str]:
     """A function removing the environment's URL and its secrets (raw and encoded) from error
     text, such as the failure a history record keeps."""
     return env.scrub
+
+
+def _outside_transaction_hint(error: str, path: Path) -> str | None:
+    """The way out when a statement refused to run in the migration's transaction (PostgreSQL's
+    ``CREATE INDEX CONCURRENTLY``, ``VACUUM``, ...)."""
+    # PostgreSQL: "... cannot run inside a transaction block"; SQLite: "cannot VACUUM from
+    # within a transaction".
+    if "inside a transaction block" not in error and "within a transaction" not in error:
+        return None
+    how = ("put `-- monarch:transactional=false` on a line at the top of it"
+           if path.suffix == ".sql" else "set `transactional = False` on its class")
+    return (f"run this migration outside a transaction: {how} ({path}); then run the command "
+            "again. Without a transaction a failure midway is not undone, so keep such a "
+            "migration to the one statement")
