@@ -86,8 +86,10 @@ class CollectionEntry:
                 raise TypeError(f"expected an object, got {type(data).__name__}")
             indexes = data.get("indexes") or []
             options = data.get("options") or {}
-            if not isinstance(indexes, list) or not isinstance(options, dict):
-                raise TypeError("indexes must be a list and options an object")
+            if not isinstance(indexes, list) or not all(isinstance(i, dict) for i in indexes):
+                raise TypeError("indexes must be a list of objects")
+            if not isinstance(options, dict):
+                raise TypeError("options must be an object")
             return cls(
                 name=_str(data["name"]),
                 type=_str(data.get("type", "collection")),
