@@ -9,6 +9,7 @@ import bson
 import pytest
 
 from monarch import restore
+from monarch.archive import CollectionMeta
 from monarch.errors import ArchiveError
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
@@ -16,6 +17,7 @@ from tests.backups.restore_support import (  # noqa: F401 - fixtures
     seed,
     snapshot,
     two_dbs_fixture,
+    write_archive,
 )
 
 
@@ -73,4 +75,22 @@ def test_a_flipped_byte_in_a_bson_file_is_reported_as_damage_with_its_offset(
     assert "users.bson" in message and "damaged" in message
     assert f"byte {second:,}" in message or f"byte {second}" in message
     assert "cannot reach" not in message
+    assert snapshot(two_dbs.target) == before and leftovers(two_dbs.target) == []
+
+
+def test_a_damaged_document_in_an_archive_is_reported_by_its_crc_not_as_a_lost_server(
+    two_dbs: TwoDbs,
+) -> None:
+    seed(two_dbs.target)
+    docs = [bson.encode({"_id": i, "name": f"user {i}", "n": 1.5}) for i in range(200)]
+    path = write_archive(two_dbs.root / "users.archive",
+                         [(CollectionMeta.build("source", "users"), docs)])
+    data = bytearray(path.read_bytes())
+    data[data.index(docs[1]) + 4] = 0x77  # an element type no BSON has, as a flipped byte
+    path.write_bytes(bytes(data))
+    before = snapshot(two_dbs.target)
+
+    with pytest.raises(ArchiveError, match=r"CRC mismatch for namespace 'source\.users'"):
+        restore(two_dbs.config(), str(path), "staging")
+
     assert snapshot(two_dbs.target) == before and leftovers(two_dbs.target) == []

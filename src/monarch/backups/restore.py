@@ -24,6 +24,8 @@ from monarch.engines.base import ARCHIVE_FORMAT
 from monarch.errors import ArchiveError, MonarchError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from monarch.backups.progress import Progress
     from monarch.backups.sources import Source
     from monarch.config import Config
@@ -195,7 +197,8 @@ def restore(
             )
         except MonarchError as exc:
             progress.finish(None)
-            damage = _damage(source, engine, exc)
+            damage = _damage(source, engine, exc, lambda: open_source(
+                config, backup_name, environment, from_db, max_size))
             if damage is not None:
                 raise damage from exc
             raise
@@ -239,22 +242,38 @@ def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str
         engine.close()
 
 
-def _damage(source: Source, engine: Engine, failure: MonarchError) -> ArchiveError | None:
-    """A damaged document of a directory dump, when that is what made the restore fail.
+def _damage(source: Source, engine: Engine, failure: MonarchError,
+            reopen: Callable[[], Source]) -> ArchiveError | None:
+    """The damage in the dump, when that is what made the restore fail.
 
-    A directory dump has no checksum, so a damaged document reaches the server, which may
-    refuse it or drop the connection ("cannot reach"). When the server answers again, the dump
-    is read once more, decoding every document, and the first damaged one is the answer.
+    Documents pass through undecoded, so a damaged one reaches the server, which may refuse it
+    or drop the connection ("cannot reach") before the dump's own checks (an archive's CRC at
+    the end of each collection) could say what is wrong. When the server still answers, the
+    dump is read once more without it: a directory dump (no checksum) decoding every document,
+    an archive or backup with all its checks; the first damage found is the answer.
     """
     from monarch.archive.directory import EntriesReader
+    from monarch.errors import ConnectionFailed
 
-    if isinstance(failure, ArchiveError) or not isinstance(source.reader, EntriesReader):
+    directory = isinstance(source.reader, EntriesReader)
+    if isinstance(failure, ArchiveError) or not (directory or isinstance(failure,
+                                                                        ConnectionFailed)):
         return None
     try:
         engine.server_info()
     except MonarchError:
         return None  # the server is truly gone: that is the answer
-    return source.reader.find_damage()
+    if directory:
+        return source.reader.find_damage()  # type: ignore[attr-defined]
+    try:
+        with reopen() as again:
+            for _ in again.reader:
+                pass
+    except ArchiveError as exc:
+        return exc
+    except MonarchError:
+        return None
+    return None
 
 
 class _Announce:
