@@ -255,16 +255,17 @@ def _damage(source: Source, engine: Engine, failure: MonarchError,
     from monarch.archive.directory import EntriesReader
     from monarch.errors import ConnectionFailed
 
-    directory = isinstance(source.reader, EntriesReader)
-    if isinstance(failure, ArchiveError) or not (directory or isinstance(failure,
-                                                                        ConnectionFailed)):
+    reader = source.reader
+    directory = reader if isinstance(reader, EntriesReader) else None
+    if isinstance(failure, ArchiveError) or (directory is None
+                                              and not isinstance(failure, ConnectionFailed)):
         return None
     try:
         engine.server_info()
     except MonarchError:
         return None  # the server is truly gone: that is the answer
-    if directory:
-        return source.reader.find_damage()  # type: ignore[attr-defined]
+    if directory is not None:
+        return directory.find_damage()
     try:
         with reopen() as again:
             for _ in again.reader:
