@@ -135,6 +135,8 @@ def invalid_collection_name(name: str) -> str | None:
         return "it contains '$'"
     if name.startswith("."):
         return "it starts with '.'"
+    if name.endswith(".") or ".." in name:  # the driver refuses these (an empty name part)
+        return "it ends with '.'" if name.endswith(".") else "it contains '..'"
     return None
 
 

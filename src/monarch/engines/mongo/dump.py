@@ -27,7 +27,7 @@ from monarch.archive.meta import COLLECTION, VIEW, CollectionMeta
 from monarch.archive.writer import ArchiveWriter, NamespaceStats, Writable
 from monarch.engines.base import CollectionDump, DumpStats
 from monarch.engines.mongo.errors import translated
-from monarch.engines.mongo.journal import is_operational
+from monarch.engines.mongo.journal import is_operational, unfinished_swap
 from monarch.errors import BackupError
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def dump_archive(
     """
     started = time.monotonic()
     info = engine.server_info()
+    _refuse_unfinished_restore(engine, action)
     sources = _plan(engine, query_set)
     writer = ArchiveWriter(out)
     writer.write_header(
@@ -139,6 +140,23 @@ def _tool_version() -> str:
     from monarch._version import __version__
 
     return f"monarch {__version__}"
+
+
+def _refuse_unfinished_restore(engine: MongoEngine, action: str) -> None:
+    """A database in the middle of a swap holds part of its data under monarch_aside_* names,
+    which a dump leaves out: refuse rather than write a backup that silently lacks them."""
+    env = engine.environment
+    with translated(env, "reading the restore journal"):
+        doc = unfinished_swap(engine.db)
+    if doc is not None:
+        raise BackupError(
+            f"environment {env.name!r} is in the middle of a restore's swap (journal state "
+            f"{doc.get('state')!r}, {doc.get('command', 'a restore')} with pid {doc.get('pid')} "
+            f"on {doc.get('host')}): some collections may be set aside or not yet in place, "
+            f"so a {action} now would miss data; nothing was read",
+            hint=f"run `monarch recover {env.name}` (it finishes or undoes the swap, or says "
+            f"that the restore is still running), then run the {action} again",
+        )
 
 
 def _plan(engine: MongoEngine, query_set: QuerySet | None) -> list[_Source]:

@@ -1,20 +1,43 @@
 """The restore journal: one restore at a time per database, and a swap that survives a crash.
 
-FerretDB has neither transactions nor ``renameCollection`` with ``dropTarget``, so no server
-primitive swaps a whole database atomically. Instead a restore keeps one document,
-``{_id: "restore"}`` in ``monarch_restore_journal``, in the target database:
+FerretDB has neither transactions nor ``renameCollection`` with ``dropTarget`` (nor any rename
+of a name with a dot in it), so no server primitive swaps a whole database atomically. Instead a
+restore keeps one document, ``{_id: "restore"}`` in ``monarch_restore_journal``, in the target
+database. Collection names are stored in it as data (strings in subdocuments), never used as
+namespaces of the journal itself, so no name can make the journal unreadable.
 
-1. ``loading``: inserted before anything else (its unique ``_id`` makes it the lock). Data goes
-   into ``monarch_staging_<token>_*`` collections. A crash here is rolled BACK by the next run:
-   the staging collections are dropped and the target was never touched.
+The state machine (each arrow is one journal write; a crash may stop anywhere)::
+
+    (none) ──▶ loading ──▶ aside ──▶ placing ──▶ dropping ──▶ (none)
+                  │           │          │
+                  ▼           └────┬─────┘
+               (none)              ▼
+             rolled back        undoing ──▶ (none)
+
+1. ``loading``: inserted before anything else (its unique ``_id`` makes it the lock). Scratch
+   collections (``monarch_probe_<token>_*``) prove that every move the swap will need works for
+   names of the shapes involved (:func:`monarch.engines.mongo._moves.probe`); data goes into
+   ``monarch_staging_<token>_*``. A crash here is rolled BACK by the next run: the staging and
+   scratch collections are dropped and the target was never touched.
 2. ``aside``: written only once every collection has loaded, been counted and indexed. It
-   records the whole plan. Each existing collection is renamed to ``monarch_aside_<token>_*``.
-3. ``placing``: each staging collection is renamed to its final name; views are created.
+   records the whole plan (including the target's view definitions). The target's views are
+   dropped; each of its collections is moved to ``monarch_aside_<token>_*``.
+3. ``placing``: each staging collection is moved to its final name; views are created.
 4. ``dropping``: the aside collections, and anything that appeared during the swap, are dropped;
    then the journal collection itself.
+5. ``undoing``: entered from ``aside`` or ``placing`` only when the plan cannot be finished: a
+   staging collection vanished, or the server refused a move (both ways, renamed and copied).
+   It records which final names already hold new data; those are dropped, the aside collections
+   move back to their names, staging is dropped, the old views are recreated, and the journal
+   goes. The target then holds what it held before (time-series collections excepted: they
+   cannot be moved aside, so they were dropped at the start of ``aside``).
 
-From ``aside`` on, all data is verified, so a crash is rolled FORWARD: every step checks what
-is already done, so running the plan again from its recorded state finishes it.
+From ``aside`` on, all data is verified, so a crash is rolled FORWARD: every step checks what is
+already done, so running the plan again from its recorded state finishes it. A move is a rename,
+or a copy where the server refuses to rename such a name (:func:`~monarch.engines.mongo._moves.
+move`); a copy interrupted halfway starts over. ``recover`` (:func:`finish`) handles every state
+above, including journals whose collections are gone (a missing collection that is no longer
+needed is skipped; one that is needed turns the swap into ``undoing``).
 """
 
 from __future__ import annotations
@@ -22,21 +45,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bson import json_util
 
-from monarch.engines.mongo._owner import (
-    STALE_AFTER,
-    Heartbeat,
-    is_alive,
-    owner_fields,
-    recently_alive,
-    wait_for_drain,
+from monarch.engines.mongo._moves import (
+    ASIDE_PREFIX,
+    JOURNAL,
+    OPERATIONAL,
+    PROBE_PREFIX,
+    STAGING_PREFIX,
+    drop_all,
+    is_operational,
+    names,
+    probe,
+)
+from monarch.engines.mongo._owner import STALE_AFTER, Heartbeat, is_alive, owner_fields
+from monarch.engines.mongo._swap import (
+    LOCK_ID,
+    SETTLE_SECONDS,
+    SWAP_STATES,
+    SwapUndone,
+    carry_out,
+    drop_staging,
+    finish,
+    leftovers,
 )
 from monarch.engines.mongo.errors import translated
 from monarch.errors import BackupError, MonarchError, RestoreBusy
@@ -47,30 +82,25 @@ if TYPE_CHECKING:
 
     from monarch.engines.mongo import MongoEngine
 
-JOURNAL = "monarch_restore_journal"
-STAGING_PREFIX = "monarch_staging_"
-ASIDE_PREFIX = "monarch_aside_"
-PROBE_PREFIX = "monarch_probe_"
-OPERATIONAL = frozenset({JOURNAL, "monarch_lock"})
-"""monarch's own bookkeeping, which a restore neither replaces nor removes (the migration
-history, ``monarch_migrations``, is data: it is restored like any collection)."""
+__all__ = [
+    "ASIDE_PREFIX",
+    "JOURNAL",
+    "OPERATIONAL",
+    "PROBE_PREFIX",
+    "SETTLE_SECONDS",
+    "STAGING_PREFIX",
+    "Journal",
+    "SwapPlan",
+    "derived_name",
+    "finish",
+    "is_operational",
+    "name_fits",
+    "unfinished_swap",
+]
 
-SETTLE_SECONDS = 1.0
-"""After dropping staging that a command still running on the server may re-create, watch this
-long for it to reappear (see :data:`monarch.engines.mongo._owner.DRAIN_SECONDS`)."""
-_LOCK_ID = "restore"
 _HELD_HERE: set[str] = set()  # tokens of journals this process holds right now
 _MAX_NAMESPACE_BYTES = 255  # MongoDB 4.4+: database, dot and collection, in UTF-8
 _MAX_NAME_CHARS = 235  # FerretDB's own limit on collection names
-
-
-def is_operational(name: str) -> bool:
-    """True for collections a restore must leave alone: monarch's and the server's own."""
-    return (
-        name in OPERATIONAL
-        or name.startswith((STAGING_PREFIX, ASIDE_PREFIX, PROBE_PREFIX))
-        or name.startswith("system.")
-    )
 
 
 def name_fits(db: str, name: str) -> bool:
@@ -85,6 +115,17 @@ def derived_name(prefix: str, token: str, name: str, db: str) -> str:
     if name_fits(db, candidate):
         return candidate
     return f"{prefix}{token}_{hashlib.sha256(name.encode()).hexdigest()[:24]}"
+
+
+def unfinished_swap(db: Database[Any]) -> dict[str, Any] | None:
+    """The journal of a restore whose swap began and has not ended, if ``db`` has one.
+
+    While it exists the database is in between: some collections may be set aside under
+    ``monarch_aside_*`` names, others not yet in place.
+    """
+    doc: dict[str, Any] | None = db[JOURNAL].find_one({"_id": LOCK_ID,
+                                                        "state": {"$in": list(SWAP_STATES)}})
+    return doc
 
 
 @dataclass(frozen=True)
@@ -131,22 +172,22 @@ class Journal:
         """
         from pymongo.errors import DuplicateKeyError
 
-        doc = {"_id": _LOCK_ID, "state": "loading", **owner_fields(self.token, command)}
+        doc = {"_id": LOCK_ID, "state": "loading", **owner_fields(self.token, command)}
         with translated(self._engine.environment, "taking the restore journal"):
             for _ in range(3):
                 try:
                     self._docs.insert_one(doc)
                 except DuplicateKeyError:
-                    existing = self._docs.find_one({"_id": _LOCK_ID})
+                    existing = self._docs.find_one({"_id": LOCK_ID})
                     if existing is None:
                         continue
                     if is_alive(existing, _HELD_HERE):
                         raise _busy(self._engine.environment.name, existing) from None
-                    self.recovered = finish(self._db, existing)
+                    self.recovered = self._finish(existing)
                     continue
                 self._held = True
                 _HELD_HERE.add(self.token)
-                self._heartbeat = Heartbeat(self._docs, _LOCK_ID, self.token)
+                self._heartbeat = Heartbeat(self._docs, LOCK_ID, self.token)
                 self._drop_orphans()
                 return
         raise RestoreBusy(
@@ -166,8 +207,8 @@ class Journal:
         with translated(self._engine.environment, "cleaning up staging collections"):
             # The journal goes first: staging without a journal is dropped by any later run,
             # whereas a journal whose staging is half gone could not be rolled forward.
-            self._docs.delete_one({"_id": _LOCK_ID, "token": self.token})
-            _drop_staging(self._db, self.token, settle=settle)
+            self._docs.delete_one({"_id": LOCK_ID, "token": self.token})
+            drop_staging(self._db, self.token, settle=settle)
             _drop_journal_if_empty(self._db)
         self._release()
 
@@ -184,15 +225,17 @@ class Journal:
     def swap(self, plan: SwapPlan) -> list[str]:
         """Record ``plan`` and carry it out; return the target collections that were dropped.
 
-        From here on the restore cannot be undone, only finished (now or by the next run).
+        From here on the restore is finished (now or by the next run), unless it cannot be:
+        then it is undone and :class:`SwapUndone` raised, the target as it was.
         """
         db_name = self._engine.environment.database
         try:
             with translated(self._engine.environment, "recording the swap in the journal"):
-                names = _names(self._db)
+                present = {c["name"]: c for c in self._db.list_collections()}
                 # Views and time-series collections cannot be renamed: they are dropped instead
                 # (in the swap, so only once the backup is wholly loaded and verified).
-                mine = {n: k for n, k in names.items() if not is_operational(n)}
+                mine = {n: str(c.get("type", "collection")) for n, c in present.items()
+                        if not is_operational(n)}
                 old = sorted(n for n, k in mine.items() if k == "collection")
                 views = sorted(n for n, k in mine.items() if k != "collection")
                 aside = [
@@ -204,12 +247,17 @@ class Journal:
                     "state": "aside",
                     "aside": aside,
                     "old_views": views,
+                    # To recreate them if the swap has to be undone.
+                    "old_view_defs": [
+                        json_util.dumps({"create": n, **present[n].get("options", {})})
+                        for n in views if mine[n] == "view"
+                    ],
                     "placing": [{"from": s, "to": f} for s, f in plan.placing],
                     # As text: a pipeline's "$" keys are not storable on every server.
                     "views": [json_util.dumps(v) for v in plan.views],
                 }
-                self._docs.update_one({"_id": _LOCK_ID, "token": self.token}, {"$set": record})
-                doc = self._docs.find_one({"_id": _LOCK_ID, "token": self.token})
+                self._docs.update_one({"_id": LOCK_ID, "token": self.token}, {"$set": record})
+                doc = self._docs.find_one({"_id": LOCK_ID, "token": self.token})
             if doc is None or doc.get("state") != "aside":
                 raise BackupError(
                     "the restore journal was changed by someone else before the "
@@ -222,128 +270,58 @@ class Journal:
             raise
         self._stop_heartbeat()
         try:
-            _roll_forward(self._db, doc)
+            with translated(self._engine.environment, "swapping the restored collections in"):
+                carry_out(self._db, doc)
+        except SwapUndone as exc:
+            raise SwapUndone(
+                f"the swap into {db_name!r} could not be finished ({exc.message}); it was "
+                "undone and the target holds what it held before",
+                hint="run the restore again; if it fails the same way, report it with this "
+                "message",
+            ) from exc
+        except MonarchError as exc:
+            if exc.hint is None:
+                exc.hint = (f"run `monarch recover {self._engine.environment.name}` to finish "
+                            "the swap once the server is back")
+            raise
         finally:
             # Finished or not, this journal is now for a later run to roll forward.
             self._release()
         return sorted(set(old) - plan.finals) + sorted(set(views) - plan.finals)
 
-    def _drop_orphans(self) -> None:
-        # Staging collections whose journal is gone (a restore that died while cleaning up,
-        # or a journal deleted by hand): holding the journal, no live restore can own them.
-        orphans = [
-            n
-            for n in _with_prefix(self._db, STAGING_PREFIX)
-            if not n.startswith(f"{STAGING_PREFIX}{self.token}_")
-        ]
-        _drop_all(self._db, orphans)
+    def probe(self, placing: Iterable[tuple[str, str]]) -> None:
+        """Prove, on scratch collections, that every move of the swap will work.
 
+        ``placing`` pairs staging names with final names, as in :class:`SwapPlan`. The moves
+        are these and the target's collections to their aside names, each tried on names of
+        the same shape (see :mod:`monarch.engines.mongo._moves`).
+        Raises :class:`BackupError` naming a collection the server cannot move, target untouched.
+        """
+        db_name = self._engine.environment.database
+        with translated(self._engine.environment, "checking that the swap will work"):
+            present = names(self._db)
+            old = [n for n, kind in present.items()
+                   if kind == "collection" and not is_operational(n)]
+            moves = [(n, derived_name(ASIDE_PREFIX, self.token, n, db_name)) for n in old]
+            moves += list(placing)
+            probe(self._db, self.token, moves)
 
-def finish(db: Database[Any], doc: dict[str, Any]) -> str:
-    """Bring an abandoned journal to its end: roll back ``loading``, roll forward the rest.
-
-    Returns a sentence saying what was done. Every step is idempotent, so a crash inside this
-    function is finished by the next call.
-    """
-    state, token = doc.get("state"), str(doc.get("token"))
-    started = doc.get("started")
-    when = f" started {started:%Y-%m-%d %H:%M:%S} UTC" if isinstance(started, datetime) else ""
-    who = f"a restore{when} (pid {doc.get('pid')} on {doc.get('host')})"
-    if state == "loading":
-        db[JOURNAL].delete_one({"_id": _LOCK_ID, "token": token})
-        _drop_staging(db, token, settle=recently_alive(doc))
-        return f"{who} was interrupted before its swap; its staging collections were removed"
-    if state not in ("aside", "placing", "dropping"):
-        raise BackupError(
-            f"the restore journal in {db.name!r} has an unknown state {state!r}",
-            hint=f"inspect {JOURNAL} and remove it by hand",
-        )
-    wait_for_drain(doc)  # a late rename of the dead restore must not land after ours
-    _roll_forward(db, doc)
-    return f"{who} was interrupted during its swap; the swap was finished"
-
-
-def _roll_forward(db: Database[Any], doc: dict[str, Any]) -> None:
-    token, state = doc["token"], doc["state"]
-    placing = [(str(p["from"]), str(p["to"])) for p in doc.get("placing", [])]
-    views: list[dict[str, Any]] = [json_util.loads(v) for v in doc.get("views", [])]
-    aside = [(str(p["from"]), str(p["to"])) for p in doc.get("aside", [])]
-    names = _names(db)
-    if state == "aside":
-        for view in doc.get("old_views", []):
-            if view in names:
-                db.drop_collection(view)
-                names.pop(view)
-        for name, moved in aside:
-            if name in names and moved not in names:
-                _rename(db, name, moved)
-                names[moved] = names.pop(name)
-        _set_state(db, token, "placing")
-        state = "placing"
-    if state == "placing":
-        for staging, final in placing:
-            if staging in names:
-                if final in names:  # appeared during the swap: the restore replaces it
-                    db.drop_collection(final)
-                _rename(db, staging, final)
-                names[final] = names.pop(staging)
-            elif final not in names:
-                raise BackupError(
-                    f"the staging collection {staging!r} for {final!r} vanished during the swap",
-                    hint=f"inspect {JOURNAL} in {db.name!r}",
-                )
-        for view in views:
-            if view["create"] not in names:
-                db.command(dict(view))
-                names[str(view["create"])] = "view"
-        _set_state(db, token, "dropping")
-    keep = {final for _, final in placing} | {str(v["create"]) for v in views}
-    _drop_all(db, [moved for _, moved in aside])
-    _drop_all(db, [n for n in _names(db) if n not in keep and not is_operational(n)])
-    db.drop_collection(JOURNAL)
-
-
-def _rename(db: Database[Any], old: str, new: str) -> None:
-    from pymongo.errors import OperationFailure
-
-    try:
-        db[old].rename(new)
-    except OperationFailure:
-        names = _names(db)
-        if old in names or new not in names:
+    def _finish(self, existing: dict[str, Any]) -> str:
+        env = self._engine.environment
+        try:
+            with translated(env, "finishing the interrupted restore found in its journal"):
+                return finish(self._db, existing)
+        except MonarchError as exc:
+            if exc.hint is None:
+                exc.hint = (f"run `monarch recover {env.name}` again once the cause is fixed; "
+                            f"the journal is the collection {JOURNAL}")
             raise
-        # Someone else (a concurrent recovery) did this step.
 
-
-def _set_state(db: Database[Any], token: str, state: str) -> None:
-    db[JOURNAL].update_one({"_id": _LOCK_ID, "token": token}, {"$set": {"state": state}})
-
-
-def _names(db: Database[Any]) -> dict[str, str]:
-    return {c["name"]: str(c.get("type", "collection")) for c in db.list_collections()}
-
-
-def _with_prefix(db: Database[Any], prefix: str) -> list[str]:
-    return [n for n in _names(db) if n.startswith(prefix)]
-
-
-def _drop_all(db: Database[Any], names: Iterable[str]) -> None:
-    for name in names:
-        db.drop_collection(name)
-
-
-def _drop_staging(db: Database[Any], token: str, *, settle: bool) -> None:
-    prefix = f"{STAGING_PREFIX}{token}_"
-    _drop_all(db, _with_prefix(db, prefix))
-    if not settle:
-        return
-    quiet_until = time.monotonic() + SETTLE_SECONDS
-    while time.monotonic() < quiet_until:
-        time.sleep(0.1)
-        back = _with_prefix(db, prefix)
-        if back:  # a late insert or index build re-created it: drop it again, watch again
-            _drop_all(db, back)
-            quiet_until = time.monotonic() + SETTLE_SECONDS
+    def _drop_orphans(self) -> None:
+        # Staging and scratch collections whose journal is gone (a restore that died while
+        # cleaning up, or a journal deleted by hand): holding the journal, no live restore can
+        # own them.
+        drop_all(self._db, leftovers(self._db, self.token))
 
 
 def _drop_journal_if_empty(db: Database[Any]) -> None:

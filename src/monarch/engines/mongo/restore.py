@@ -21,6 +21,7 @@ from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW, invalid_collectio
 from monarch.backups.progress import Item, NullProgress
 from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.mongo._inserter import Inserter
+from monarch.engines.mongo._moves import INDEX_FIELDS_DROPPED
 from monarch.engines.mongo.errors import first_line, translated
 from monarch.engines.mongo.journal import (
     PROBE_PREFIX,
@@ -56,10 +57,6 @@ DEFAULT_WORKERS = 4
 for servers whose writes scale with connections."""
 BATCH_DOCUMENTS = 1000
 BATCH_BYTES = 16 * 1024 * 1024
-_INDEX_FIELDS_DROPPED = ("v", "ns", "background")
-"""Index-spec fields that say nothing about the index itself (format version, namespace, how
-to build it): dropped, since FerretDB refuses them. Everything else is passed to the server,
-so an index it cannot build exactly is refused by name rather than built differently."""
 
 
 @dataclass
@@ -104,6 +101,8 @@ def restore_dump(
     staging = _Staging(engine, journal, wanted, progress or NullProgress(), max(1, workers))
     journal.acquire(command)
     try:
+        # Before anything is loaded: a name the swap could not move is refused now.
+        journal.probe((t.staging, name) for name, t in staging.targets.items())
         with translated(env, "loading the staging collections"):
             staging.create()
             inserted = staging.load(reader, db)
@@ -332,7 +331,7 @@ def _index_specs(meta: CollectionMeta) -> list[dict[str, Any]]:
             continue  # every collection has it already
         if "key" not in spec or "name" not in spec:
             raise ArchiveError(f"an index of {meta.namespace!r} lacks its key or name")
-        specs.append({k: v for k, v in spec.items() if k not in _INDEX_FIELDS_DROPPED})
+        specs.append({k: v for k, v in spec.items() if k not in INDEX_FIELDS_DROPPED})
     return specs
 
 
