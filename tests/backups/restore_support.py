@@ -29,7 +29,7 @@ from monarch.archive import (
     open_compressed_writer,
 )
 from monarch.config import Config, load_config
-from monarch.engines.mongo.journal import ASIDE_PREFIX, JOURNAL, STAGING_PREFIX
+from monarch.engines.mongo.journal import ASIDE_PREFIX, JOURNAL, PROBE_PREFIX, STAGING_PREFIX
 from tests.backups.helpers import server_documents
 from tests.servers import MongoServer
 
@@ -135,7 +135,7 @@ def edit_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
 def leftovers(db: Database[Any]) -> list[str]:
     """monarch's restore bookkeeping still in the database (must be none after a restore)."""
     return sorted(n for n in db.list_collection_names()
-                  if n.startswith((STAGING_PREFIX, ASIDE_PREFIX)) or n == JOURNAL)
+                  if n.startswith((STAGING_PREFIX, ASIDE_PREFIX, PROBE_PREFIX)) or n == JOURNAL)
 
 
 def write_archive(

@@ -8,6 +8,8 @@ such names can be left in.
 
 from __future__ import annotations
 
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +27,7 @@ from tests.backups.restore_support import (  # noqa: F401 - fixtures
     snapshot,
     two_dbs_fixture,
 )
+from tests.backups.test_kill_restore import start_and_wait_for_journal
 from tests.backups.test_restore_recovery import contents, dead_pid
 
 TOKEN = "0ddba11a"
@@ -282,3 +285,23 @@ def test_a_backup_in_the_middle_of_a_swap_is_refused_and_points_at_recover(
     name = backup(config, "staging").name
     restore(config, name, "development")
     assert contents(two_dbs.source) == sorted_docs(NEW)
+
+
+def test_ctrl_c_inside_the_swap_finishes_it_before_stopping(two_dbs: TwoDbs) -> None:
+    # Copying dotted names makes the swap last long enough to be hit by watching the journal.
+    config = two_dbs.config()
+    fill_odd(two_dbs.source, 2)
+    two_dbs.source["fs.chunks"].insert_many({"files_id": -1, "n": i, "data": b"y" * 2000}
+                                            for i in range(3000))
+    fill_odd(two_dbs.target, 1)
+    name = backup(config, "development").name
+    process, _ = start_and_wait_for_journal(two_dbs, name)
+    journal = two_dbs.target[JOURNAL]
+    while process.poll() is None and journal.find_one({"state": "placing"}) is None:
+        time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+
+    # Stopped by the interrupt while placing (an interrupt before the swap leaves the old data).
+    assert process.wait(timeout=120) != 0
+    assert snapshot(two_dbs.target) == snapshot(two_dbs.source)
+    assert leftovers(two_dbs.target) == []

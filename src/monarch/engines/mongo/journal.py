@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,13 @@ from monarch.engines.mongo._moves import (
     names,
     probe,
 )
-from monarch.engines.mongo._owner import STALE_AFTER, Heartbeat, is_alive, owner_fields
+from monarch.engines.mongo._owner import (
+    DRAIN_SECONDS,
+    STALE_AFTER,
+    Heartbeat,
+    is_alive,
+    owner_fields,
+)
 from monarch.engines.mongo._swap import (
     LOCK_ID,
     SETTLE_SECONDS,
@@ -268,8 +275,8 @@ class Journal:
             with contextlib.suppress(MonarchError):
                 self.abandon()
             raise
-        self._stop_heartbeat()
         try:
+            self._stop_heartbeat()
             with translated(self._engine.environment, "swapping the restored collections in"):
                 carry_out(self._db, doc)
         except SwapUndone as exc:
@@ -283,6 +290,11 @@ class Journal:
             if exc.hint is None:
                 exc.hint = (f"run `monarch recover {self._engine.environment.name}` to finish "
                             "the swap once the server is back")
+            raise
+        except BaseException:
+            # Ctrl-C or a stop signal inside the swap: all data is verified, so finishing the
+            # swap is the cleanup (a second interrupt leaves it to `monarch recover`).
+            self._finish_interrupted_swap()
             raise
         finally:
             # Finished or not, this journal is now for a later run to roll forward.
@@ -305,6 +317,15 @@ class Journal:
             moves = [(n, derived_name(ASIDE_PREFIX, self.token, n, db_name)) for n in old]
             moves += list(placing)
             probe(self._db, self.token, moves)
+
+    def _finish_interrupted_swap(self) -> None:
+        time.sleep(DRAIN_SECONDS)  # a command of ours may still be running on the server
+        # A failure leaves the journal for `monarch recover`.
+        with (contextlib.suppress(MonarchError),
+              translated(self._engine.environment, "finishing the interrupted swap")):
+            doc = self._docs.find_one({"_id": LOCK_ID, "token": self.token})
+            if doc is not None:
+                carry_out(self._db, doc)
 
     def _finish(self, existing: dict[str, Any]) -> str:
         env = self._engine.environment
