@@ -287,9 +287,12 @@ class Journal:
                 "message",
             ) from exc
         except MonarchError as exc:
-            if exc.hint is None:
-                exc.hint = (f"run `monarch recover {self._engine.environment.name}` to finish "
-                            "the swap once the server is back")
+            # The journal stays: say so, and how to finish (the error itself is the cause's).
+            recover = f"run `monarch recover {self._engine.environment.name}` to finish the swap"
+            exc.message = (f"{exc.message}; the swap stopped halfway and the target is in "
+                           "between until it is finished")
+            exc.args = (exc.message,)
+            exc.hint = f"{exc.hint}; then {recover}" if exc.hint else recover
             raise
         except BaseException:
             # Ctrl-C or a stop signal inside the swap: all data is verified, so finishing the
