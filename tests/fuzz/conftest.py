@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ def fuzz_samples(
 ) -> Path:
     """Backups monarch made and dumps mongodump made of one small real database, the
     mongo-tools sample dumps, and the SQL, monarch.toml and settings.py seeds."""
-    name = "fuzz_samples"
+    name = f"fuzz_{uuid.uuid4().hex[:12]}"  # workers may share one external server
     try:
         return collect_samples(tmp_path_factory.mktemp("fuzz") / "samples",
                                mongo_url=mongo_server.database_url(name), tools=mongo_tools)
