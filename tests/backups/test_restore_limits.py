@@ -13,8 +13,9 @@ import pytest
 
 from monarch import backup, restore, verify
 from monarch.archive import CollectionMeta
-from monarch.archive.limits import LimitedReader, SizeLimitExceeded, parse_size
+from monarch.archive.limits import LimitedReader, SizeLimitExceeded
 from monarch.errors import ArchiveError, ConfigError
+from monarch.sizes import parse_size
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
     edit_manifest,
@@ -72,10 +73,10 @@ def test_a_limited_reader_passes_the_limit_exactly_and_refuses_the_byte_after() 
     assert caught.value.size == 11
     with pytest.raises(SizeLimitExceeded, match="truncated: it ends after 9 bytes, short of y"):
         LimitedReader(io.BytesIO(b"x" * 9), 10, what="w", why="y", exact=True).finish()
-    assert [parse_size(s) for s in ("512", "2K", "1.5M", "20GiB", "1tb")] == [
-        512, 2048, 1572864, 20 << 30, 1 << 40]
-    with pytest.raises(ConfigError, match="not a size"):
-        parse_size("lots")
+    assert [parse_size(s, "x") for s in ("512", "2K", "3m", "20GiB", "1tb")] == [
+        512, 2048, 3 << 20, 20 << 30, 1 << 40]
+    with pytest.raises(ConfigError, match="x: 'lots' is not a size"):
+        parse_size("lots", "x")
 
 
 def test_a_gzip_bomb_under_a_backups_name_is_refused_with_the_target_untouched(

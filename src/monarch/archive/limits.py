@@ -10,10 +10,9 @@ restore ceiling, :func:`restore_ceiling`.
 
 from __future__ import annotations
 
-import re
-
 from monarch.archive._source import Readable
-from monarch.errors import ArchiveError, ConfigError
+from monarch.errors import ArchiveError
+from monarch.sizes import parse_size
 
 DEFAULT_RATIO = 100
 """Without a configured ceiling, a dump may decompress to this many times its size on disk.
@@ -24,8 +23,6 @@ DEFAULT_FLOOR = 256 * 1024 * 1024
 """...but never less than this, so a small dump of repetitive documents still restores."""
 
 _READ = 1024 * 1024
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
 
 class SizeLimitExceeded(ArchiveError):
@@ -88,19 +85,6 @@ class LimitedReader:
         """Read what is left (never more than the limit allows) and check the size."""
         while self.read(_READ):
             pass
-
-
-def parse_size(text: str | int, where: str = "a size") -> int:
-    """Bytes in ``text``: a number with an optional binary unit, e.g. ``"512M"``, ``"20GiB"``,
-    ``"1.5T"`` (K, M, G, T are powers of 1024). ConfigError if it is not one."""
-    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
-        return text
-    match = _SIZE.match(str(text))
-    if match is None:
-        raise ConfigError(f"{where}: {text!r} is not a size",
-                          hint='write a number of bytes with an optional unit: "512M", "20G"')
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.upper()])
 
 
 def restore_ceiling(stored: int, configured: str | int | None, where: str) -> tuple[int, str]:

@@ -11,7 +11,6 @@ Every boto error becomes a :class:`StoreError` in :func:`error_for`, and nowhere
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +41,7 @@ from monarch._version import __version__
 from monarch.config import StoreConfig
 from monarch.errors import ConfigError, StoreError
 from monarch.secrets import Secret, redact_text
+from monarch.sizes import parse_size
 from monarch.stores._s3_io import S3Stream, S3Upload
 from monarch.stores.base import AlreadyExists, ObjectInfo, ObjectNotFound
 from monarch.stores.local import check_key
@@ -55,8 +55,6 @@ MAX_PART_SIZE = 5 << 30
 DEFAULT_PART_SIZE = 8 * MiB
 DEFAULT_ATTEMPTS = 5  # total tries per request, unless AWS_MAX_ATTEMPTS or the profile says
 _SSE_VALUES = ("AES256", "aws:kms")
-_SIZE = re.compile(r"\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _TOKEN_CODES = frozenset(
     {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "InvalidToken"}
 )
@@ -120,10 +118,7 @@ class S3Options:
 
 def parse_part_size(text: str) -> int:
     """Parse ``"8MiB"``, ``"8MB"``, ``"8M"`` (all binary, as the AWS CLI reads them) or bytes."""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise ConfigError(f"backups.part_size {text!r} is not a size", hint='write e.g. "8MiB"')
-    size = int(match.group(1)) * _UNITS[match.group(2)[:1].lower()]
+    size = parse_size(text, "backups.part_size")
     if not MIN_PART_SIZE <= size <= MAX_PART_SIZE:
         raise ConfigError(
             f"backups.part_size must be between 5MiB and 5GiB (S3's limits), not {text!r}"
