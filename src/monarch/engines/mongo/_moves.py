@@ -8,7 +8,7 @@ indexes and documents (raw BSON), and only once it is complete is the original d
 way a move interrupted at any point is finished by running it again.
 
 :func:`probe` runs the very same moves on scratch collections whose names have the shape of the
-real ones (same byte length, a dot where the real name has one), before the target is touched:
+real ones (same byte length, the same odd characters, dots above all), before the target is touched:
 a name that can be neither renamed nor copied is refused up front. Scratch names are
 ``monarch_probe_<token>_<role>_...``; :func:`probe_token` reads the token back, so recovery
 removes what an interrupted probe left.
@@ -157,10 +157,11 @@ def probe(db: Database[Any], token: str, moves: Iterable[tuple[str, str]]) -> No
             db.drop_collection(target)
         except (OperationFailure, InvalidName) as exc:
             raise BackupError(
-                f"the server can neither rename nor copy collection {old!r} to {new!r} (tried "
-                f"on scratch collections of the same shape): {reason(exc)}; nothing was done",
-                hint="restore into a server that can rename collections with such names, or "
-                "rename the collection in the source",
+                f"the server refuses to move collection {old!r} to {new!r} (renamed or "
+                "copied), as the swap would have to; tried on scratch collections of the same "
+                f"name shape: {reason(exc)}; nothing was done",
+                hint="restore into a server that accepts such collection names, or rename the "
+                "collection in the source",
             ) from exc
         finally:
             with contextlib.suppress(Exception):  # unreachable: the journal's cleanup drops them
@@ -173,10 +174,12 @@ def drop_all(db: Database[Any], collections: Iterable[str]) -> None:
         db.drop_collection(name)
 
 
-def _shape(name: str) -> tuple[bool, int]:
-    """What a server's naming rules might care about: dots, and length once it is long."""
+def _shape(name: str) -> tuple[frozenset[str], int]:
+    """What a server's naming rules might care about: the characters other than letters,
+    digits and ``_`` (a dot above all), and the length once it is long."""
     size = len(name.encode())
-    return "." in name, size if size > 64 else 0
+    return frozenset(c for c in name if not (c.isascii() and c.isalnum()) and c != "_"), (
+        size if size > 64 else 0)
 
 
 def reason(exc: Exception) -> str:
