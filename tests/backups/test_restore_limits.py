@@ -53,6 +53,14 @@ def database_state(two_dbs: TwoDbs) -> tuple[list[str], int]:
     return names, int(stats.get("dataSize", 0))
 
 
+def database_names(url: str) -> list[str]:
+    """Every database of the PostgreSQL server at ``url``."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT datname FROM pg_database"))
+
+
 def refused_untouched(two_dbs: TwoDbs, run: Callable[[], object], match: str) -> ArchiveError:
     before, state = snapshot(two_dbs.target), database_state(two_dbs)
     with pytest.raises(ArchiveError, match=match) as caught:
@@ -169,12 +177,13 @@ def test_a_postgres_manifest_with_a_wrong_uncompressed_size_is_refused(
     manifest = p.root / "backups" / f"{made.name}.manifest.json"
     real = made.manifest.archive.uncompressed_size
     edit_manifest(manifest, lambda d: d["archive"].update(uncompressed_size=int(real * factor)))
-    before = contents(p.urls["staging"])
+    before, databases = contents(p.urls["staging"]), database_names(p.urls["staging"])
 
     with pytest.raises(ArchiveError, match="short of" if factor > 1 else "larger than"):
         restore(p.config(), made.name, "staging")
 
     assert contents(p.urls["staging"]) == before
+    assert database_names(p.urls["staging"]) == databases  # no scratch database left
     assert not verify(p.config(), made.name).ok
 
 
