@@ -8,7 +8,8 @@ import re
 
 from monarch.errors import ConfigError
 
-_SIZE = re.compile(r"\s*(\d+)\s*(?:([kmgt])i?b?|b)?\s*", re.IGNORECASE)
+# Thirty digits are far beyond any real size, and keep int() within its digit limit.
+_SIZE = re.compile(r"\s*(\d{1,30})\s*(?:([kmgt])i?b?|b)?\s*", re.IGNORECASE)
 _UNITS = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
