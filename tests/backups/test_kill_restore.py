@@ -98,6 +98,7 @@ def calibrate(two_dbs: TwoDbs, name: str) -> tuple[float, float, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 18 restores and recoveries, on a machine that may be busy
 @pytest.mark.parametrize("kind", list(NAMES))
 def test_restore_killed_at_random_moments_leaves_old_or_new_never_a_mix(
     two_dbs: TwoDbs, kind: str
