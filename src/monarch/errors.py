@@ -48,6 +48,11 @@ class ConnectionFailed(MonarchError):
     """A database or store could not be reached (message names the host, never a password)."""
 
 
+class ServerBusy(ConnectionFailed):
+    """The server turned a request away for a moment (busy, locked, a dropped connection):
+    the same request may well succeed if tried again a little later."""
+
+
 class ConfirmationRequired(MonarchError):
     """A protected environment needs the user to confirm a destructive command."""
 
@@ -126,3 +131,42 @@ class IndexRefused(BackupError):
         super().__init__(message, hint=hint)
         self.collection = collection
         self.index = index
+
+
+class Terminated(KeyboardInterrupt):
+    """The work was stopped by a signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP.
+
+    A ``KeyboardInterrupt``, so that every cleanup written for Ctrl-C (temporary files, staging
+    collections, scratch databases, child processes, the migration lock, the ``interrupted``
+    record) runs the same way whatever stopped the work. The ``monarch`` command's signal
+    handlers raise it; a library caller keeps Python's defaults (a plain ``KeyboardInterrupt``
+    on Ctrl-C), and gets a ``Terminated`` back only where monarch knows more than "stopped":
+    ``message`` says what the interrupted work left, ``hint`` what to do next.
+    ``exit_code`` is the shell's convention: 128 + the signal number (130, 143, 129).
+    """
+
+    def __init__(
+        self, signum: int = 2, *, message: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message or f"stopped by {_signal_name(signum)}")
+        self.signum = signum
+        self.message = message
+        self.hint = hint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @classmethod
+    def of(cls, interrupt: KeyboardInterrupt, message: str, hint: str | None = None) -> Terminated:
+        """``interrupt`` (from whichever signal) told with what the interrupted work left."""
+        return cls(getattr(interrupt, "signum", 2), message=message, hint=hint)
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import click
 
 from monarch._version import __version__
+from monarch.cli import signals
 from monarch.cli.session import Session, redacting
 from monarch.errors import MonarchError
 
@@ -79,17 +80,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             _print_traceback(exc, session)
         _print_error(exc.message, exc.hint, session)
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted; nothing was changed.", err=True)
-        code = 1
+    except click.exceptions.Abort as exc:
+        interrupt = signals.interrupt_of(exc)
+        if interrupt is not None:
+            code = signals.report(interrupt, redacting(Session.current))
+        else:
+            click.echo("Aborted; nothing was changed.", err=True)
+            code = 1
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
         exc.show()
         code = 2
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        code = 130
+    except KeyboardInterrupt as exc:
+        code = signals.report(exc, redacting(Session.current))
     except Exception as exc:
         session = Session.current
         if (session is not None and session.traceback) or "--traceback" in args:
@@ -104,12 +108,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run() -> None:
-    """Console entry point: :func:`main`, then exit at once.
+    """Console entry point: :func:`main` with signals handled (see :mod:`.signals`), then exit
+    at once.
 
     All work is finished by then; what is left are idle driver threads (pymongo's monitors
     sleep in half-second steps and are joined at interpreter exit), which would add up to a
     second to every command.
     """
+    signals.install()
     try:
         main()
         code: int = 0
@@ -119,6 +125,9 @@ def run() -> None:
         else:
             click.echo(exc.code, err=True)
             code = 1
+    except KeyboardInterrupt as exc:  # a signal while main() was printing its last words
+        code = signals.report(exc, redacting(Session.current))
+    signals.finish()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -16,13 +16,20 @@ events go to the ``monarch.migrations`` logger).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monarch.engines import engine_for
-from monarch.errors import MigrationError, MigrationFailed, TransactionUnsupported, UsageError
+from monarch.errors import (
+    MigrationError,
+    MigrationFailed,
+    Terminated,
+    TransactionUnsupported,
+    UsageError,
+)
 from monarch.migrations import planning
 from monarch.migrations.discovery import MigrationFile, discover
 from monarch.migrations.generate import new_migration, template_engine
@@ -243,7 +250,8 @@ def _execute(
             timeout=lock_timeout,
             reporter=report,
         )
-        with lease:
+        runners: list[Runner] = []
+        with _telling_interrupts(runners), lease:
             if lease.previous is not None:
                 report.message(
                     f"took over the migration lock of {env.name!r} from "
@@ -270,6 +278,7 @@ def _execute(
                 scrub=_scrubber(env),
                 backup=made,
             )
+            runners.append(runner)
             outcomes = runner.run(plan.steps, by_name, records)
     finally:
         engine.close()
@@ -299,6 +308,19 @@ def _execute(
             result=result,
         )
     return result
+
+
+@contextmanager
+def _telling_interrupts(runners: list[Runner]) -> Iterator[None]:
+    """Turn an interrupt (Ctrl-C, SIGTERM) into one that says what the run left; by then the
+    lock is released and a migration that was running is recorded as interrupted."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if not runners:
+            before = "stopped before running any migration; nothing was changed"
+            raise Terminated.of(exc, before) from exc
+        raise runners[0].interrupted(exc) from exc
 
 
 def _check(

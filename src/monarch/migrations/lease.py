@@ -4,6 +4,11 @@ The engine's :class:`~monarch.migrations.store.MigrationLock` provides the atomi
 this module adds what every engine shares: the bounded wait with a message naming the holder, a
 heartbeat thread that renews the lease while migrations run, and ``check()``, which the runner
 calls between migrations (and batches) to stop when the lock was lost.
+
+A busy server (:class:`~monarch.errors.ServerBusy`: FerretDB's "database is locked", a write
+conflict, a dropped connection) is retried with growing pauses everywhere here: taking the lock
+(within the wait), renewing it (until the lease would run out, then the run stops at the next
+check) and releasing it. An engine's ``try_acquire`` that fails leaves no record of its own behind.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import uuid
 from types import TracebackType
 
 from monarch._version import __version__
-from monarch.errors import LockError, MonarchError
+from monarch.errors import LockError, MonarchError, ServerBusy
 from monarch.migrations.progress import Reporter
 from monarch.migrations.results import when
 from monarch.migrations.store import LockHolder, LockOwner, MigrationLock
+from monarch.retry import backoff, retrying
 
 log = logging.getLogger("monarch.migrations")
 
@@ -78,13 +84,20 @@ class Lease:
         self._lost: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held = False
 
     def __enter__(self) -> Lease:
-        self._acquire()
-        self._thread = threading.Thread(
-            target=self._heartbeat, name="monarch-lock-heartbeat", daemon=True
-        )
-        self._thread.start()
+        try:
+            self._acquire()
+            self._thread = threading.Thread(
+                target=self._heartbeat, name="monarch-lock-heartbeat", daemon=True
+            )
+            self._thread.start()
+        except BaseException:
+            # An interrupt right after the lock was taken must not leave it held.
+            if self._held:
+                self._release()
+            raise
         return self
 
     def __exit__(
@@ -96,11 +109,21 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self._release()
+
+    def _release(self) -> None:
         try:
-            self.lock.release(self.owner)
+            retrying(lambda: self.lock.release(self.owner))
         except MonarchError as error:
             # Not fatal: the lease runs out by itself.
-            log.warning("could not release the migration lock (%s); its lease will expire", error)
+            log.warning(
+                "could not release the migration lock of %r (%s); it is free once its lease "
+                "expires, or at once with `monarch unlock %s`",
+                self.environment,
+                error,
+                self.environment,
+            )
+        self._held = False
 
     def check(self) -> None:
         """Raise LockError if the lock was lost (cleared, or taken over after a stall)."""
@@ -115,11 +138,30 @@ class Lease:
     def _acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         announced: str | None = None
+        failures = 0
         while True:
-            attempt = self.lock.try_acquire(self.owner, self.lease)
+            try:
+                attempt = self.lock.try_acquire(self.owner, self.lease)
+            except ServerBusy as error:
+                # Retried within the wait (a few times even without one): a busy moment is
+                # not a reason to give up, nor to make the user wait for a lease.
+                failures += 1
+                if time.monotonic() >= deadline and failures > 3:
+                    raise LockError(
+                        f"could not take the migration lock of {self.environment!r}: the "
+                        f"server stayed busy ({error})",
+                        hint="run again when the server is less busy (--lock-timeout waits "
+                        "longer); nothing was run",
+                    ) from error
+                if failures == 1:
+                    log.warning("the server was busy taking the lock (%s); retrying", error)
+                time.sleep(backoff(failures))
+                continue
             if attempt.acquired:
+                self._held = True
                 self.previous = attempt.previous
                 return
+            failures = 0
             holder = attempt.holder
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -146,17 +188,26 @@ class Lease:
         )
 
     def _heartbeat(self) -> None:
+        """Renew the lease every third of it; retry a busy server soon, until the lease ends."""
         interval = self.lease / 3
-        last_ok = time.monotonic()
-        while not self._stop.wait(interval):
+        renewed = time.monotonic()  # when the last successful renewal was sent
+        failures = 0
+        wait = interval
+        while not self._stop.wait(wait):
+            sent = time.monotonic()
             try:
                 if not self.lock.renew(self.owner, self.lease):
                     self._lost = "it was cleared or taken over by another process"
                     return
-                last_ok = time.monotonic()
             except MonarchError as error:
                 # A blip is survivable; a lease we could not renew in time is not ours anymore.
-                if time.monotonic() - last_ok >= self.lease:
-                    self._lost = f"its lease could not be renewed ({error})"
+                failures += 1
+                left = renewed + self.lease - time.monotonic()
+                if left <= 0:
+                    self._lost = f"its lease could not be renewed in time ({error})"
                     return
-                log.warning("could not renew the migration lock (%s); retrying", error)
+                if failures == 1:
+                    log.warning("could not renew the migration lock (%s); retrying", error)
+                wait = min(backoff(failures), left)
+                continue
+            renewed, failures, wait = sent, 0, interval

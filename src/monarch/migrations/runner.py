@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from monarch.errors import Terminated
 from monarch.migrations.progress import Progress, Reporter
 from monarch.migrations.results import Interrupted, Outcome, Step
 from monarch.migrations.store import (
@@ -84,16 +85,63 @@ class Runner:
         self.reporter = reporter
         self.scrub = scrub
         self.backup = backup
+        self.outcomes: list[Outcome] = []  # of the steps finished so far
+        self.current: Step | None = None  # the step whose run() or rollback() was called
+        self.planned = 0
+        self.command = "migrate"
+
+    def interrupted(self, exc: KeyboardInterrupt) -> Terminated:
+        """``exc`` (an interrupt that stopped :meth:`run`) with what the run left, truly told."""
+        env = self.environment
+        done = [o.name for o in self.outcomes if o.ok]
+        before = f" after {len(done)} finished ({', '.join(done)}), which stay done" if done else ""
+        step = self.current
+        hint: str | None
+        if step is None:
+            left = self.planned - len(self.outcomes)
+            if not done:
+                message = "stopped before running any migration; nothing was changed"
+            else:
+                rest = f"; the {left} after them did not run" if left else ""
+                message = f"stopped{before}{rest}"
+            hint = f"run `monarch {self.command} {env}` again when ready" if left else None
+        elif step.transactional:
+            message = (
+                f"stopped during {_doing(step)}{before}: its transaction was rolled back, so "
+                "none of its changes were made; it is recorded as interrupted"
+            )
+            again = "rollback" if step.action == ROLLBACK else "migrate"
+            hint = f"run `monarch {again} {env}` again when ready"
+        else:
+            message = (
+                f"stopped during {_doing(step)}{before}: it may have made part of its changes "
+                "(it is not transactional); it is recorded as interrupted"
+            )
+            if step.action == ROLLBACK:
+                hint = (
+                    f"check the data, then `monarch rollback {env}` retries its rollback, or "
+                    f"`monarch migrate_one {step.name} {env}` applies it again"
+                )
+            else:
+                hint = (
+                    f"check the data, then `monarch migrate {env}` runs {step.name} again "
+                    "(from its last checkpoint, if it saves any; run() must be safe to repeat)"
+                )
+        return Terminated.of(exc, message, hint)
 
     def run(
         self, steps: list[Step], files: dict[str, MigrationFile], records: dict[str, Record]
     ) -> list[Outcome]:
         """Run ``steps`` in order, stopping at the first failure."""
         outcomes = []
+        self.planned = len(steps)
+        self.command = "rollback" if steps and steps[0].action == ROLLBACK else "migrate"
         for step in steps:
             self.lease.check()
             outcome = self._run_step(step, files[step.name], records.get(step.name))
+            self.current = None
             outcomes.append(outcome)
+            self.outcomes.append(outcome)
             self.reporter.finished(outcome)
             if not outcome.ok:
                 break
@@ -140,6 +188,7 @@ class Runner:
         if step.record_only:
             method = _nothing
         started = time.monotonic()
+        self.current = step
         try:
             if step.transactional:
                 with self.store.transaction() as session:
@@ -223,6 +272,10 @@ class Runner:
 
 def _nothing() -> None:
     """What a step recorded without running runs."""
+
+
+def _doing(step: Step) -> str:
+    return f"the rollback of {step.name}" if step.action == ROLLBACK else step.name
 
 
 def _headline(exc: BaseException, action: str) -> str:

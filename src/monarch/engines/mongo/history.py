@@ -11,7 +11,7 @@ document says where it came from (``source: "monarch 0.0.x"``, ``imported_from``
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -20,6 +20,7 @@ from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.legacy_history import legacy_documents, legacy_record, provenance
 from monarch.errors import TransactionUnsupported
 from monarch.migrations.store import Record
+from monarch.retry import retrying
 
 if TYPE_CHECKING:
     from pymongo.client_session import ClientSession
@@ -75,9 +76,13 @@ class MongoHistory:
         return self._clock.now()
 
     def records(self) -> dict[str, Record]:
-        with translated(self._engine.environment, "reading the migration history"):
-            docs = list(self._collection.find({}))
-            self._legacy = legacy_documents(self._engine.db)
+        def read() -> list[dict[str, Any]]:
+            with translated(self._engine.environment, "reading the migration history"):
+                found = list(self._collection.find({}))
+                self._legacy = legacy_documents(self._engine.db)
+            return found
+
+        docs = retrying(read)
         records = {}
         for doc in docs:
             record = Record.from_dict({**doc, "name": str(doc["_id"])})
@@ -95,20 +100,39 @@ class MongoHistory:
         if legacy:
             # Only when the document is created: where its history began stays said.
             update["$setOnInsert"] = provenance(legacy, self.now())
-        with translated(self._engine.environment, f"recording migration {name}"):
-            # $set, not a replacement: fields this version does not know are kept.
-            self._collection.update_one(
+        # $set, not a replacement: fields this version does not know are kept.
+        self._write(
+            f"recording migration {name}",
+            session,
+            lambda: self._collection.update_one(
                 {"_id": name}, update, upsert=True, session=_session(session)
-            )
+            ),
+        )
 
     def save_checkpoint(
         self, name: str, checkpoint: dict[str, dict[str, Any]], *, session: object | None = None
     ) -> None:
         items = [{"key": key, **value} for key, value in checkpoint.items()]
-        with translated(self._engine.environment, f"saving the checkpoint of {name}"):
-            self._collection.update_one(
+        self._write(
+            f"saving the checkpoint of {name}",
+            session,
+            lambda: self._collection.update_one(
                 {"_id": name}, {"$set": {"checkpoint": items}}, session=_session(session)
-            )
+            ),
+        )
+
+    def _write(self, doing: str, session: object | None, call: Callable[[], object]) -> None:
+        """One idempotent write, retried while the server is busy; inside a transaction only
+        once (a busy error aborts the transaction: its owner decides)."""
+
+        def attempt() -> None:
+            with translated(self._engine.environment, doing):
+                call()
+
+        if session is not None:
+            attempt()
+        else:
+            retrying(attempt)
 
     def supports_transactions(self) -> bool:
         if self._transactions is None:

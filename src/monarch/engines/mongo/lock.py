@@ -12,10 +12,13 @@ a stale, lower epoch; it backs off), then deletes older epochs.
 
 from __future__ import annotations
 
+import time
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.mongo.errors import translated
+from monarch.errors import MonarchError
 from monarch.migrations.store import Acquisition, LockHolder, LockOwner
 
 if TYPE_CHECKING:
@@ -51,37 +54,62 @@ class MongoLock:
             previous = _holder(latest, now) if latest is not None and _live(latest) else None
             epoch = int(latest["epoch"]) + 1 if latest is not None else 1
             doc_id = f"{self.name}:{epoch:012d}"
+            document = {
+                "_id": doc_id,
+                "lock": self.name,
+                "epoch": epoch,
+                "token": owner.token,
+                "user": owner.user,
+                "host": owner.host,
+                "pid": owner.pid,
+                "command": owner.command,
+                "version": owner.version,
+                "acquired_at": now,
+                "renewed_at": now,
+                "expires_at": now + timedelta(seconds=lease),
+                "released_at": None,
+            }
             try:
-                self._collection.insert_one(
-                    {
-                        "_id": doc_id,
-                        "lock": self.name,
-                        "epoch": epoch,
-                        "token": owner.token,
-                        "user": owner.user,
-                        "host": owner.host,
-                        "pid": owner.pid,
-                        "command": owner.command,
-                        "version": owner.version,
-                        "acquired_at": now,
-                        "renewed_at": now,
-                        "expires_at": now + timedelta(seconds=lease),
-                        "released_at": None,
-                    }
-                )
+                self._collection.insert_one(document)
             except DuplicateKeyError:
                 # Someone else took this epoch a moment ago.
                 current = self._latest()
                 if current is not None and _held(current, self._clock.now()):
                     return Acquisition(False, holder=_holder(current, now))
                 return Acquisition(False)
-            current = self._latest()
+            except BaseException:
+                # The insert may have happened before the error (or the interrupt) arrived.
+                self._withdraw(doc_id, owner)
+                raise
+            try:
+                current = self._latest()
+            except BaseException:
+                self._withdraw(doc_id, owner)
+                raise
             if current is None or current["_id"] != doc_id:
-                self._collection.delete_one({"_id": doc_id, "token": owner.token})
+                self._withdraw(doc_id, owner)
                 return Acquisition(False, holder=_holder(current, now) if current else None)
             self._mine[owner.token] = doc_id
+        # Older epochs only keep the collection small: the next acquisition retries.
+        with suppress(MonarchError), translated(self._engine.environment, "tidying the lock"):
             self._collection.delete_many({"lock": self.name, "epoch": {"$lt": epoch}})
         return Acquisition(True, previous=previous)
+
+    def _withdraw(self, doc_id: str, owner: LockOwner) -> None:
+        """Delete the document we inserted while failing to take the lock, if it is there.
+
+        A busy server gets a few tries: a document left behind would hold the lock for a whole
+        lease with nobody holding it.
+        """
+        from pymongo.errors import PyMongoError
+
+        for delay in (0.0, 0.05, 0.2, 0.5, 1.0, 2.0):
+            time.sleep(delay)
+            try:
+                self._collection.delete_one({"_id": doc_id, "token": owner.token})
+                return
+            except PyMongoError:
+                continue
 
     def renew(self, owner: LockOwner, lease: float) -> bool:
         doc_id = self._mine.get(owner.token)

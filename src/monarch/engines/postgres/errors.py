@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from monarch.errors import BackupError, ConnectionFailed, MonarchError
+from monarch.errors import BackupError, ConnectionFailed, MonarchError, ServerBusy
 from monarch.secrets import redact_exception, redact_text
 
 if TYPE_CHECKING:
@@ -134,6 +134,18 @@ def translated(
         yield
     except MonarchError:
         raise
+    except (
+        pe.SerializationFailure,
+        pe.DeadlockDetected,
+        pe.LockNotAvailable,
+        pe.TooManyConnections,
+        pe.CannotConnectNow,
+    ) as exc:
+        _redact(environment, exc)
+        raise ServerBusy(
+            f"{describe(environment, dbname)} was busy while {doing}: {_detail(environment, exc)}",
+            hint="the server is under load (or starting); run the command again in a moment",
+        ) from exc
     except pe.InsufficientPrivilege as exc:
         _redact(environment, exc)
         raise MonarchError(

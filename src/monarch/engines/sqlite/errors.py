@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monarch.errors import ConnectionFailed, MonarchError
+from monarch.errors import ConnectionFailed, MonarchError, ServerBusy
 
 if TYPE_CHECKING:
     from monarch.config import Environment
@@ -69,7 +69,7 @@ def sqlite_error(environment: Environment, exc: BaseException, doing: str) -> Mo
     text = str(exc)
     lowered = text.lower()
     if "database is locked" in lowered or "database table is locked" in lowered:
-        return ConnectionFailed(
+        return ServerBusy(
             f"{where(environment)} stayed locked by another connection while {doing}",
             hint="another process holds a long write transaction; run again when it is done",
         )
