@@ -292,12 +292,23 @@ def migrate_trials(bench: Bench, rng: random.Random, schedule: list[int]) -> lis
         wait = 30.0 if signum == KILL else 0.0
         if command == "migrate":
             migrate(bench.config(), "dev", lock_timeout=wait)
-            assert bench.kit.state("dev", app_only=True) == states[-1]
+            wanted = states[-1]
         else:
             rollback(bench.config(), "dev", steps=3, lock_timeout=wait)
-            assert bench.kit.state("dev", app_only=True) == states[0]
+            wanted = states[0]
+        assert bench.kit.state("dev", app_only=True) == wanted, (
+            f"{command} after {trial} did not finish: {history(bench)}"
+        )
         trials.append(trial)
     return trials
+
+
+def history(bench: Bench) -> list[tuple[str, str, str]]:
+    engine = engine_for(bench.config().environment("dev"))
+    try:
+        return [(r.name, r.action, r.state) for r in engine.history().records().values()]
+    finally:
+        engine.close()
 
 
 def check_history(bench: Bench, trial: Trial, states: list[str], before: str) -> None:

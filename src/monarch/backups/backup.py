@@ -148,32 +148,38 @@ def backup(
         claimed.append(name)
         key = archive_key(name, method)
         dumped, hashed, plain = _write_archive(store, key, method, dumper)
-        finished = datetime.now(UTC)
-        manifest = Manifest(
-            name=name,
-            monarch_version=__version__,
-            environment=environment.name,
-            engine=environment.engine,
-            database=environment.database,
-            source_host=environment.host,
-            server_version=dumped.server.version,
-            server_details=dumped.server.details,
-            tool_version=dumped.tool_version,
-            started_at=started,
-            finished_at=finished,
-            label=label,
-            query_set=qs.name if qs is not None else None,
-            archive=ArchiveEntry(
-                key=key,
-                compression=method,
-                size=hashed.size,
-                sha256=hashed.sha256,
-                uncompressed_size=plain.size,
-                format=dumped.format,
-            ),
-            collections=dumped.entries,
-        )
-        _write_manifest(store, manifest)
+        try:
+            finished = datetime.now(UTC)
+            manifest = Manifest(
+                name=name,
+                monarch_version=__version__,
+                environment=environment.name,
+                engine=environment.engine,
+                database=environment.database,
+                source_host=environment.host,
+                server_version=dumped.server.version,
+                server_details=dumped.server.details,
+                tool_version=dumped.tool_version,
+                started_at=started,
+                finished_at=finished,
+                label=label,
+                query_set=qs.name if qs is not None else None,
+                archive=ArchiveEntry(
+                    key=key,
+                    compression=method,
+                    size=hashed.size,
+                    sha256=hashed.sha256,
+                    uncompressed_size=plain.size,
+                    format=dumped.format,
+                ),
+                collections=dumped.entries,
+            )
+            _write_manifest(store, manifest)
+        except BaseException:
+            # Interrupted or failed between the archive and its manifest: the archive would
+            # be an orphan until the next backup or prune.
+            _remove_unlisted(store, name, key)
+            raise
     except BaseException:
         progress.finish(None)
         raise
@@ -292,15 +298,20 @@ def _write_archive(
 
 
 def _write_manifest(store: Store, manifest: Manifest) -> None:
-    """Write the manifest (never over another); on failure remove the archive it describes."""
-    try:
-        with store.writer(manifest_key(manifest.name), exclusive=True) as upload:
-            upload.write(manifest.to_json().encode("utf-8"))
-    except BaseException:
-        # If this fails too, the archive is an orphan that the next backup or prune removes.
-        with suppress(StoreError):
-            store.delete(manifest.archive.key)
-        raise
+    """Write the manifest (never over another)."""
+    with store.writer(manifest_key(manifest.name), exclusive=True) as upload:
+        upload.write(manifest.to_json().encode("utf-8"))
+
+
+def _remove_unlisted(store: Store, name: str, key: str) -> None:
+    """Delete archive ``key`` of backup ``name`` unless its manifest exists after all (an
+    interrupt can arrive after the store committed it, but before the call returned)."""
+    # If this fails too, the archive is an orphan that the next backup or prune removes.
+    with suppress(StoreError):
+        wanted = manifest_key(name)
+        if any(info.key == wanted for info in store.list(wanted)):
+            return
+        store.delete(key)
 
 
 def _entry(dump: CollectionDump) -> CollectionEntry:
