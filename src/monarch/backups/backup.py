@@ -271,6 +271,14 @@ def _claim(store: Store, name: str, token: bytes) -> bool:
             return bool(stream.read() == token)
     except (AlreadyExists, ObjectNotFound):
         return False  # another backup took this second first
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) while claiming: take back a claim that is ours.
+        with suppress(StoreError, ObjectNotFound):
+            with store.reader(claim_key(name)) as stream:
+                ours = stream.read() == token
+            if ours:
+                store.delete(claim_key(name))
+        raise
 
 
 def release_name(store: Store, name: str) -> None:
