@@ -118,3 +118,27 @@ def test_a_library_caller_keeps_pythons_own_signal_handling(project: Project) ->
     project.counting(A)
     monarch.migrate(project.config(), "development")
     assert {s: signal.getsignal(s) for s in CODES} == before
+
+
+def test_a_rollback_killed_midway_is_retried_by_the_next_rollback(project: Project) -> None:
+    project.write(
+        A,
+        'self.db.things.insert_one({"_id": 1})',
+        rollback="""
+        self.db.things.delete_many({})
+        self.db.markers.insert_one({"pid": __import__("os").getpid()})
+        if self.db.markers.count_documents({}) == 1:
+            __import__("time").sleep(60)
+        """,
+    )
+    assert project.process("migrate", "development").returncode == 0
+    victim = project.spawn("rollback", "development", "--lock-lease", "1")
+    wait_for(lambda: project.db.markers.count_documents({}) > 0, what="the rollback to start")
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    assert project.records()[A]["state"] == "running"
+
+    again = project.process("rollback", "development", "--lock-timeout", "30")
+    assert again.returncode == 0, again.stderr
+    assert f"{A} was interrupted" in again.stderr
+    assert project.records()[A]["state"] == "rolled_back"

@@ -214,7 +214,10 @@ def plan_rollback(
     done = [
         r
         for r in records.values()
-        if r.state == APPLIED or (r.state in (FAILED, INTERRUPTED) and r.action == ROLLBACK)
+        # A rollback left ``running`` by a process that died is retried too (under the lock
+        # it is first marked interrupted; a live one makes the run wait for its lock).
+        if r.state == APPLIED
+        or (r.state in (FAILED, INTERRUPTED, RUNNING) and r.action == ROLLBACK)
     ]
     done.sort(
         key=lambda r: (r.applied_at or r.finished_at or _EPOCH, order_key(r.name)), reverse=True
