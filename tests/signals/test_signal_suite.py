@@ -28,6 +28,7 @@ import pytest
 from monarch import backup, list_backups, migrate, prune, rollback, verify
 from monarch.backups.restore import recover
 from monarch.engines import engine_for
+from monarch.errors import RestoreBusy
 from monarch.migrations.store import Record
 from tests.signals.conftest import Bench, stderr, wait_until_ready
 
@@ -187,7 +188,7 @@ def replace_trials(
         wanted = second if current == first else first
         trial = strike(bench, args(wanted), signum, rng.uniform(0, length * 1.1))
         left = bench.kit.leftovers("staging")
-        said = recover(bench.config(), "staging")
+        said = recover_after(bench, trial)
         # After a clean signal nothing is left, unless it landed inside a swap (milliseconds
         # of renames), which is then finished by recover as after a kill.
         mid_swap = bool(said) and "swap" in str(said)
@@ -199,6 +200,19 @@ def replace_trials(
         current = wanted if now == expected[wanted] else current
         trials.append(trial)
     return trials
+
+
+def recover_after(bench: Bench, trial: Trial) -> str | None:
+    """``recover`` staging at once; after SIGKILL, once the server noticed the death (a killed
+    PostgreSQL restore holds its lock until the server ends its session)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return recover(bench.config(), "staging")
+        except RestoreBusy:
+            if trial.signum != KILL or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def restore_trials(bench: Bench, rng: random.Random, schedule: list[int]) -> list[Trial]:
