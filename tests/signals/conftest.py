@@ -80,6 +80,11 @@ class MongoKit:
     def leftovers(self, env: str) -> list[str]:
         return mongo_leftovers(self.client[self.names[env]])
 
+    def describe(self, env: str) -> dict[str, int]:
+        """Collections and their document counts (to say what a mix is made of)."""
+        db = self.client[self.names[env]]
+        return {name: db[name].count_documents({}) for name in sorted(db.list_collection_names())}
+
     def close(self) -> None:
         for name in self.names.values():
             self.server.drop_database(name)

@@ -195,7 +195,10 @@ def replace_trials(
         assert signum == KILL or not left or mid_swap, f"left behind after {trial}: {left}"
         assert bench.kit.leftovers("staging") == [], f"left behind after recover: {trial}"
         now = bench.kit.state("staging")
-        assert now in (expected[current], expected[wanted]), f"a mix after {trial}"
+        describe = getattr(bench.kit, "describe", lambda env: "")
+        assert now in (expected[current], expected[wanted]), (
+            f"a mix after {trial} and recover ({said}): {describe('staging')}"
+        )
         assert now == expected[wanted] or not trial.finished, f"not restored: {trial}"
         current = wanted if now == expected[wanted] else current
         trials.append(trial)
