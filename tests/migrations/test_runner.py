@@ -3,6 +3,8 @@ server lacks), interruptions, and what the records say at each moment."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from monarch.migrations.migration import Migration
 from monarch.migrations.planning import plan_migrate
 from monarch.migrations.progress import LoggingReporter
 from monarch.migrations.runner import Runner
-from tests.migrations.memory import MemoryEngine, Transaction
+from tests.migrations.memory import MemoryEngine, MemoryHistory, Transaction
 
 NAME = "20240101000001_atomic"
 
@@ -83,6 +85,34 @@ def test_ctrl_c_marks_the_migration_interrupted_and_releases_the_lock() -> None:
     with pytest.raises(KeyboardInterrupt):
         run(engine, Stopped)
     assert engine.store.saved[NAME].state == "interrupted"
+    assert engine.lock.holder() is None
+
+
+class InterruptedAfterCommit(MemoryHistory):
+    """A history whose commits land, but whose caller is interrupted before it hears so (a
+    signal during the wait for COMMIT's reply)."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[object]:
+        with super().transaction() as txn:
+            yield txn
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_after_the_commit_keeps_the_migration_applied() -> None:
+    engine = MemoryEngine(transactions=True)
+    engine.store = InterruptedAfterCommit(transactions=True)
+
+    class Atomic(Migration):
+        transactional = True
+
+        def run(self) -> None:
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        run(engine, Atomic)
+    assert engine.store.committed == 1
+    assert engine.store.saved[NAME].state == "applied"  # not "interrupted": it committed
     assert engine.lock.holder() is None
 
 

@@ -202,6 +202,22 @@ class Runner:
                 self.store.save(done)
             record = done
         except (KeyboardInterrupt, SystemExit) as exc:
+            finished = self._finished_anyway(step, record)
+            if finished is not None:
+                # The interrupt came after the commit (during COMMIT's wait, say): the step is
+                # done, as its committed record says. Count it so, then stop.
+                self.current = None
+                self.outcomes.append(
+                    Outcome(
+                        step.name,
+                        step.action,
+                        finished.state,
+                        finished.duration or 0.0,
+                        step.out_of_order,
+                        step.resume,
+                    )
+                )
+                raise
             self._failed(record, started, exc, INTERRUPTED, durable if file.transactional else None)
             raise
         except Exception as exc:
@@ -226,6 +242,17 @@ class Runner:
             step.resume,
             record_only=step.record_only,
         )
+
+    def _finished_anyway(self, step: Step, record: Record) -> Record | None:
+        """This run's final record of ``step`` if it is stored (so its work is committed)."""
+        wanted = APPLIED if step.action == MIGRATE else ROLLED_BACK
+        try:
+            stored = self.store.records().get(step.name)
+        except Exception:
+            return None  # cannot tell: recorded as interrupted, which is the safe side
+        if stored is not None and stored.state == wanted and stored.run_id == record.run_id:
+            return stored
+        return None
 
     def _done(self, record: Record, step: Step, started: float) -> Record:
         now = self.store.now()
