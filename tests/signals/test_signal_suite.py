@@ -189,10 +189,9 @@ def replace_trials(
         trial = strike(bench, args(wanted), signum, rng.uniform(0, length * 1.1))
         left = bench.kit.leftovers("staging")
         said = recover_after(bench, trial)
-        # After a clean signal nothing is left, unless it landed inside a swap (milliseconds
-        # of renames), which is then finished by recover as after a kill.
-        mid_swap = bool(said) and "swap" in str(said)
-        assert signum == KILL or not left or mid_swap, f"left behind after {trial}: {left}"
+        # After a clean signal nothing is left (a swap under way is finished first).
+        assert signum == KILL or not left, f"left behind after {trial}: {left}"
+        assert signum == KILL or said is None, f"recover found work after {trial}: {said}"
         assert bench.kit.leftovers("staging") == [], f"left behind after recover: {trial}"
         now = bench.kit.state("staging")
         describe = getattr(bench.kit, "describe", lambda env: "")
