@@ -246,6 +246,26 @@ class Bench:
                 os.utime(entry, (then, then))
 
 
+def lingering_tools(bench: Bench) -> list[str]:
+    """``pg_dump`` / ``pg_restore`` processes still working on this bench's databases (the
+    database is named in their argv or, as monarch passes it, in their environment)."""
+    names = list(getattr(bench.kit, "names", {}).values())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        tool = Path(argv.split(b"\0")[0].decode(errors="replace")).name
+        text = (argv + environment).decode(errors="replace")
+        if tool in ("pg_dump", "pg_restore") and any(name in text for name in names):
+            found.append(f"{entry.name}: {tool}")
+    return found
+
+
 def stderr(process: subprocess.Popen[bytes]) -> str:
     log: Path = process.log  # type: ignore[attr-defined]
     return log.read_text(errors="replace")

@@ -30,7 +30,7 @@ from monarch.backups.restore import recover
 from monarch.engines import engine_for
 from monarch.errors import RestoreBusy
 from monarch.migrations.store import Record
-from tests.signals.conftest import Bench, stderr, wait_until_ready
+from tests.signals.conftest import Bench, lingering_tools, stderr, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +107,8 @@ def strike(bench: Bench, args: list[str], signum: int, delay: float) -> Trial:
         process.send_signal(signum)
     code = process.wait(timeout=120)
     trial = Trial(signum, delay, process.pid, code, stderr(process))
+    if signum != KILL:  # its pg_dump and pg_restore were ended with it
+        assert lingering_tools(bench) == [], f"{' '.join(args)}: child processes outlived it"
     where = f"{' '.join(args)} after {delay:.2f} s: exit {code}; stderr: {trial.err[-2000:]}"
     if signum == KILL:
         assert code in (0, -KILL), where
