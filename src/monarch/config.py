@@ -393,7 +393,7 @@ def _check_port(host: str, where: str) -> None:
         port = host.rpartition(":")[2]
     else:
         return
-    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
         raise ConfigError(
             f"{where}: the port {unquote(port)!r} of host {host.rpartition(':')[0]!r} "
             "is not a number from 1 to 65535",

@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
 
     if options.replay is not None:
-        print(replay(options.replay))
-        return 0
+        outcome, detail = replay(options.replay)
+        print(detail or outcome)
+        return 1 if detail else 0
     names = [n for n in options.targets.split(",") if n] or [t.name for t in enabled_targets()]
     seed = options.seed if options.seed is not None else int(time.time())
     scratch = Path(tempfile.mkdtemp(prefix="monarch-fuzz-samples-"))

@@ -304,8 +304,9 @@ def _child(args: dict[str, Any]) -> None:
     out.flush()
 
 
-def replay(folder: Path) -> str:
-    """Run a saved finding (or corpus entry) again in this process: its outcome."""
+def replay(folder: Path) -> tuple[str, str]:
+    """Run a saved finding (or corpus entry) again in this process: its outcome (``accepted``,
+    the monarch error's class name, or ``crash``...) and the traceback of a crash ("" if none)."""
     from tests.fuzz.samples import read_tree
     from tests.fuzz.targets import target
 
@@ -314,8 +315,8 @@ def replay(folder: Path) -> str:
     source = folder / "input"
     data = read_tree(source) if source.is_dir() else source.read_bytes()
     with tempfile.TemporaryDirectory(prefix="monarch-fuzz-replay-") as scratch:
-        outcome, kind, detail = run_case(chosen, data, Path(scratch))
-    return detail if kind else outcome
+        outcome, _, detail = run_case(chosen, data, Path(scratch))
+    return outcome, detail
 
 
 if __name__ == "__main__":

@@ -84,4 +84,4 @@ def test_the_runner_reports_every_kind_of_crash_and_goes_on(
     assert report.outcomes["sql"]["crash"] == 0 and report.cases["sql"] == 1
     saved = Path(next(f.saved for f in report.findings if f.kind == "exception"))
     assert "ValueError" in (saved / "error.txt").read_text()
-    assert "ValueError" in replay(saved)
+    assert "ValueError" in replay(saved)[1]

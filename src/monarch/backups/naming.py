@@ -58,7 +58,10 @@ def parse_name(name: str) -> BackupName | None:
     match = _NAME_RE.match(name)
     if match is None:
         return None
-    created = datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC)
+    try:
+        created = datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:  # shaped like a time stamp, but no such time (month 13, second 61)
+        return None
     return BackupName(match["env"], created, match["label"])
 
 
