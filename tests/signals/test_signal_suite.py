@@ -139,7 +139,7 @@ def backup_trials(bench: Bench, rng: random.Random, schedule: list[int]) -> list
     trials = []
     for signum in schedule:
         before = listed(bench)
-        trial = strike(bench, args, signum, rng.uniform(0, length * 1.1))
+        trial = strike(bench, args, signum, rng.uniform(0, length * 0.9))
         after = listed(bench)
         new = after - before
         assert before <= after
@@ -188,7 +188,7 @@ def replace_trials(
     trials = []
     for signum in schedule:
         wanted = second if current == first else first
-        trial = strike(bench, args(wanted), signum, rng.uniform(0, length * 1.1))
+        trial = strike(bench, args(wanted), signum, rng.uniform(0, length * 0.9))
         left = bench.kit.leftovers("staging")
         said = recover_after(bench, trial)
         # After a clean signal nothing is left (a swap under way is finished first).
@@ -305,7 +305,7 @@ def migrate_trials(bench: Bench, rng: random.Random, schedule: list[int]) -> lis
         args += ["--steps", "3"] if command == "rollback" else []
         args += ["--lock-lease", "2"] if signum == KILL else []
         before = bench.kit.state("dev", app_only=True)
-        trial = strike(bench, args, signum, rng.uniform(0, length * 1.1))
+        trial = strike(bench, args, signum, rng.uniform(0, length * 0.9))
         check_history(bench, trial, states, before)
         # The next command works at once after a clean signal (no lease to wait for).
         wait = 30.0 if signum == KILL else 0.0

@@ -86,7 +86,8 @@ class Runner:
         self.scrub = scrub
         self.backup = backup
         self.outcomes: list[Outcome] = []  # of the steps finished so far
-        self.current: Step | None = None  # the step whose run() or rollback() was called
+        self.current: Step | None = None  # the step being run
+        self.began = False  # whether its run() or rollback() was called
         self.planned = 0
         self.command = "migrate"
 
@@ -105,6 +106,12 @@ class Runner:
                 rest = f"; the {left} after them did not run" if left else ""
                 message = f"stopped{before}{rest}"
             hint = f"run `monarch {self.command} {env}` again when ready" if left else None
+        elif not self.began:
+            message = (
+                f"stopped as {_doing(step)} was about to begin{before}: none of it ran; it is "
+                "recorded as interrupted"
+            )
+            hint = f"run `monarch {self.command} {env}` again when ready"
         elif step.transactional:
             message = (
                 f"stopped during {_doing(step)}{before}: its transaction was rolled back, so "
@@ -172,31 +179,37 @@ class Runner:
         if step.action == MIGRATE:
             record.out_of_order = step.out_of_order
         record.checkpoint = dict(record.checkpoint) if step.resume else {}
-        self.store.save(record)
         durable = dict(record.checkpoint)  # what a rolled-back transaction leaves in the store
-        self.reporter.started(step)
-
-        migration = file.cls()
-        runtime = _Runtime(self, record)
-        migration._bind(
-            name=step.name,
-            env=self.environment,
-            context=context,
-            runtime=runtime,
-        )
+        started = time.monotonic()
+        self.current, self.began = step, False
+        try:
+            self.store.save(record)
+            self.reporter.started(step)
+            migration = file.cls()
+            runtime = _Runtime(self, record)
+            migration._bind(
+                name=step.name,
+                env=self.environment,
+                context=context,
+                runtime=runtime,
+            )
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Stopped before it began: its record must not stay `running`.
+            self._failed(record, started, exc, INTERRUPTED)
+            raise
         method = migration.run if step.action == MIGRATE else migration.rollback
         if step.record_only:
             method = _nothing
-        started = time.monotonic()
-        self.current = step
         try:
             if step.transactional:
                 with self.store.transaction() as session:
                     migration.session = runtime.session = session
+                    self.began = True
                     method()
                     done = self._done(record, step, started)
                     self.store.save(done, session=session)
             else:
+                self.began = True
                 method()
                 done = self._done(record, step, started)
                 self.store.save(done)

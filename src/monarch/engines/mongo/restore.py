@@ -22,6 +22,7 @@ from monarch.backups.progress import Item, NullProgress
 from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.mongo._inserter import Inserter
 from monarch.engines.mongo._moves import INDEX_FIELDS_DROPPED
+from monarch.engines.mongo._swap import SETTLE_SECONDS
 from monarch.engines.mongo.errors import first_line, translated
 from monarch.engines.mongo.journal import (
     PROBE_PREFIX,
@@ -283,12 +284,19 @@ def same_database(engine: MongoEngine, other: object) -> bool:
         return False
     probe = f"{PROBE_PREFIX}{secrets.token_hex(6)}"
     with translated(engine.environment, "checking whether two environments are one database"):
-        engine.db.create_collection(probe)
         try:
+            engine.db.create_collection(probe)
             with translated(
                 other.environment, "checking whether two environments are one database"
             ):
                 return probe in other.db.list_collection_names(filter={"name": probe})
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM), the create may still be on its way to the server:
+            # drop the probe now, and again once it had time to land.
+            with contextlib.suppress(Exception):
+                engine.db.drop_collection(probe)
+                time.sleep(SETTLE_SECONDS)
+            raise
         finally:
             engine.db.drop_collection(probe)
 
