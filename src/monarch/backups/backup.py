@@ -299,8 +299,14 @@ def _write_archive(
         stats = dump(plain)
         compressed.close()
         upload.commit()
-    except BaseException:
+    except BaseException as exc:
         upload.abort()
+        if not isinstance(exc, Exception):
+            # Interrupted, perhaps inside the commit after the object became visible: an
+            # archive without a manifest is removed now rather than left for prune. (The key
+            # is ours: its name was claimed.)
+            with suppress(StoreError):
+                store.delete(key)
         raise
     return stats, hashed, plain
 

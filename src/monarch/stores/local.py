@@ -209,6 +209,15 @@ class LocalUpload(UploadBase):
         except OSError as exc:
             self.abort()
             raise self._store._error(exc, f"commit {self._key}") from exc
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) midway: whether or not the object became visible,
+            # no temporary file stays behind.
+            self._state = "aborted"
+            with suppress(OSError):
+                self._file.close()
+            with suppress(OSError):
+                self._temp.unlink(missing_ok=True)
+            raise
         self._state = "committed"
 
     def abort(self) -> None:
