@@ -1,10 +1,11 @@
 """Upload and download through monarch's S3 store and through boto3's transfer manager.
 
-Both move the same bytes to and from the same S3 endpoint (moto's server, started here, unless
-``MONARCH_TEST_S3_ENDPOINT`` names another), side by side in one run. Each measurement runs in a
-child process of its own, so its peak RSS is its own.
+Both move the same bytes to and from the same S3 endpoint (moto's server or SeaweedFS, started
+here, unless ``MONARCH_TEST_S3_ENDPOINT`` names another), side by side in one run. Each
+measurement runs in a child process of its own, so its peak RSS is its own.
 
-    python benchmarks/s3_bench.py              # 256 MiB, 3 rounds
+    python benchmarks/s3_bench.py                      # moto, 256 MiB, 3 rounds
+    python benchmarks/s3_bench.py --server seaweedfs   # a real S3-compatible server
     python benchmarks/s3_bench.py --mib 1024 --rounds 5
 
 Reported: the best and median speed of the rounds in MiB/s; the client's CPU time (user + system,
@@ -29,6 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from tests.servers.s3 import LOCAL_KINDS  # noqa: E402  (after the path is set)
 
 MiB = 1 << 20
 CASES = ["monarch upload", "boto3 upload", "monarch download", "boto3 download"]
@@ -118,6 +121,12 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256, help="MiB to move (default 256)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every case (default 3)")
     parser.add_argument("--part-size", default="8MiB", help="monarch's part_size (default 8MiB)")
+    parser.add_argument(
+        "--server",
+        choices=LOCAL_KINDS,
+        default="moto",
+        help="the S3 server to start (default moto; $MONARCH_TEST_S3_ENDPOINT overrides)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--bucket", help=argparse.SUPPRESS)
@@ -127,12 +136,14 @@ def main() -> None:
         return
 
     from tests.servers import start_s3
-    from tests.servers.s3 import DUMMY_CREDENTIALS
+    from tests.servers.s3 import ENV_ENDPOINT
 
-    for name, value in DUMMY_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    with start_s3() as server:
+    with start_s3("external" if os.environ.get(ENV_ENDPOINT) else args.server) as server:
+        # The children find the server's credentials and region where boto3 looks first.
+        os.environ["AWS_ACCESS_KEY_ID"] = server.access_key_id
+        os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_access_key
+        os.environ["AWS_DEFAULT_REGION"] = server.region
         bucket = server.create_bucket()
         bucket.client.upload_fileobj(RandomishStream(args.mib * MiB), bucket.name, "bench/source")
         results: dict[str, list[dict[str, float]]] = {case: [] for case in CASES}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,21 +22,29 @@ from tests.servers import (
     PostgresServer,
     S3Bucket,
     S3Server,
+    S3Servers,
     start_mongo,
     start_postgres,
-    start_s3,
 )
 from tests.servers import mongo as mongo_module
 from tests.servers import postgres as postgres_module
 from tests.servers import s3 as s3_module
 from tests.servers.mongotools import mongo_tools as build_mongo_tools
 
+# The S3 servers every S3 test runs against, one test each: moto and SeaweedFS, or the
+# endpoint of $MONARCH_TEST_S3_ENDPOINT alone.
+S3_KINDS = s3_module.planned_kinds()
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Any code under test that builds an S3 client finds credentials and a region, without
-    # reaching for a real account; real values given by the environment win.
+    # reaching for a real account. Real values given by the environment win for an external
+    # endpoint; the servers started here know only the test credentials.
     for name, value in s3_module.DUMMY_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
+        if S3_KINDS == ["external"]:
+            os.environ.setdefault(name, value)
+        else:
+            os.environ[name] = value
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -44,7 +52,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         "servers (started on first use): "
         f"mongo={mongo_module.planned_kind()}, "
         f"postgres={postgres_module.planned_kind()}, "
-        f"s3={s3_module.planned_kind()}"
+        f"s3={'+'.join(S3_KINDS)}"
     ]
 
 
@@ -67,21 +75,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """An S3 endpoint for this worker."""
-    with start_s3() as server:
-        yield server
+def s3_servers() -> Iterator[S3Servers]:
+    """This worker's S3 servers by kind, each started on first use, all stopped at the end."""
+    with S3Servers() as servers:
+        yield servers
+
+
+@pytest.fixture(params=S3_KINDS)
+def s3_server(request: pytest.FixtureRequest, s3_servers: S3Servers) -> S3Server:
+    """An S3 endpoint for this worker: a test that uses it runs once per kind of server."""
+    return s3_servers.get(request.param)
 
 
 @pytest.fixture(scope="session")
 def mongo_tools() -> MongoTools:
     """Paths of ``mongodump``, ``mongorestore`` and their sample dumps (``.testdata``)."""
     return build_mongo_tools()
-
-
-@pytest.fixture(scope="session")
-def _s3_client(s3_server: S3Server) -> Any:
-    return s3_server.client()
 
 
 @pytest.fixture
@@ -112,9 +121,48 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_bucket(s3_server: S3Server, _s3_client: Any) -> Iterator[S3Bucket]:
+def s3_bucket_on(
+    request: pytest.FixtureRequest, s3_servers: S3Servers
+) -> Callable[..., S3Bucket]:
+    """``s3_bucket_on(kind, object_lock=False)``: a fresh bucket on the server of ``kind``,
+    removed when the test ends.
+
+    For fixtures that choose the server themselves, e.g. parametrized over ``file``,
+    ``s3-moto`` and ``s3-seaweedfs`` (see ``store_params``): those cannot ask for the
+    parametrized ``s3_bucket``.
+    """
+
+    def make(kind: str, *, object_lock: bool = False) -> S3Bucket:
+        bucket = s3_servers.bucket(kind, object_lock=object_lock)
+        request.addfinalizer(bucket.remove)
+        return bucket
+
+    return make
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, s3_bucket_on: Callable[..., S3Bucket]) -> S3Bucket:
     """A fresh bucket with ``.name``, ``.url`` (``s3://NAME/backups``), ``.endpoint_url``,
-    ``.client``; emptied and deleted afterwards."""
-    bucket = s3_server.create_bucket(_s3_client)
-    yield bucket
-    bucket.remove()
+    ``.client``, on each S3 server in turn; emptied and deleted afterwards."""
+    return s3_bucket_on(s3_server.kind)
+
+
+@pytest.fixture
+def s3_locked_bucket(s3_server: S3Server, s3_bucket_on: Callable[..., S3Bucket]) -> S3Bucket:
+    """Like ``s3_bucket``, but created with S3 Object Lock enabled (which turns on versioning):
+    an object version put with a retention cannot be deleted until the retention ends.
+
+    Skipped, saying so, on a server that cannot create such a bucket.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3_bucket_on(s3_server.kind, object_lock=True)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in OBJECT_LOCK_MISSING:
+            pytest.skip(f"the {s3_server.kind} S3 server has no Object Lock: {exc}")
+        raise
+
+
+# What servers without Object Lock answer a CreateBucket that asks for it.
+OBJECT_LOCK_MISSING = {"NotImplemented", "InvalidRequest", "InvalidArgument"}

@@ -22,6 +22,7 @@ from monarch.config import Config, load_config
 from monarch.stores import open_store
 from monarch.stores.base import Store
 from tests.servers import S3Bucket
+from tests.servers.s3 import store_params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,23 +139,23 @@ def project(tmp_path: Path, mongo_url: str, mongo_db: Database[dict[str, Any]]) 
     return Project(tmp_path, mongo_url, mongo_db)
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=store_params("file"))
 def any_project(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     mongo_url: str,
     mongo_db: Database[dict[str, Any]],
 ) -> Iterator[Project]:
-    """The same project with its backups in a local folder, then in an S3 bucket."""
+    """The same project with its backups in a local folder, then in a bucket on each S3 server."""
     if request.param == "file":
         backups = {"url": f"file://{tmp_path / 'backups'}"}
     else:
-        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket_on")(request.param[3:])
         backups = {"url": bucket.url, "endpoint_url": bucket.endpoint_url,
                    "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
     write_config(tmp_path, mongo_url, backups)
     (tmp_path / "querysets").mkdir()
-    yield Project(tmp_path, mongo_url, mongo_db, request.param)
+    yield Project(tmp_path, mongo_url, mongo_db, request.param.partition("-")[0])
 
 
 @pytest.fixture

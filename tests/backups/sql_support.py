@@ -16,6 +16,7 @@ from monarch.stores import open_store
 from monarch.stores.base import Store
 from tests.backups.conftest import CliResult, environ
 from tests.servers import PostgresServer, S3Bucket
+from tests.servers.s3 import store_params
 
 
 @dataclass
@@ -84,16 +85,16 @@ def _project(
     if kind == "file":
         backups = {"url": f"file://{root / 'backups'}"}
     else:
-        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket_on")(kind[3:])
         backups = {"url": bucket.url, "endpoint_url": bucket.endpoint_url,
                    "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
     _write(root, urls, backups)
-    yield SQLProject(root, urls, server.bin_dir, kind)
+    yield SQLProject(root, urls, server.bin_dir, kind.partition("-")[0])
     for db in names.values():
         server.drop_database(db)
 
 
-@pytest.fixture(name="sql_project", params=["file", "s3"])
+@pytest.fixture(name="sql_project", params=store_params("file"))
 def sql_project_fixture(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer
 ) -> Iterator[SQLProject]:

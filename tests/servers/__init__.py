@@ -5,7 +5,8 @@ context manager. Nothing here imports pytest, so scripts can start the same serv
 
 - :func:`start_mongo`: a MongoDB-wire server (an external URI, a throwaway ``mongod``, or FerretDB).
 - :func:`start_postgres`: a PostgreSQL server (an external URI or a throwaway cluster).
-- :func:`start_s3`: an S3 endpoint (an external one or moto's server, in process).
+- :func:`start_s3`: an S3 endpoint (an external one, moto's server in process, or SeaweedFS);
+  :class:`S3Servers` starts one of each kind on demand.
 - :func:`mongo_tools`: paths of ``mongodump``/``mongorestore`` and their sample archives.
 """
 
@@ -13,7 +14,7 @@ from tests.servers.mongo import MongoServer, start_mongo
 from tests.servers.mongotools import MongoTools, mongo_tools
 from tests.servers.postgres import PostgresServer, start_postgres
 from tests.servers.process import ServerStartError
-from tests.servers.s3 import S3Bucket, S3Server, start_s3
+from tests.servers.s3 import S3Bucket, S3Server, S3Servers, start_s3
 
 __all__ = [
     "MongoServer",
@@ -21,6 +22,7 @@ __all__ = [
     "PostgresServer",
     "S3Bucket",
     "S3Server",
+    "S3Servers",
     "ServerStartError",
     "mongo_tools",
     "start_mongo",

@@ -17,6 +17,7 @@ from tests.servers import mongo, postgres, s3
 from tests.servers.ferretdb import ferretdb_binary
 from tests.servers.mongotools import mongo_tools
 from tests.servers.process import ServerStartError
+from tests.servers.seaweedfs import seaweedfs_binary
 
 
 def prepare() -> None:
@@ -27,6 +28,7 @@ def prepare() -> None:
     print(f"mongorestore: {tools.mongorestore}")
     print(f"sample dumps: {tools.testdata}")
     print(f"postgresql:   {postgres.find_bin_dir()}")
+    print(f"seaweedfs:    {seaweedfs_binary()}")
     print(f"ready in {time.monotonic() - started:.1f} s")
 
 
@@ -45,9 +47,11 @@ def run(kind: str) -> None:
         print(server.uri, flush=True)
         print(f"(tools in {server.bin_dir})", file=sys.stderr)
     else:
-        server = s3.start_s3()
+        server = s3.start_s3(None if kind == "s3" else kind)
         print(server.endpoint_url, flush=True)
-        print(f"({server.kind}, region {server.region})", file=sys.stderr)
+        # The servers started here know only the test credentials; an external one's stay unsaid.
+        login = "" if server.kind == "external" else f", access key {server.access_key_id}"
+        print(f"({server.kind}, region {server.region}{login})", file=sys.stderr)
     with server, contextlib.suppress(KeyboardInterrupt):
         signal.pause()
 
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("prepare", help="build and cache the servers' binaries")
     runner = commands.add_parser("run", help="start one server until interrupted")
-    runner.add_argument("kind", choices=["mongo", "postgres", "s3"])
+    runner.add_argument("kind", choices=["mongo", "postgres", "s3", *s3.LOCAL_KINDS])
     args = parser.parse_args(argv)
     try:
         if args.command == "prepare":

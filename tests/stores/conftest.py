@@ -1,6 +1,7 @@
 """The ``store`` fixture: one test suite, run against every backup store.
 
-``backend`` is parametrized over ``local``, ``memory`` and ``s3`` (moto's real S3 HTTP API) and
+``backend`` is parametrized over ``local``, ``memory`` and ``s3-<kind>`` for each S3 server (moto's
+mock of S3's HTTP API and SeaweedFS, a real S3-compatible server) and
 knows, for each, how to open a store with extra options, how many unfinished uploads it holds,
 and how to create many objects quickly without going through the store.
 """
@@ -21,7 +22,8 @@ from monarch.stores import open_store
 from monarch.stores.base import Store
 from monarch.stores.local import TEMP_PREFIX
 from monarch.stores.memory import MemoryStore
-from tests.servers import S3Bucket, S3Server
+from tests.servers import S3Bucket, S3Server, S3Servers
+from tests.servers.s3 import store_params
 from tests.stores.moto_process import MotoProcess
 
 MiB = 1 << 20
@@ -39,7 +41,7 @@ class Backend:
     """Create objects directly, bypassing the store (fast set-up for big listings)."""
     options: dict[str, str] = field(default_factory=dict)
     server_kind: str = ""
-    """For S3: ``moto`` or ``external``."""
+    """For S3: ``moto``, ``seaweedfs`` or ``external``."""
 
     def open(self, **options: str) -> Store:
         """Open a store on this location, with ``options`` added to the defaults."""
@@ -77,8 +79,7 @@ def memory_backend() -> Iterator[Backend]:
     MemoryStore.reset(name)
 
 
-@pytest.fixture
-def s3_backend(s3_server: S3Server, s3_bucket: S3Bucket) -> Backend:
+def s3_backend(server: S3Server, s3_bucket: S3Bucket) -> Backend:
     client = s3_bucket.client
     prefix = s3_bucket.url.split("/", 3)[3] + "/"
 
@@ -93,13 +94,17 @@ def s3_backend(s3_server: S3Server, s3_bucket: S3Bucket) -> Backend:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(put, objects.items()))
 
-    options = {"endpoint_url": s3_bucket.endpoint_url, "region": s3_server.region}
-    return Backend("s3", s3_bucket.url, pending, seed, options, s3_server.kind)
+    options = {"endpoint_url": s3_bucket.endpoint_url, "region": server.region}
+    return Backend("s3", s3_bucket.url, pending, seed, options, server.kind)
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
+@pytest.fixture(params=store_params("local", "memory"))
 def backend(request: pytest.FixtureRequest) -> Backend:
-    """Each store in turn."""
+    """Each store in turn, S3 on each server."""
+    if request.param.startswith("s3-"):
+        kind = request.param[3:]
+        servers: S3Servers = request.getfixturevalue("s3_servers")
+        return s3_backend(servers.get(kind), request.getfixturevalue("s3_bucket_on")(kind))
     found: Backend = request.getfixturevalue(f"{request.param}_backend")
     return found
 

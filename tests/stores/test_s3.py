@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tracemalloc
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,52 @@ def test_a_read_fails_cleanly_when_the_link_goes_away(
         with pytest.raises(StoreError, match="cannot reach endpoint") as caught:
             stream.read()
     assert caught.value.hint is not None and "network" in caught.value.hint
+
+
+# Object Lock: what locked backups will stand on, checked on each server
+
+
+def _put_locked(bucket: S3Bucket, key: str, until: datetime) -> str:
+    answer = bucket.client.put_object(
+        Bucket=bucket.name,
+        Key=key,
+        Body=b"a backup",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=until,
+    )
+    return answer["VersionId"]
+
+
+def test_a_version_under_compliance_retention_cannot_be_deleted(
+    s3_locked_bucket: S3Bucket,
+) -> None:
+    bucket, client = s3_locked_bucket, s3_locked_bucket.client
+    until = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    version = _put_locked(bucket, "backups/locked", until)
+    head = client.head_object(Bucket=bucket.name, Key="backups/locked")
+    assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"]) == ("COMPLIANCE", until)
+    with pytest.raises(ClientError) as refused:
+        client.delete_object(Bucket=bucket.name, Key="backups/locked", VersionId=version)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    body = client.get_object(Bucket=bucket.name, Key="backups/locked", VersionId=version)["Body"]
+    assert body.read() == b"a backup"
+
+
+def test_a_version_without_retention_in_a_locked_bucket_can_be_deleted(
+    s3_locked_bucket: S3Bucket,
+) -> None:
+    bucket, client = s3_locked_bucket, s3_locked_bucket.client
+    version = client.put_object(Bucket=bucket.name, Key="backups/free", Body=b"x")["VersionId"]
+    client.delete_object(Bucket=bucket.name, Key="backups/free", VersionId=version)
+    assert client.list_object_versions(Bucket=bucket.name).get("Versions", []) == []
+
+
+def test_retention_needs_a_bucket_created_with_object_lock(s3_bucket: S3Bucket) -> None:
+    until = datetime.now(UTC) + timedelta(days=1)
+    with pytest.raises(ClientError) as refused:
+        _put_locked(s3_bucket, "backups/k", until)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert list(s3_store(s3_bucket).list()) == []
 
 
 # Mistakes in the configuration or the environment
