@@ -55,6 +55,10 @@ def start_seaweedfs(
             }
         )
     )
+    # Read from the working directory. Every bucket is a collection with volumes of its own,
+    # grown 7 at a time by default: with the default 8 volumes per server the second bucket in
+    # use would find no room. One volume per bucket, small ones, and room for many.
+    (workdir / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\n")
     master, volume, filer, s3 = free_port_pairs(4, GRPC_OFFSET)
     argv = [
         str(binary),
@@ -64,6 +68,8 @@ def start_seaweedfs(
         "-ip.bind=127.0.0.1",
         f"-master.port={master}",
         f"-volume.port={volume}",
+        "-volume.max=200",
+        "-master.volumeSizeLimitMB=256",
         f"-filer.port={filer}",
         "-s3",
         f"-s3.port={s3}",
@@ -73,4 +79,6 @@ def start_seaweedfs(
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
     ]
+    # Not served as started here: SSE-S3 (``ServerSideEncryption: AES256``), refused with
+    # InternalError.
     return ServerProcess("seaweedfs", argv, workdir), s3

@@ -147,9 +147,20 @@ def test_memory_stays_bounded_while_streaming_a_big_object(moto_process: MotoPro
 # Options
 
 
+def test_storage_class_applies_to_every_object(s3_bucket: S3Bucket) -> None:
+    store = s3_store(s3_bucket, part_size="5MiB", storage_class="STANDARD_IA")
+    for key, size in [("small", 10), ("big", 6 * MiB)]:
+        with store.writer(key) as upload:
+            upload.write(os.urandom(size))
+        head = s3_bucket.client.head_object(Bucket=s3_bucket.name, Key=f"backups/{key}")
+        assert head["StorageClass"] == "STANDARD_IA"
+
+
 def test_server_side_encryption_and_storage_class_apply_to_every_object(
-    s3_bucket: S3Bucket,
+    s3_server: S3Server, s3_bucket: S3Bucket
 ) -> None:
+    if s3_server.kind == "seaweedfs":
+        pytest.skip("SeaweedFS, as started here, answers InternalError to SSE-S3 (AES256)")
     store = s3_store(s3_bucket, part_size="5MiB", sse="AES256", storage_class="STANDARD_IA")
     for key, size in [("small", 10), ("big", 6 * MiB)]:
         with store.writer(key) as upload:
@@ -352,6 +363,25 @@ def test_a_version_under_compliance_retention_cannot_be_deleted(
     assert body.read() == b"a backup"
 
 
+def test_a_compliance_retention_can_be_read_and_not_shortened(
+    s3_server: S3Server, s3_locked_bucket: S3Bucket
+) -> None:
+    if s3_server.kind == "moto":
+        pytest.skip("moto fails GetObjectRetention and lets a COMPLIANCE retention be shortened")
+    bucket, client = s3_locked_bucket, s3_locked_bucket.client
+    until = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    _put_locked(bucket, "backups/locked", until)
+    retention = client.get_object_retention(Bucket=bucket.name, Key="backups/locked")
+    assert retention["Retention"] == {"Mode": "COMPLIANCE", "RetainUntilDate": until}
+    with pytest.raises(ClientError) as refused:
+        client.put_object_retention(
+            Bucket=bucket.name,
+            Key="backups/locked",
+            Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until - timedelta(hours=1)},
+        )
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+
 def test_a_version_without_retention_in_a_locked_bucket_can_be_deleted(
     s3_locked_bucket: S3Bucket,
 ) -> None:
@@ -381,9 +411,9 @@ def test_a_missing_bucket_is_named(s3_server: S3Server) -> None:
         lambda: store.reader("k"),
         lambda: store.delete("k"),
         store.cleanup,
-        lambda: _put(store, b"small"),
-        lambda: _put(store, os.urandom(9 * MiB)),
     ]
+    if s3_server.kind != "seaweedfs":  # SeaweedFS creates a missing bucket on the first PUT
+        attempts += [lambda: _put(store, b"small"), lambda: _put(store, os.urandom(9 * MiB))]
     for attempt in attempts:
         with pytest.raises(StoreError, match="bucket 'no-such-bucket-here' does not exist") as e:
             attempt()
