@@ -37,6 +37,7 @@ from tests.engines.pg_helpers import contents as pg_contents
 from tests.engines.pg_helpers import databases
 from tests.engines.sqlite_helpers import contents as sqlite_contents
 from tests.servers import MongoServer, PostgresServer, S3Bucket
+from tests.servers.s3 import planned_kind
 
 ENVIRONMENTS = ("dev", "alt", "staging")
 ROWS = {"mongo": 1_500, "postgres": 40_000, "sqlite": 30_000}
@@ -309,7 +310,9 @@ def make_bench(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Calla
         if store_kind == "file":
             backups = {"url": f"file://{tmp_path / 'backups'}"}
         else:
-            bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+            # On the first S3 server only (moto, unless an external one is given): the
+            # trials are slow, and what they test is monarch's side of an interruption.
+            bucket: S3Bucket = request.getfixturevalue("s3_bucket_on")(planned_kind())
             backups = {
                 "url": bucket.url,
                 "endpoint_url": bucket.endpoint_url,
