@@ -8,7 +8,7 @@ only when someone asks for options or indexes.
 from __future__ import annotations
 
 import uuid as uuid_module
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -91,6 +91,13 @@ class CollectionMeta:
             ) from None
         if not isinstance(value, dict):
             raise ArchiveError(f"the metadata of {self.namespace!r} is not a JSON object")
+        if _nesting(value) > MAX_NESTING:
+            # Whether the JSON parser itself gives up depends on the Python version; the
+            # server's own limit is the same everywhere.
+            raise ArchiveError(
+                f"the metadata of {self.namespace!r} is not valid: it is nested more than "
+                f"{MAX_NESTING} levels deep, which MongoDB does not allow"
+            )
         return value
 
     @property
@@ -179,3 +186,26 @@ def _uuid_hex(value: str | uuid_module.UUID | Binary) -> str:
     if isinstance(value, uuid_module.UUID):
         return value.hex
     return uuid_module.UUID(value).hex
+
+
+# MongoDB refuses documents nested more deeply than this.
+MAX_NESTING = 100
+
+
+def _nesting(value: object) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
