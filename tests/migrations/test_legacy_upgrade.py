@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -350,3 +351,18 @@ def test_disagreeing_duplicate_records_count_as_interrupted_not_guessed(
     refused = legacy.cli("migrate", "development")
     assert refused.code == 1 and "nothing was run" in refused.stderr
     assert legacy.db.products.find_one({"_id": "book"})["price"] == 1999
+
+
+def test_without_mongoengine_a_legacy_migration_fails_with_how_to_install_it(
+    legacy: LegacyProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 0.0.x migration that reaches the database through mongoengine, on a machine where
+    mongoengine is not installed: the failure says which extra brings it."""
+    legacy.legacy("201701010000", "add_flag", "    get_db().flags.insert_one({'x': 1})\n",
+                  imports=GET_DB)
+    monkeypatch.setitem(sys.modules, "mongoengine", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "mongoengine.connection", None)
+    result = legacy.cli("migrate", "development")
+    assert result.code == 1
+    assert "Try: install mongoengine (`pip install 'monarch[legacy]'`)" in result.stderr
+    assert legacy.db.flags.count_documents({}) == 0

@@ -31,7 +31,7 @@ from monarch.errors import (
     UsageError,
 )
 from monarch.migrations import planning
-from monarch.migrations.discovery import MigrationFile, discover
+from monarch.migrations.discovery import MigrationFile, discover, missing_mongoengine_hint
 from monarch.migrations.generate import new_migration, template_engine
 from monarch.migrations.lease import DEFAULT_LEASE, DEFAULT_TIMEOUT, MIN_LEASE, Lease, current_owner
 from monarch.migrations.migration import ENGINE_NAMES
@@ -302,6 +302,7 @@ def _execute(
         raise MigrationFailed(
             f"{what}migration {failed.name} failed: {failed.error}{rest}",
             hint=_outside_transaction_hint(failed.error or "", path)
+            or missing_mongoengine_hint(failed.error or "")
             or f"fix {path} and run `monarch {retry} {env.name}` again "
             f"(it retries {failed.name}); the full error is in "
             f"`monarch list_migrations {env.name} --json`",

@@ -166,7 +166,7 @@ def load(path: Path) -> MigrationFile:
         raise MigrationError(
             f"{path}, line {line}: the file failed to load: {type(exc).__name__}: {exc}; "
             "nothing was run",
-            hint="fix the file and run the command again",
+            hint=missing_mongoengine_hint(str(exc)) or "fix the file and run the command again",
         ) from exc
     finally:
         if sys.path and sys.path[0] == folder:
@@ -203,6 +203,15 @@ def _short_forms(name: str) -> tuple[str, ...]:
     if is_legacy(name):
         return slug, f"{slug}_migration", stamp[:12], stamp
     return (slug, stamp) if slug else (name.partition("_")[2], name.partition("_")[0])
+
+
+def missing_mongoengine_hint(error: str) -> str | None:
+    """The way out when a migration of monarch 0.0.x fails for want of mongoengine, which those
+    migrations use to reach the database and which is an optional extra of monarch."""
+    if "No module named 'mongoengine" not in error and "import of mongoengine" not in error:
+        return None
+    return ("install mongoengine (`pip install 'monarch[legacy]'`), then run the command again: "
+            "monarch makes the environment mongoengine's default connection while migrations run")
 
 
 def class_name(slug: str) -> str:
