@@ -172,8 +172,10 @@ def _restore(
             token = secrets.token_hex(4)
             scratch = f"{leftover_prefix(db)}restore_{token}"
             old = f"{leftover_prefix(db)}old_{token}"
-            admin.execute(dbprops.create_statement(scratch, props))
         try:
+            # Inside the try: an interrupt during CREATE DATABASE may find it done after all.
+            with translated(env, "preparing the restore", dbname=admin_db):
+                admin.execute(dbprops.create_statement(scratch, props))
             child_env, dbname = child_environment(env, scratch)
             argv = [str(tool_path), "--no-password", "--exit-on-error", "--no-owner"]
             argv += [] if privileges else ["--no-privileges"]
@@ -346,6 +348,8 @@ def _drop(admin: psycopg.Connection[Any], name: str) -> None:
         except pe.ObjectInUse:
             if attempt == SWAP_ATTEMPTS - 1:
                 raise
+            # An ended session (pg_restore's, just killed) takes a moment to go away.
+            time.sleep(0.1 * (attempt + 1))
 
 
 def _tables(env: Environment, dbname: str) -> tuple[str, ...] | None:
