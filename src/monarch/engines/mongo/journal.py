@@ -192,15 +192,35 @@ class Journal:
                         raise _busy(self._engine.environment.name, existing) from None
                     self.recovered = self._finish(existing)
                     continue
+                except BaseException:
+                    # Stopped (Ctrl-C, SIGTERM) while the insert was on its way: it may still
+                    # land, and only this process knows that the journal would be its own.
+                    self._take_back()
+                    raise
                 self._held = True
                 _HELD_HERE.add(self.token)
-                self._heartbeat = Heartbeat(self._docs, LOCK_ID, self.token)
-                self._drop_orphans()
+                try:
+                    self._heartbeat = Heartbeat(self._docs, LOCK_ID, self.token)
+                    self._drop_orphans()
+                except BaseException:
+                    with contextlib.suppress(MonarchError):
+                        self.abandon()
+                    raise
                 return
         raise RestoreBusy(
             "another restore keeps taking the restore journal of environment "
             f"{self._engine.environment.name!r}; try again later"
         )
+
+    def _take_back(self) -> None:
+        """Remove this restore's journal document if it landed, watching a moment for a late
+        insert; errors are left for the next run, which takes a dead journal over."""
+        mine = {"_id": LOCK_ID, "token": self.token}
+        with contextlib.suppress(Exception):
+            self._docs.delete_one(mine)
+            time.sleep(SETTLE_SECONDS)
+            self._docs.delete_one(mine)
+            _drop_journal_if_empty(self._db)
 
     def abandon(self, *, settle: bool = False) -> None:
         """Before the swap: drop this restore's staging collections and release the journal.
