@@ -204,6 +204,12 @@ def _alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def _peak_rss() -> int:
+    """This process's own peak RSS (VmHWM). Not ``getrusage``'s ``ru_maxrss``: Linux carries the
+    peak of the process that forked and exec'd this one into it (a long pytest worker's), which
+    would hide every growth below that."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
