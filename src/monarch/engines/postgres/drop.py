@@ -11,7 +11,6 @@ drop the old one. A failure before the swap leaves the database as it was.
 
 from __future__ import annotations
 
-import secrets
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,7 @@ from monarch.engines.postgres.restore import (
     _swap,
     _tables,
     _unlock_and_close,
-    leftover_prefix,
+    scratch_names,
 )
 
 if TYPE_CHECKING:
@@ -47,9 +46,7 @@ def drop(engine: PostgresEngine) -> Dropped:
         if props is None:
             return Dropped(db, existed=False, recovered=recovered)
         tables = _tables(env, db) or ()
-        token = secrets.token_hex(4)
-        scratch = f"{leftover_prefix(db)}restore_{token}"
-        old = f"{leftover_prefix(db)}old_{token}"
+        scratch, old = scratch_names(db)
         try:
             with translated(env, "creating the empty database", dbname=admin_db):
                 admin.execute(dbprops.create_statement(scratch, props))

@@ -150,6 +150,14 @@ def leftover_prefix(database: str) -> str:
     return f"monarch_{hashlib.sha256(database.encode()).hexdigest()[:16]}_"
 
 
+def scratch_names(database: str) -> tuple[str, str]:
+    """A fresh pair of names beside ``database``: the database filled (or left empty) before
+    the swap, and the one the old contents move to. Both are leftovers the next run drops."""
+    token = secrets.token_hex(4)
+    prefix = leftover_prefix(database)
+    return f"{prefix}restore_{token}", f"{prefix}old_{token}"
+
+
 def _restore(
     engine: PostgresEngine,
     *,
@@ -169,9 +177,7 @@ def _restore(
             recovered = _drop_leftovers(admin, env)
             props = dbprops.read(admin, db)
             tool_path, version = find_tool("pg_restore", admin.info.server_version)
-            token = secrets.token_hex(4)
-            scratch = f"{leftover_prefix(db)}restore_{token}"
-            old = f"{leftover_prefix(db)}old_{token}"
+            scratch, old = scratch_names(db)
         try:
             # Inside the try: an interrupt during CREATE DATABASE may find it done after all.
             with translated(env, "preparing the restore", dbname=admin_db):
