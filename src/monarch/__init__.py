@@ -54,7 +54,7 @@ _LAZY = {
     "generate_query_set": "monarch.backups.api",
     "list_query_sets": "monarch.backups.api",
     "drop_db": "monarch.backups.api",
-    "QuerySet": "monarch.backups.queryset_classes",
+    "QuerySet": "monarch.querysets.classes",
 }
 
 __all__ = ["__version__", *_LAZY]  # noqa: PLE0604 - the lazy names are the API

@@ -5,16 +5,8 @@ from __future__ import annotations
 import io
 import threading
 
-from monarch.backups.progress import (
-    Item,
-    LineProgress,
-    NullProgress,
-    Summary,
-    TerminalProgress,
-    format_duration,
-    format_size,
-    progress_for,
-)
+from monarch.cli.progress import LineProgress, TerminalProgress, progress_for
+from monarch.progress import Item, NullProgress, Summary, format_duration, format_size
 
 
 class Clock:

@@ -14,8 +14,8 @@ import pytest
 from pymongo.database import Database
 
 from monarch import backup, copy_db, generate_query_set, list_query_sets
-from monarch.backups.querysets import load_query_set, query_set_from
 from monarch.errors import BackupError, QuerySetError, UsageError
+from monarch.querysets.files import load_query_set, query_set_from
 from tests.backups.conftest import Project, environ, seed_shop
 from tests.backups.helpers import read_archive
 from tests.backups.restore_support import (  # noqa: F401 - fixtures

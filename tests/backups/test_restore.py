@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from monarch import backup, restore
-from monarch.backups.progress import Item, Summary
 from monarch.backups.restore import RestoreResult, recover
 from monarch.config import load_config
 from monarch.errors import BackupNotFound, ConfirmationRequired, UsageError
+from monarch.progress import Item, Summary
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
     dump_with_writer,

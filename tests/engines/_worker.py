@@ -21,7 +21,7 @@ from pathlib import Path
 
 from monarch.config import config_from_dict
 from monarch.engines import engine_for
-from monarch.migrations.store import LockOwner
+from monarch.history import LockOwner
 
 
 def _engine(url: str) -> object:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monarch.migrations.store import LockOwner
+from monarch.history import LockOwner
 from tests.engines.conftest import Kit, run_worker
 
 RACERS = 8

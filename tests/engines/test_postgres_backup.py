@@ -15,7 +15,7 @@ import pytest
 from monarch.engines.postgres.lock import advisory_key
 from monarch.engines.postgres.restore import leftover_prefix
 from monarch.errors import BackupError, RestoreBusy
-from monarch.migrations.store import APPLIED, LockOwner, Record
+from monarch.history import APPLIED, LockOwner, Record
 from tests.engines.conftest import environment, new_engine
 from tests.engines.pg_helpers import contents, databases, execute, fill_old, fill_rich, schema_dump
 from tests.servers import PostgresServer

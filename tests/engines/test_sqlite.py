@@ -11,7 +11,7 @@ import pytest
 
 from monarch.engines.sqlite.files import try_flock, unlock
 from monarch.errors import BackupError, ConnectionFailed, RestoreBusy
-from monarch.migrations.store import APPLIED, Record
+from monarch.history import APPLIED, Record
 from tests.engines.conftest import new_engine
 from tests.engines.sqlite_helpers import contents, fill, fill_other, journal_mode
 

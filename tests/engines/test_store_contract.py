@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from monarch.errors import MigrationError
-from monarch.migrations.store import APPLIED, FAILED, ROLLBACK, RUNNING, LockOwner, Record
+from monarch.history import APPLIED, FAILED, ROLLBACK, RUNNING, LockOwner, Record
 from tests.engines.conftest import Kit
 
 

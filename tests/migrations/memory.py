@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monarch.errors import TransactionUnsupported
-from monarch.migrations.store import Acquisition, LockHolder, LockOwner, Record
+from monarch.history import Acquisition, LockHolder, LockOwner, Record
 
 
 @dataclass

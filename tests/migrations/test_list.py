@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import monarch
-from monarch.migrations.store import LockOwner, Record
+from monarch.history import LockOwner, Record
 from tests.migrations.conftest import Project
 
 A, B, C, D = (

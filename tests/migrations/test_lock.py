@@ -15,7 +15,7 @@ import pytest
 
 from monarch.engines import engine_for
 from monarch.engines.mongo import MongoEngine
-from monarch.migrations.store import Acquisition, LockOwner
+from monarch.history import Acquisition, LockOwner
 from tests.migrations.conftest import Project
 
 A, B, C = "20240101000001_first", "20240101000002_second", "20240101000003_third"

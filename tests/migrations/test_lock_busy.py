@@ -19,9 +19,9 @@ from monarch.engines.mongo import MongoEngine
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.lock import LOCK_COLLECTION, MongoLock
 from monarch.errors import LockError, ServerBusy
+from monarch.history import LockOwner
 from monarch.migrations.lease import Lease
 from monarch.migrations.progress import LoggingReporter
-from monarch.migrations.store import LockOwner
 from tests.migrations.conftest import Project
 
 BUSY = "database is locked (5) (SQLITE_BUSY)"

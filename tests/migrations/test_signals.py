@@ -8,7 +8,7 @@ import time
 import pytest
 
 from monarch.engines import engine_for
-from monarch.migrations.store import LockOwner
+from monarch.history import LockOwner
 from tests.migrations.conftest import Project, SQLProject
 from tests.migrations.test_lock import _spawn_and_wait_for_marker, wait_for
 

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from monarch.engines import engine_for
+from monarch.history import LockOwner
 from monarch.migrations.discovery import checksum
-from monarch.migrations.store import LockOwner
 from tests.migrations.conftest import Project, SQLProject
 
 A, B, C, D = (

@@ -29,7 +29,7 @@ from monarch import backup, list_backups, migrate, prune, rollback, verify
 from monarch.backups.restore import recover
 from monarch.engines import engine_for
 from monarch.errors import RestoreBusy
-from monarch.migrations.store import Record
+from monarch.history import Record
 from tests.signals.conftest import Bench, lingering_tools, stderr, wait_until_ready
 
 pytestmark = pytest.mark.slow

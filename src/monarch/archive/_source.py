@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from typing import Protocol
 
 from monarch.archive.errors import TruncatedArchive
 from monarch.errors import ArchiveError
+from monarch.io import Buffer, Readable
 
 MIN_DOCUMENT_SIZE = 5
 """An empty document: int32 length and the closing NUL."""
@@ -28,15 +28,6 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 
 _INT32 = struct.Struct("<i")
 unpack_int32 = _INT32.unpack_from
-
-Buffer = bytes | bytearray | memoryview
-
-
-class Readable(Protocol):
-    """What the readers need from a stream: ``read(n)`` returning b"" only at the end."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
-
 
 class BadDocument(Exception):
     """Internal: the bytes at ``pos`` cannot be a document. Callers re-raise with context."""

@@ -18,10 +18,9 @@ from typing import Literal, Protocol
 
 import zstandard
 
-from monarch.archive._source import Buffer, Readable
 from monarch.archive.errors import TruncatedArchive
-from monarch.archive.writer import Writable
 from monarch.errors import ArchiveError
+from monarch.io import Buffer, Readable, Writable
 
 
 def _load_isal() -> ModuleType | None:

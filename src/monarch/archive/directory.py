@@ -29,7 +29,6 @@ from monarch.archive._source import (
     DEFAULT_READ_SIZE,
     MAX_DOCUMENT_SIZE,
     ByteSource,
-    Readable,
     iter_documents,
 )
 from monarch.archive.compression import open_decompressed_reader
@@ -38,6 +37,7 @@ from monarch.archive.events import CollectionEnd, Documents, Event
 from monarch.archive.limits import CEILING_HINT, LimitedReader
 from monarch.archive.meta import COLLECTION, VIEW, CollectionMeta, invalid_collection_name
 from monarch.errors import ArchiveError
+from monarch.io import Readable
 
 _BSON = (".bson", ".bson.gz")
 _METADATA = (".metadata.json", ".metadata.json.gz")

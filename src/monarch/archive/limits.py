@@ -10,8 +10,8 @@ restore ceiling, :func:`restore_ceiling`.
 
 from __future__ import annotations
 
-from monarch.archive._source import Readable
 from monarch.errors import ArchiveError
+from monarch.io import Readable
 from monarch.sizes import parse_size
 
 DEFAULT_RATIO = 100

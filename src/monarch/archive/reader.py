@@ -22,7 +22,6 @@ from monarch.archive._source import (
     MIN_DOCUMENT_SIZE,
     TERMINATOR,
     ByteSource,
-    Readable,
 )
 from monarch.archive.compression import Method, open_decompressed_reader
 from monarch.archive.crc import crc64, to_unsigned
@@ -31,6 +30,7 @@ from monarch.archive.events import CollectionEnd, Documents, Event
 from monarch.archive.format import MAGIC_BYTES
 from monarch.archive.meta import COLLECTION, CollectionMeta
 from monarch.errors import ArchiveError
+from monarch.io import Readable
 
 
 @dataclass

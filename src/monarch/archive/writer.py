@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from monarch.archive._source import BadDocument, Buffer, scan_documents, unpack_int32
+from monarch.archive._source import BadDocument, scan_documents, unpack_int32
 from monarch.archive.crc import crc64, to_signed
 from monarch.archive.format import (
     MAGIC_BYTES,
@@ -22,12 +21,7 @@ from monarch.archive.format import (
 )
 from monarch.archive.meta import CollectionMeta
 from monarch.errors import ArchiveError
-
-
-class Writable(Protocol):
-    """Where an archive goes: anything with ``write(bytes-like)``."""
-
-    def write(self, data: Buffer, /) -> object: ...
+from monarch.io import Buffer, Writable
 
 
 @dataclass

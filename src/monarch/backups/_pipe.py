@@ -12,12 +12,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from monarch.archive.writer import Writable
 from monarch.errors import BackupError
+from monarch.io import Buffer, Writable
 
 DEFAULT_CAPACITY = 32 * 1024 * 1024
-
-Buffer = bytes | bytearray | memoryview
 
 
 class PipeClosed(BackupError):

@@ -14,16 +14,17 @@ from monarch.backups.catalog import BackupInfo
 from monarch.backups.drop import drop_db
 from monarch.backups.legacy import LegacyBackup
 from monarch.backups.prune import DeleteResult, Kept, PruneResult, delete_backup, prune
-from monarch.backups.querysets import QuerySet, QuerySetInfo, list_query_sets, load_query_set
 from monarch.backups.verify import VerifyResult, verify
+from monarch.querysets.files import QuerySetInfo, list_query_sets, load_query_set
+from monarch.querysets.plan import QueryPlan
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from monarch.backups.copy import CopyResult
-    from monarch.backups.progress import Progress
     from monarch.backups.restore import RestoreResult
     from monarch.config import Config
+    from monarch.progress import Progress
 
 
 def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | LegacyBackup]:
@@ -51,7 +52,7 @@ def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | Le
 
 def generate_query_set(config: Config, name: str, *, force: bool = False) -> Path:
     """Write ``querysets/<name>.py``, a commented template; return its path."""
-    from monarch.backups.querysets import generate_query_set as generate
+    from monarch.querysets.files import generate_query_set as generate
 
     return generate(config, name, force=force)
 
@@ -84,7 +85,7 @@ def copy_db(
     source_env: str,
     target_env: str,
     *,
-    query_set: str | QuerySet | None = None,
+    query_set: str | QueryPlan | None = None,
     keep_backup: bool = False,
     confirm: str | None = None,
     progress: Progress | None = None,
@@ -109,7 +110,7 @@ __all__ = [
     "Kept",
     "LegacyBackup",
     "PruneResult",
-    "QuerySet",
+    "QueryPlan",
     "QuerySetInfo",
     "VerifyResult",
     "backup",

@@ -29,18 +29,18 @@ from monarch.backups.naming import (
     manifest_key,
 )
 from monarch.backups.pipeline import CountingWriter, HashingWriter
-from monarch.backups.progress import NullProgress, Summary
 from monarch.errors import StoreError, UsageError
+from monarch.progress import NullProgress, Summary
 from monarch.stores.base import AlreadyExists, ObjectNotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from monarch.archive.writer import Writable
-    from monarch.backups.progress import Progress
-    from monarch.backups.querysets import QuerySet
     from monarch.config import Config
     from monarch.engines.base import CollectionDump, Engine, ServerInfo
+    from monarch.io import Writable
+    from monarch.progress import Progress
+    from monarch.querysets.plan import QueryPlan
     from monarch.stores.base import Store
 
 _T = TypeVar("_T")
@@ -107,7 +107,7 @@ def backup(
     env_name: str,
     *,
     label: str | None = None,
-    query_set: str | QuerySet | None = None,
+    query_set: str | QueryPlan | None = None,
     compression: str | None = None,
     progress: Progress | None = None,
     parallel: int | None = None,
@@ -118,7 +118,7 @@ def backup(
     and SQLite ones as their own tool's dump (see :mod:`monarch.backups.streams`).
     ``label`` ends the name (``production-20260101T120000Z-<label>``); ``query_set`` (a name
     in ``querysets/``, a class-based query set's class name, or a loaded
-    :class:`~monarch.backups.querysets.QuerySet`) narrows and transforms what is dumped;
+    :class:`~monarch.backups.querysets.QueryPlan`) narrows and transforms what is dumped;
     ``compression`` is ``"zstd"``, ``"gzip"`` or ``"none"`` (default: the store's
     ``compression`` option, else gzip). Returns once the manifest is written: the
     backup then exists and is listed. On any error nothing is listed and the upload is aborted.
@@ -205,7 +205,7 @@ class Dumped:
 
 
 def _dumper(
-    engine: Engine, query_set: QuerySet | None, progress: Progress, parallel: int
+    engine: Engine, query_set: QueryPlan | None, progress: Progress, parallel: int
 ) -> Callable[[Writable], Dumped]:
     """The dump to stream into the archive: monarch's own archive, or the engine's stream."""
     if engine.backup_format != ARCHIVE_FORMAT:

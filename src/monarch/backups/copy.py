@@ -19,20 +19,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from monarch.backups._pipe import Pipe, Tee
-from monarch.backups.progress import NullProgress, Summary
 from monarch.engines.base import ARCHIVE_FORMAT
 from monarch.errors import MonarchError, UsageError
+from monarch.progress import NullProgress, Summary
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from monarch.archive.reader import ArchiveReader
-    from monarch.archive.writer import Writable
     from monarch.backups.backup import BackupResult
-    from monarch.backups.progress import Item, Progress
-    from monarch.backups.querysets import QuerySet
     from monarch.config import Config, Environment
     from monarch.engines.base import CollectionRestored, DumpStats, Engine, StreamEngine
+    from monarch.io import Writable
+    from monarch.progress import Item, Progress
+    from monarch.querysets.plan import QueryPlan
 
 _LOCAL = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -85,7 +85,7 @@ def copy_db(
     source_env: str,
     target_env: str,
     *,
-    query_set: str | QuerySet | None = None,
+    query_set: str | QueryPlan | None = None,
     keep_backup: bool = False,
     confirm: str | None = None,
     progress: Progress | None = None,
@@ -205,7 +205,7 @@ def _hosts(environment: Environment) -> set[str]:
 class _Stream:
     """The dump thread and the pipe it writes into (and the kept backup, if any)."""
 
-    def __init__(self, source: Engine, query_set: QuerySet | None, parallel: int | None,
+    def __init__(self, source: Engine, query_set: QueryPlan | None, parallel: int | None,
                  progress: Progress, kept: _KeptBackup | None) -> None:
         self._source = source
         self._query_set = query_set
@@ -258,7 +258,7 @@ class _Stream:
 class _KeptBackup:
     """copy_db's stream, also written to the store as a backup of the source."""
 
-    def __init__(self, config: Config, environment: Environment, query_set: QuerySet | None,
+    def __init__(self, config: Config, environment: Environment, query_set: QueryPlan | None,
                  compression: str | None) -> None:
         from monarch.archive.compression import open_compressed_writer
         from monarch.backups.backup import _clean_leftovers, _compression, claim_name

@@ -244,8 +244,8 @@ def _source(opened: AbstractContextManager[BinaryIO], database: str, what: str,
             from_db: str | None, ceiling: tuple[str | int | None, str]) -> Source:
     from monarch.archive.limits import restore_ceiling
     from monarch.archive.zipdump import ZipDumpReader
-    from monarch.backups.progress import Item
     from monarch.backups.sources import Source
+    from monarch.progress import Item
 
     if from_db is not None and from_db != database:
         raise UsageError(f"{what} holds one database ({database!r}); --from-db {from_db} "

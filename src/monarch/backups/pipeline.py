@@ -8,27 +8,19 @@ compare like for like.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+
+from monarch.io import Buffer, Readable, Writable
 
 if TYPE_CHECKING:
     from monarch.archive.limits import LimitedReader
     from monarch.backups.manifest import Manifest
 
-Buffer = bytes | bytearray | memoryview
-
-
-class _Sink(Protocol):
-    def write(self, data: Buffer, /) -> int: ...
-
-
-class _Source(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
 
 class HashingWriter:
     """Pass writes on to ``sink``, keeping their total size and SHA-256."""
 
-    def __init__(self, sink: _Sink) -> None:
+    def __init__(self, sink: Writable) -> None:
         self._sink = sink
         self._hash = hashlib.sha256()
         self.size = 0
@@ -48,7 +40,7 @@ class HashingWriter:
 class HashingReader:
     """Read from ``source``, keeping the total size and SHA-256 of what was read."""
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(self, source: Readable) -> None:
         self._source = source
         self._hash = hashlib.sha256()
         self.size = 0
@@ -74,7 +66,7 @@ class HashingReader:
 class CountingWriter:
     """Pass writes on to ``sink``, counting bytes (the uncompressed archive size)."""
 
-    def __init__(self, sink: _Sink) -> None:
+    def __init__(self, sink: Writable) -> None:
         self._sink = sink
         self.size = 0
 
@@ -84,7 +76,7 @@ class CountingWriter:
         return memoryview(data).nbytes
 
 
-def open_held(raw: _Source, manifest: Manifest) -> tuple[HashingReader, LimitedReader]:
+def open_held(raw: Readable, manifest: Manifest) -> tuple[HashingReader, LimitedReader]:
     """A backup's stored archive ``raw``, hashed, decompressed and held to its ``manifest``.
 
     Neither the stored bytes nor the decompressed ones may pass the manifest's sizes: reading

@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monarch.backups.copy import CopyResult, copy_db
-from monarch.backups.progress import Item, NullProgress, Summary
 from monarch.backups.sources import SYSTEM_DATABASES, choose_database, open_source
 from monarch.engines.base import ARCHIVE_FORMAT
 from monarch.errors import ArchiveError, MonarchError, UsageError
+from monarch.progress import Item, NullProgress, Summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from monarch.backups.progress import Progress
     from monarch.backups.sources import Source
     from monarch.config import Config
     from monarch.engines.base import CollectionRestored, Engine
+    from monarch.progress import Progress
 
 __all__ = [
     "SYSTEM_DATABASES",
@@ -92,7 +92,7 @@ def summary_lines(
     recovered: str | None = None,
 ) -> list[str]:
     """Human lines describing a restore or copy (shared by :class:`RestoreResult` and copy_db)."""
-    from monarch.backups.progress import format_duration, format_size
+    from monarch.progress import format_duration, format_size
 
     documents = sum(c.documents for c in collections)
     size = sum(c.bytes for c in collections)
@@ -118,7 +118,7 @@ def stream_summary_lines(
     recovered: str | None = None,
 ) -> list[str]:
     """Human lines for a restore or copy of a PostgreSQL or SQLite database."""
-    from monarch.backups.progress import format_duration, format_size
+    from monarch.progress import format_duration, format_size
 
     lines = [f"first: {recovered}"] if recovered else []
     through = f" from {format_size(size)} of {format}" if size else ""

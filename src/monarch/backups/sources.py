@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from monarch.archive.events import CollectionEnd
-from monarch.backups.progress import Item
 from monarch.errors import ArchiveError, BackupError, BackupNotFound, UsageError
+from monarch.progress import Item
 
 if TYPE_CHECKING:
     from monarch.archive.events import DumpReader, Event

@@ -21,24 +21,24 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 from monarch.backups.legacy import is_legacy
 from monarch.backups.naming import parse_name
-from monarch.backups.pipeline import Buffer
-from monarch.backups.progress import Item, Summary
 from monarch.errors import ArchiveError, UsageError
+from monarch.io import Buffer
+from monarch.progress import Item, Summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from monarch.archive.writer import Writable
     from monarch.backups.backup import Dumped
     from monarch.backups.copy import CopyResult
     from monarch.backups.manifest import Manifest
     from monarch.backups.pipeline import HashingReader
-    from monarch.backups.progress import Progress
-    from monarch.backups.querysets import QuerySet
     from monarch.backups.restore import RestoreResult
     from monarch.backups.verify import VerifyResult
     from monarch.config import Config, Environment
-    from monarch.engines.base import Engine, Readable, StreamEngine, StreamRestored
+    from monarch.engines.base import Engine, StreamEngine, StreamRestored
+    from monarch.io import Readable, Writable
+    from monarch.progress import Progress
+    from monarch.querysets.plan import QueryPlan
     from monarch.stores.base import Store
 
 CHUNK = 1024 * 1024
@@ -67,7 +67,7 @@ def refuse_query_set(engine: Engine | StreamEngine, query_set: object, what: str
 
 
 def stream_dumper(
-    engine: Engine, query_set: QuerySet | None, progress: Progress
+    engine: Engine, query_set: QueryPlan | None, progress: Progress
 ) -> Callable[[Writable], Dumped]:
     """The dump of a stream engine, for :func:`monarch.backups.backup.backup`."""
     from monarch.backups.backup import Dumped
@@ -149,7 +149,7 @@ def copy_database(
     source: Engine,
     target: Engine,
     *,
-    query_set: str | QuerySet | None,
+    query_set: str | QueryPlan | None,
     keep_backup: bool,
     compression: str | None,
     progress: Progress,

@@ -23,16 +23,16 @@ from monarch.backups.catalog import read_manifest
 from monarch.backups.manifest import ARCHIVE_FORMAT
 from monarch.backups.naming import check_name
 from monarch.backups.pipeline import HashingReader, open_held
-from monarch.backups.progress import Item, NullProgress, Summary
 from monarch.errors import ArchiveError, StoreError
+from monarch.progress import Item, NullProgress, Summary
 from monarch.stores.base import ObjectNotFound
 
 if TYPE_CHECKING:
     from monarch.archive.limits import LimitedReader
     from monarch.archive.meta import CollectionMeta
     from monarch.backups.manifest import Manifest
-    from monarch.backups.progress import Progress
     from monarch.config import Config
+    from monarch.progress import Progress
     from monarch.stores.base import Store
 
 

@@ -19,7 +19,7 @@ from monarch.errors import UsageError
 if TYPE_CHECKING:
     from monarch.backups.catalog import BackupInfo
     from monarch.backups.legacy import LegacyBackup
-    from monarch.backups.progress import Progress
+    from monarch.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,7 +38,7 @@ def _confirm(command: F) -> F:
 
 
 def _progress(quiet: bool) -> Progress:
-    from monarch.backups.progress import progress_for
+    from monarch.cli.progress import progress_for
 
     return progress_for(sys.stderr, quiet=quiet)
 
@@ -75,7 +75,7 @@ def backup(
     """Back up ENV's database into the backup store."""
     from monarch.backups.api import backup as run_backup
     from monarch.backups.manifest import ARCHIVE_FORMAT
-    from monarch.backups.progress import format_duration, format_size
+    from monarch.progress import format_duration, format_size
 
     if not env:
         raise UsageError("backup needs an environment", hint="monarch backup development")
@@ -121,7 +121,7 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
     """
     from monarch.backups.api import list_backups as run_list
     from monarch.backups.legacy import LegacyBackup
-    from monarch.backups.progress import format_duration, format_size
+    from monarch.progress import format_duration, format_size
 
     backups = run_list(session.config, env)
     if as_json:
@@ -186,7 +186,7 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
     CRC-32, the metadata and every BSON document.
     """
     from monarch.backups.api import verify as run_verify
-    from monarch.backups.progress import contents, counted, format_size
+    from monarch.progress import contents, counted, format_size
 
     if not name:
         raise UsageError("verify needs a backup name",

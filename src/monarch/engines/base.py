@@ -14,11 +14,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from monarch.archive.events import DumpReader
-    from monarch.archive.writer import Writable
-    from monarch.backups.progress import Progress
-    from monarch.backups.querysets import QuerySet
     from monarch.config import Environment
-    from monarch.migrations.store import HistoryStore, MigrationLock
+    from monarch.history import HistoryStore, MigrationLock
+    from monarch.io import Readable, Writable
+    from monarch.progress import Progress
+    from monarch.querysets.plan import QueryPlan
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class Engine(Protocol):
         ...
 
     def history(self) -> HistoryStore:
-        """The migration history of this database (see :mod:`monarch.migrations.store`)."""
+        """The migration history of this database (see :mod:`monarch.history`)."""
         ...
 
     def migration_lock(self, name: str = "migrate") -> MigrationLock:
@@ -185,7 +185,7 @@ class Engine(Protocol):
         self,
         out: Writable,
         *,
-        query_set: QuerySet | None = None,
+        query_set: QueryPlan | None = None,
         progress: Progress | None = None,
         parallel: int = 4,
         action: str = "backup",
@@ -246,12 +246,6 @@ class StreamRestored(Protocol):
     def recovered(self) -> str | None: ...
     @property
     def seconds(self) -> float: ...
-
-
-class Readable(Protocol):
-    """A byte stream: ``read(n)`` returning b"" only at the end."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class StreamEngine(Protocol):

@@ -3,5 +3,5 @@
 The public entry points are in :mod:`monarch.migrations.api` (also importable from ``monarch``).
 Everything that does not depend on the database lives here, once: discovery of the files,
 planning (order, drift, out-of-order), the lock's lease and heartbeat, and running with history
-records. Engines only provide storage primitives (:mod:`monarch.migrations.store`).
+records. Engines only provide storage primitives (:mod:`monarch.history`).
 """

@@ -30,6 +30,7 @@ from monarch.errors import (
     TransactionUnsupported,
     UsageError,
 )
+from monarch.history import ROLLBACK, HistoryStore, Record
 from monarch.migrations import planning
 from monarch.migrations.discovery import MigrationFile, discover, missing_mongoengine_hint
 from monarch.migrations.generate import new_migration, template_engine
@@ -38,7 +39,6 @@ from monarch.migrations.migration import ENGINE_NAMES
 from monarch.migrations.progress import LoggingReporter, Reporter
 from monarch.migrations.results import RunResult, StatusReport, UnlockResult, when
 from monarch.migrations.runner import Runner, mark_interrupted
-from monarch.migrations.store import ROLLBACK, HistoryStore, Record
 from monarch.safety import require_confirmation
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Holding the migration lock: waiting for it, renewing its lease, noticing its loss.
 
-The engine's :class:`~monarch.migrations.store.MigrationLock` provides the atomic primitives;
+The engine's :class:`~monarch.history.MigrationLock` provides the atomic primitives;
 this module adds what every engine shares: the bounded wait with a message naming the holder, a
 heartbeat thread that renews the lease while migrations run, and ``check()``, which the runner
 calls between migrations (and batches) to stop when the lock was lost.
@@ -25,9 +25,9 @@ from types import TracebackType
 
 from monarch._version import __version__
 from monarch.errors import LockError, MonarchError, ServerBusy
+from monarch.history import LockHolder, LockOwner, MigrationLock
 from monarch.migrations.progress import Reporter
 from monarch.migrations.results import when
-from monarch.migrations.store import LockHolder, LockOwner, MigrationLock
 from monarch.retry import backoff, retrying
 
 log = logging.getLogger("monarch.migrations")

@@ -12,11 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from monarch.errors import DriftError, MigrationError, UsageError
-from monarch.migrations.discovery import MigrationFile, order_key, resolve
-from monarch.migrations.results import CHANGED, MISSING, PENDING, MigrationStatus, Step
-from monarch.migrations.sqlfiles import ROLLBACK_MARKER
-from monarch.migrations.sqlfiles import SUFFIX as SQL_SUFFIX
-from monarch.migrations.store import (
+from monarch.history import (
     APPLIED,
     FAILED,
     INTERRUPTED,
@@ -28,6 +24,10 @@ from monarch.migrations.store import (
     LockHolder,
     Record,
 )
+from monarch.migrations.discovery import MigrationFile, order_key, resolve
+from monarch.migrations.results import CHANGED, MISSING, PENDING, MigrationStatus, Step
+from monarch.migrations.sqlfiles import ROLLBACK_MARKER
+from monarch.migrations.sqlfiles import SUFFIX as SQL_SUFFIX
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monarch.migrations.store import (
+from monarch.history import (
     APPLIED,
     FAILED,
     INTERRUPTED,

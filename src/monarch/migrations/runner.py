@@ -14,9 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from monarch.errors import Terminated
-from monarch.migrations.progress import Progress, Reporter
-from monarch.migrations.results import Interrupted, Outcome, Step
-from monarch.migrations.store import (
+from monarch.history import (
     APPLIED,
     FAILED,
     INTERRUPTED,
@@ -28,6 +26,8 @@ from monarch.migrations.store import (
     LockHolder,
     Record,
 )
+from monarch.migrations.progress import Progress, Reporter
+from monarch.migrations.results import Interrupted, Outcome, Step
 
 if TYPE_CHECKING:
     from monarch.engines.base import Engine

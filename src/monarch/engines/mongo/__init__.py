@@ -16,13 +16,13 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from monarch.archive.events import DumpReader
-    from monarch.archive.writer import Writable
-    from monarch.backups.progress import Progress
-    from monarch.backups.querysets import QuerySet
     from monarch.config import Environment
     from monarch.engines.base import Dropped, DumpStats, RestoreStats
     from monarch.engines.mongo.history import MongoHistory, ServerClock
     from monarch.engines.mongo.lock import MongoLock
+    from monarch.io import Writable
+    from monarch.progress import Progress
+    from monarch.querysets.plan import QueryPlan
 
 # How long to wait for an unreachable server before failing: seconds, not minutes.
 CONNECT_TIMEOUT_MS = int(os.environ.get("MONARCH_CONNECT_TIMEOUT_MS", "5000"))
@@ -127,7 +127,7 @@ class MongoEngine:
         self,
         out: Writable,
         *,
-        query_set: QuerySet | None = None,
+        query_set: QueryPlan | None = None,
         progress: Progress | None = None,
         parallel: int = 4,
         action: str = "backup",

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from bson.raw_bson import RawBSONDocument
     from pymongo.database import Database
 
-    from monarch.backups.progress import Progress
     from monarch.config import Environment
+    from monarch.progress import Progress
 
 _Item = tuple[str, str, list["RawBSONDocument"], int] | None
 _POLL = 0.1

@@ -24,18 +24,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from monarch.archive.meta import COLLECTION, VIEW, CollectionMeta
-from monarch.archive.writer import ArchiveWriter, NamespaceStats, Writable
+from monarch.archive.writer import ArchiveWriter, NamespaceStats
 from monarch.engines.base import CollectionDump, DumpStats
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.journal import is_operational, unfinished_swap
 from monarch.errors import BackupError
+from monarch.io import Writable
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
-    from monarch.backups.progress import Progress
-    from monarch.backups.querysets import CollectionQuery, QuerySet
     from monarch.engines.mongo import MongoEngine
+    from monarch.progress import Progress
+    from monarch.querysets.plan import CollectionQuery, QueryPlan
 
 DEFAULT_PARALLEL = 4
 """Collections read at once: mongodump's default (``--numParallelCollections``)."""
@@ -60,7 +61,7 @@ def dump_archive(
     engine: MongoEngine,
     out: Writable,
     *,
-    query_set: QuerySet | None = None,
+    query_set: QueryPlan | None = None,
     progress: Progress | None = None,
     parallel: int = DEFAULT_PARALLEL,
     action: str = "backup",
@@ -89,7 +90,7 @@ def dump_archive(
     )
     stats = {(s.db, s.collection): s for s in writer.stats}
     if progress is not None:
-        from monarch.backups.progress import Item
+        from monarch.progress import Item
 
         progress.start(action, [Item(s.meta.collection, s.documents, s.size) for s in sources])
     ended: dict[str, NamespaceStats] = {}
@@ -159,7 +160,7 @@ def _refuse_unfinished_restore(engine: MongoEngine, action: str) -> None:
         )
 
 
-def _plan(engine: MongoEngine, query_set: QuerySet | None) -> list[_Source]:
+def _plan(engine: MongoEngine, query_set: QueryPlan | None) -> list[_Source]:
     """List what to dump: collection metadata (options, indexes, uuid) and size estimates."""
     db = engine.db
     env = engine.environment

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.legacy_history import legacy_documents, legacy_record, provenance
 from monarch.errors import TransactionUnsupported
-from monarch.migrations.store import Record
+from monarch.history import Record
 from monarch.retry import retrying
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class ServerClock:
 
 
 class MongoHistory:
-    """:class:`~monarch.migrations.store.HistoryStore` over ``monarch_migrations``."""
+    """:class:`~monarch.history.HistoryStore` over ``monarch_migrations``."""
 
     def __init__(self, engine: MongoEngine, clock: ServerClock) -> None:
         self._engine = engine

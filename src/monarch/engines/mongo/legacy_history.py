@@ -2,7 +2,7 @@
 
 monarch 0.0.x kept one mongoengine document per migration file, ``{_id, key: <file stem>,
 state: "New" | "Processing" | "Failed" | "Completed"}`` (``processed_at`` was declared but rarely
-set). Each document becomes a :class:`~monarch.migrations.store.Record` whose ``version`` is
+set). Each document becomes a :class:`~monarch.history.Record` whose ``version`` is
 ``0.0.x``, so that planning can treat it with care:
 
 - ``Completed`` -> applied; ``New`` (or no state) -> new, which runs like pending;
@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from monarch.migrations.store import (
+from monarch.history import (
     APPLIED,
     FAILED,
     INTERRUPTED,

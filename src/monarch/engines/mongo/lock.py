@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from monarch.engines.mongo.errors import translated
 from monarch.errors import MonarchError
-from monarch.migrations.store import Acquisition, LockHolder, LockOwner
+from monarch.history import Acquisition, LockHolder, LockOwner
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -31,7 +31,7 @@ LOCK_COLLECTION = "monarch_lock"
 
 
 class MongoLock:
-    """:class:`~monarch.migrations.store.MigrationLock` named ``name`` in ``monarch_lock``."""
+    """:class:`~monarch.history.MigrationLock` named ``name`` in ``monarch_lock``."""
 
     def __init__(self, engine: MongoEngine, clock: ServerClock, name: str = "migrate") -> None:
         self._engine = engine

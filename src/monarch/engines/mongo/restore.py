@@ -18,7 +18,6 @@ import bson
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
 from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW, invalid_collection_name
-from monarch.backups.progress import Item, NullProgress
 from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.mongo._inserter import Inserter
 from monarch.engines.mongo._moves import INDEX_FIELDS_DROPPED
@@ -38,6 +37,7 @@ from monarch.errors import (
     IndexRefused,
     MonarchError,
 )
+from monarch.progress import Item, NullProgress
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
     from monarch.archive.events import DumpReader
     from monarch.archive.meta import CollectionMeta
-    from monarch.backups.progress import Progress
     from monarch.engines.mongo import MongoEngine
+    from monarch.progress import Progress
 
 FERRETDB_WORKERS = 1
 """Insertion threads on FerretDB. One thread already overlaps reading with the server's work;

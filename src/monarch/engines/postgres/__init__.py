@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 
     from monarch.config import Environment
     from monarch.engines.base import Dropped, StreamDump
-    from monarch.engines.postgres.dump import Readable, Writable
     from monarch.engines.postgres.history import PostgresHistory, ServerClock
     from monarch.engines.postgres.lock import PostgresLock
     from monarch.engines.postgres.restore import DumpResult, RestoreResult
+    from monarch.io import Readable, Writable
 
 
 class PostgresEngine:

@@ -20,9 +20,8 @@ from monarch.engines.postgres.tools import CHUNK, Tool, find_tool
 from monarch.errors import BackupError
 
 if TYPE_CHECKING:
-    from monarch.engines.base import Readable
     from monarch.engines.postgres import PostgresEngine
-    from monarch.engines.postgres.dump import Writable
+    from monarch.io import Readable, Writable
 
 log = logging.getLogger("monarch.backups")
 

@@ -11,29 +11,18 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from monarch.engines.postgres.conninfo import child_environment
 from monarch.engines.postgres.errors import tool_failed
 from monarch.engines.postgres.lock import LOCK_TABLE
 from monarch.engines.postgres.tools import CHUNK, Tool, find_tool
+from monarch.io import Writable
 
 if TYPE_CHECKING:
     from monarch.engines.postgres import PostgresEngine
 
 FORMAT = "pg_dump-custom"
-
-
-class Writable(Protocol):
-    """Where a dump goes: anything with ``write(bytes-like)``."""
-
-    def write(self, data: bytes, /) -> object: ...
-
-
-class Readable(Protocol):
-    """Where a restore reads from: ``read(n)`` returning b"" only at the end."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)

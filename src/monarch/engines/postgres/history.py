@@ -1,7 +1,7 @@
 """Migration history in PostgreSQL: the ``monarch_migrations`` table, and the server's clock.
 
 One row per migration, keyed by its name, one column per field of
-:class:`~monarch.migrations.store.Record` (the checkpoint as JSONB). The table is created on the
+:class:`~monarch.history.Record` (the checkpoint as JSONB). The table is created on the
 first write, and columns a newer monarch added are added then too; reading never creates it.
 
 History writes go through the engine's connection, the same one migrations get as ``self.conn``:
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.postgres.errors import translated
 from monarch.errors import MigrationError
-from monarch.migrations.store import FAILED, INTERRUPTED, Record
+from monarch.history import FAILED, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     import psycopg
@@ -77,7 +77,7 @@ class ServerClock:
 
 
 class PostgresHistory:
-    """:class:`~monarch.migrations.store.HistoryStore` over the ``monarch_migrations`` table."""
+    """:class:`~monarch.history.HistoryStore` over the ``monarch_migrations`` table."""
 
     def __init__(self, engine: PostgresEngine, clock: ServerClock) -> None:
         self._engine = engine

@@ -33,7 +33,7 @@ from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.errors import translated
 from monarch.engines.postgres.history import ensure_table
 from monarch.errors import LockError
-from monarch.migrations.store import Acquisition, LockHolder, LockOwner
+from monarch.history import Acquisition, LockHolder, LockOwner
 
 if TYPE_CHECKING:
     import psycopg
@@ -94,7 +94,7 @@ class _State:
 
 
 class PostgresLock:
-    """:class:`~monarch.migrations.store.MigrationLock` named ``name`` (see the module doc)."""
+    """:class:`~monarch.history.MigrationLock` named ``name`` (see the module doc)."""
 
     def __init__(self, engine: PostgresEngine, name: str = "migrate") -> None:
         self._engine = engine

@@ -39,11 +39,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from monarch.engines.postgres import dbprops
 from monarch.engines.postgres.conninfo import child_environment, connect
-from monarch.engines.postgres.dump import DumpResult, Readable, dump_command
+from monarch.engines.postgres.dump import DumpResult, dump_command
 from monarch.engines.postgres.errors import tool_failed, translated
 from monarch.engines.postgres.lock import advisory_key
 from monarch.engines.postgres.tools import CHUNK, Tool, find_tool
 from monarch.errors import BackupError, ConnectionFailed, MonarchError, RestoreBusy
+from monarch.io import Readable
 
 if TYPE_CHECKING:
     import psycopg

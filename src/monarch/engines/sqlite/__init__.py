@@ -19,9 +19,10 @@ from monarch.engines.sqlite.errors import check_file, translated
 if TYPE_CHECKING:
     from monarch.config import Environment
     from monarch.engines.base import Dropped, StreamDump
-    from monarch.engines.sqlite.backup import DumpResult, Readable, RestoreResult, Writable
+    from monarch.engines.sqlite.backup import DumpResult, RestoreResult
     from monarch.engines.sqlite.history import SQLiteHistory
     from monarch.engines.sqlite.lock import SQLiteLock
+    from monarch.io import Readable, Writable
 
 BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another connection's write lock before failing."""

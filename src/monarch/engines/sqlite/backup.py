@@ -30,13 +30,14 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from monarch.engines.base import StreamDump, TableStats
 from monarch.engines.sqlite.errors import check_file, translated, where
 from monarch.engines.sqlite.files import fsync_dir, fsync_file, sidecar, try_flock, unlock
 from monarch.errors import BackupError, RestoreBusy
+from monarch.io import Readable, Writable
 
 if TYPE_CHECKING:
     from monarch.config import Environment
@@ -50,14 +51,6 @@ BUSY_TIMEOUT = 10.0
 WAL_CLOSE_WAIT = 2.0
 _STAGING = "restore-"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-class Writable(Protocol):
-    def write(self, data: bytes, /) -> object: ...
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)

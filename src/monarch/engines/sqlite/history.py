@@ -1,7 +1,7 @@
 """Migration history in SQLite: the ``monarch_migrations`` table.
 
 One row per migration, keyed by its name, one column per field of
-:class:`~monarch.migrations.store.Record`: times as ISO 8601 text in UTC, the checkpoint as JSON
+:class:`~monarch.history.Record`: times as ISO 8601 text in UTC, the checkpoint as JSON
 text, flags as 0/1. The table is created on the first write (with columns a newer monarch adds
 added then); reading never creates it, nor the database file.
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.sqlite.errors import translated
 from monarch.errors import MigrationError
-from monarch.migrations.store import FAILED, INTERRUPTED, Record
+from monarch.history import FAILED, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     from monarch.engines.sqlite import SQLiteEngine
@@ -78,7 +78,7 @@ class MigrationConnection(sqlite3.Connection):
 
 
 class SQLiteHistory:
-    """:class:`~monarch.migrations.store.HistoryStore` over the ``monarch_migrations`` table."""
+    """:class:`~monarch.history.HistoryStore` over the ``monarch_migrations`` table."""
 
     def __init__(self, engine: SQLiteEngine) -> None:
         self._engine = engine

@@ -41,14 +41,14 @@ from monarch.engines.sqlite.files import (
     write_atomically,
 )
 from monarch.errors import LockError
-from monarch.migrations.store import Acquisition, LockHolder, LockOwner
+from monarch.history import Acquisition, LockHolder, LockOwner
 
 MUTEX_TIMEOUT = 10.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class SQLiteLock:
-    """:class:`~monarch.migrations.store.MigrationLock` named ``name`` (see the module doc)."""
+    """:class:`~monarch.history.MigrationLock` named ``name`` (see the module doc)."""
 
     def __init__(self, database: Path, name: str = "migrate") -> None:
         self._database = database

@@ -2,7 +2,7 @@
 
 These are the only database-specific pieces of the migrations feature. An engine (MongoDB,
 PostgreSQL, SQLite) implements :class:`HistoryStore` and :class:`MigrationLock`; the
-runner, planner and lease logic in this package use nothing else. Every method raises a
+runner, planner and lease logic of :mod:`monarch.migrations` use nothing else. Every method raises a
 :class:`~monarch.errors.MonarchError` (usually ``ConnectionFailed``) on a driver failure, never a
 driver exception.
 """

@@ -1,17 +1,8 @@
-"""Progress reporting: the small interface the library calls, and the renderers the CLI picks.
+"""The progress renderers the CLI picks (the interface they implement: :mod:`monarch.progress`).
 
-The library never prints. Long operations (backup, restore, copy_db, verify) accept a
-``progress`` object and call it as work advances::
-
-    progress.start("backup", [Item("users", documents=120_000, size=50_000_000), ...])
-    progress.advance("users", documents=1000, size=400_000)   # increments, any number of times
-    progress.finish_item("users")
-    progress.finish(Summary(...))                             # or finish(None) on failure
-
-Calls may come from several threads. Three renderers ship here: :class:`TerminalProgress`
-(per-item bars with documents, MB/s and ETA, redrawn in place on stderr), :class:`LineProgress`
-(a plain line every few seconds, for logs and CI), and :class:`NullProgress` (``--quiet``).
-:func:`progress_for` picks one the way the CLI does.
+:class:`TerminalProgress`: per-item bars with documents, MB/s and ETA, redrawn in place on
+stderr; :class:`LineProgress`: a plain line every few seconds, for logs and CI;
+:class:`~monarch.progress.NullProgress` for ``--quiet``. :func:`progress_for` picks one.
 """
 
 from __future__ import annotations
@@ -21,94 +12,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import TextIO
 
-
-@dataclass(frozen=True)
-class Item:
-    """Something a phase will process (a collection), with size estimates when known.
-
-    ``unit`` is what it is: ``"collection"`` (its documents are counted), or ``"database"``
-    (a PostgreSQL or SQLite database streamed whole: bytes only).
-    """
-
-    name: str
-    documents: int | None = None
-    size: int | None = None
-    unit: str = "collection"
-
-
-# unit -> (its plural, what it holds, counted); tables hold rows, a streamed database bytes.
-_UNITS = {"collection": ("collections", "documents"), "table": ("tables", "rows"),
-          "database": ("databases", "")}
-
-
-def counted(count: int, unit: str) -> str:
-    """``"1 collection"``, ``"3 tables"``."""
-    return f"{count:,} {unit if count == 1 else _UNITS.get(unit, (unit + 's', ''))[0]}"
-
-
-def contents(count: int, unit: str) -> str:
-    """What ``count`` things inside ``unit`` items are called: ``"1,200 documents"``,
-    ``"5 rows"``; empty for a unit whose contents are not counted."""
-    noun = _UNITS.get(unit, ("", "documents"))[1]
-    return f"{count:,} {noun}" if noun else ""
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What an operation did, for the closing line."""
-
-    action: str
-    items: int
-    documents: int
-    size: int
-    seconds: float
-    unit: str = "collection"
-    """What ``items`` counts: ``"collection"`` (holding documents) or ``"table"`` (rows; left
-    out when not counted, as on a restore)."""
-
-    @property
-    def throughput(self) -> float:
-        """Bytes per second over the whole operation."""
-        return self.size / self.seconds if self.seconds > 0 else 0.0
-
-    def line(self) -> str:
-        """One human line: ``backup: 3 collections, 1,200 documents, 4.1 MB in 2.0 s (...)``."""
-        inside = contents(self.documents, self.unit)
-        inside = f"{inside}, " if inside and (self.documents or self.unit == "collection") else ""
-        return (
-            f"{self.action}: {counted(self.items, self.unit)}, {inside}{format_size(self.size)} "
-            f"in {format_duration(self.seconds)} ({format_size(self.throughput)}/s)"
-        )
-
-
-class Progress(Protocol):
-    """What the library reports to. Every method must be cheap and must not raise."""
-
-    def start(self, action: str, items: Sequence[Item]) -> None: ...
-
-    def advance(self, item: str, documents: int, size: int) -> None: ...
-
-    def finish_item(self, item: str) -> None: ...
-
-    def finish(self, summary: Summary | None) -> None: ...
-
-
-class NullProgress:
-    """Reports nothing (``--quiet``, and the library's default)."""
-
-    def start(self, action: str, items: Sequence[Item]) -> None:
-        pass
-
-    def advance(self, item: str, documents: int, size: int) -> None:
-        pass
-
-    def finish_item(self, item: str) -> None:
-        pass
-
-    def finish(self, summary: Summary | None) -> None:
-        pass
+from monarch.progress import (
+    Item,
+    NullProgress,
+    Progress,
+    Summary,
+    contents,
+    counted,
+    format_duration,
+    format_size,
+)
 
 
 @dataclass
@@ -346,22 +261,3 @@ def _eta(done: int, total: int | None, elapsed: float) -> float | None:
     if not total or done <= 0 or elapsed < 1.0 or done >= total:
         return None
     return elapsed * (total - done) / done
-
-
-def format_size(size: float) -> str:
-    """``1.5 MB`` style (decimal units, as disk and network speeds are quoted)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover - the loop always returns
-
-
-def format_duration(seconds: float) -> str:
-    """``0.4 s``, ``12.3 s``, ``4:05``, ``1:02:03``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = int(seconds + 0.5)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"

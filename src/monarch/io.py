@@ -1,0 +1,24 @@
+"""The stream types every layer passes bytes through: dump -> compression -> store, and back.
+
+Anything with ``write`` or ``read`` of this shape will do (a file, a store upload, a pipe);
+monarch never needs more of a stream than these two methods.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+Buffer = bytes | bytearray | memoryview
+"""What may be written: bytes, or a view of them (no copy needed)."""
+
+
+class Writable(Protocol):
+    """Where bytes go: ``write(bytes-like)``."""
+
+    def write(self, data: Buffer, /) -> object: ...
+
+
+class Readable(Protocol):
+    """Where bytes come from: ``read(n)`` returning b"" only at the end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
