@@ -1,8 +1,13 @@
-"""The interface every database engine implements.
+"""The interface every database engine implements: :class:`Engine`.
 
 An engine wraps one environment's database. It is created unconnected by
 :func:`monarch.engines.engine_for` and connects lazily; ``close()`` releases everything.
 Driver errors never escape an engine: each backend maps them to :mod:`monarch.errors` in one place.
+
+Every engine implements all of it: the migration history and lock, ``dump`` of its native backup
+stream, ``restore`` of such a stream with its own atomic swap and recovery, ``check`` of a
+stream's format, ``drop``. What differs between engines is said by :class:`Capabilities`, which
+callers ask instead of branching on the engine's type.
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ class ServerInfo:
 
 @dataclass(frozen=True)
 class CollectionDump:
-    """One collection (or view) as a dump wrote it: counts, bytes and the CRC-64 of its
-    documents, and its metadata (options, indexes) as mongodump's Extended JSON text."""
+    """One collection (or view, or table) as a dump wrote it: counts, bytes and the CRC-64 of
+    its documents, and its metadata (options, indexes) as mongodump's Extended JSON text.
+
+    A table of an opaque stream (PostgreSQL, SQLite) has ``type`` "table", its rows as
+    ``documents`` and bytes as the engine could tell them cheaply (PostgreSQL: the planner's
+    estimates; SQLite: counted on the snapshot), and ``crc64`` 0."""
 
     name: str
     type: str
@@ -53,6 +62,8 @@ class DumpStats:
     collections: tuple[CollectionDump, ...]
     seconds: float = 0.0
     parallel: int = 1
+    tool_version: str = ""
+    """The dump tool's version, where another tool wrote the stream (pg_dump)."""
 
     @property
     def documents(self) -> int:
@@ -67,7 +78,8 @@ class DumpStats:
 
 @dataclass(frozen=True)
 class CollectionRestored:
-    """One collection (or view) as a restore put it in place."""
+    """One collection (or view, or table: ``type`` "table", counts 0 where the engine restores
+    an opaque stream) as a restore put it in place."""
 
     name: str
     documents: int
@@ -123,21 +135,46 @@ class Dropped:
 
 
 ARCHIVE_FORMAT = "mongodump-archive"
-"""The backup format of engines whose dumps monarch reads itself (:meth:`Engine.dump_archive`).
-Any other ``backup_format`` is an opaque stream: see :class:`StreamEngine`."""
+"""The backup format monarch reads and writes itself (the MongoDB engine's); engines of any
+other ``backup_format`` dump and restore their own tool's byte stream, which monarch stores and
+checks without parsing it."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do beyond the protocol's common ground (ask these, never the type)."""
+
+    query_sets: bool = False
+    """``dump`` applies a query set (selects and transforms collections and documents)."""
+    mongodump_input: bool = False
+    """``restore`` also takes mongodump archives and directory dumps, and monarch 0.0.x's zips."""
+
+
+@dataclass(frozen=True)
+class StreamCheck:
+    """What :meth:`Engine.check` found in a stream of its format.
+
+    ``problems``: empty when sound. ``collections``: what the stream holds, where the engine
+    reads it (a mongodump archive: each collection's counts and CRC from its end block); None
+    for an opaque stream checked by its own tool. ``checked``: what was checked, for reports.
+    """
+
+    problems: tuple[str, ...]
+    collections: tuple[CollectionDump, ...] | None
+    checked: str
 
 
 class Engine(Protocol):
     """One environment's database, as monarch uses it.
 
-    ``backup_format`` names what the engine's backups hold. ``"mongodump-archive"``: monarch
-    reads and writes the archive itself (``dump_archive``/``restore_dump``); anything else: the
-    engine also is a :class:`StreamEngine`, whose dumps monarch stores and restores unread.
+    ``backup_format`` names the byte stream ``dump`` writes and ``restore`` reads
+    (``"mongodump-archive"``, ``"pg_dump-custom"``, ``"sqlite3-database"``).
     """
 
     name: str
     environment: Environment
     backup_format: str
+    capabilities: Capabilities
 
     def server_info(self) -> ServerInfo:
         """Connect if needed and describe the server; raises ConnectionFailed within seconds."""
@@ -155,33 +192,7 @@ class Engine(Protocol):
         """The lease lock named ``name`` that serialises migration runs on this database."""
         ...
 
-    def restore_dump(
-        self,
-        reader: DumpReader,
-        *,
-        db: str,
-        progress: Progress | None = None,
-        workers: int | None = None,
-        before_swap: Callable[[], None] | None = None,
-    ) -> RestoreStats:
-        """Replace this database with database ``db`` of ``reader``'s dump, exactly.
-
-        Data is loaded and verified in staging first; the target changes only in a final swap
-        that a crash cannot leave half done (it is finished by the next restore or
-        :meth:`recover_restore`). Errors before the swap leave the target as it was.
-        ``before_swap`` runs when all is loaded and verified; if it raises, nothing is swapped.
-        """
-        ...
-
-    def recover_restore(self) -> str | None:
-        """Finish or clean up an interrupted restore; say what was done (None: nothing to do)."""
-        ...
-
-    def same_database(self, other: object) -> bool:
-        """Whether ``other`` reaches the very same database (whatever the URLs say)."""
-        ...
-
-    def dump_archive(
+    def dump(
         self,
         out: Writable,
         *,
@@ -190,12 +201,47 @@ class Engine(Protocol):
         parallel: int = 4,
         action: str = "backup",
     ) -> DumpStats:
-        """Write this database to ``out`` as one complete mongodump-format archive.
+        """Write this database to ``out`` as one complete stream of ``backup_format``,
+        uncompressed (monarch compresses).
 
-        Documents pass through as raw BSON (decoded only for a query set's transform); memory
-        stays bounded whatever the database size. ``out`` is neither flushed nor closed. On
-        error ``out`` holds an incomplete archive that the caller must discard.
+        Memory stays bounded whatever the database size. ``out`` is neither flushed nor
+        closed; on error it holds an incomplete stream that the caller must discard.
+        ``query_set``: only with ``capabilities.query_sets`` (else UsageError). ``progress``
+        hears ``start(action, ...)``, advances and item ends, never ``finish``.
         """
+        ...
+
+    def restore(
+        self,
+        inp: Readable | DumpReader,
+        *,
+        from_db: str | None = None,
+        progress: Progress | None = None,
+        workers: int | None = None,
+        before_swap: Callable[[], None] | None = None,
+    ) -> RestoreStats:
+        """Replace this database with the dump read from ``inp``, exactly and atomically.
+
+        Data is loaded and verified in staging first; the target changes only in a final swap
+        that a crash cannot leave half done (it is finished by the next restore or
+        :meth:`recover_restore`). Errors before the swap, including one raised by ``inp``
+        itself (a checksum that does not match), leave the target as it was. ``before_swap``
+        runs when all is loaded and verified; if it raises, nothing is swapped. ``from_db``:
+        the database to take from a dump that holds several (mongodump's).
+        """
+        ...
+
+    def check(self, inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
+        """Read a whole stream of ``backup_format`` and say what is wrong with it, touching no
+        database (a damaged stream is an answer, not an error)."""
+        ...
+
+    def recover_restore(self) -> str | None:
+        """Finish or clean up an interrupted restore; say what was done (None: nothing to do)."""
+        ...
+
+    def same_database(self, other: Engine) -> bool:
+        """Whether ``other`` reaches the very same database (whatever the URLs say)."""
         ...
 
     def drop(self) -> Dropped:
@@ -209,83 +255,3 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release connections; safe to call twice."""
         ...
-
-
-@dataclass(frozen=True)
-class TableStats:
-    """One table of a stream dump: its rows and bytes as the engine could tell them cheaply
-    (PostgreSQL: the planner's estimates; SQLite: counted on the snapshot)."""
-
-    name: str
-    rows: int
-    bytes: int = 0
-
-
-@dataclass(frozen=True)
-class StreamDump:
-    """What :meth:`StreamEngine.dump_stream` wrote: ``bytes`` of ``format``, uncompressed."""
-
-    format: str
-    bytes: int
-    server: ServerInfo
-    tool_version: str
-    tables: tuple[TableStats, ...]
-    seconds: float
-
-
-class StreamRestored(Protocol):
-    """What a stream restore or copy did (the engines' own result types have these fields)."""
-
-    @property
-    def database(self) -> str: ...
-    @property
-    def tables(self) -> tuple[str, ...]: ...
-    @property
-    def dropped(self) -> tuple[str, ...]: ...
-    @property
-    def recovered(self) -> str | None: ...
-    @property
-    def seconds(self) -> float: ...
-
-
-class StreamEngine(Protocol):
-    """An engine whose backups are its own tool's byte stream (pg_dump, a SQLite file).
-
-    Every method that replaces the database does so atomically: a failure, a kill, or an error
-    raised by ``inp.read`` (a checksum that does not match) leaves the database as it was.
-    """
-
-    name: str
-    environment: Environment
-    backup_format: str
-
-    def server_info(self) -> ServerInfo: ...
-
-    def dump_stream(self, out: Writable) -> StreamDump:
-        """Write a consistent dump, uncompressed, to ``out`` (neither flushed nor closed; on
-        error it holds an incomplete dump that the caller must discard)."""
-        ...
-
-    def restore(self, inp: Readable) -> StreamRestored:
-        """Replace the database with the dump read from ``inp``, exactly and atomically."""
-        ...
-
-    def copy_to(self, target: object) -> StreamRestored:
-        """Make ``target`` (same engine) an exact copy of this database, atomically."""
-        ...
-
-    def same_database(self, other: object) -> bool:
-        """Whether ``other`` reaches the very same database (whatever the URLs say)."""
-        ...
-
-    def recover_restore(self) -> str | None: ...
-
-    def drop(self) -> Dropped:
-        """Remove the database and everything in it; refused (RestoreBusy) during a restore.
-
-        Leftovers of an interrupted restore are cleaned up first. A database that does not
-        exist is no error (``existed`` is False).
-        """
-        ...
-
-    def close(self) -> None: ...
