@@ -25,9 +25,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("commands", ["monarch.migrations", "monarch.backups", "monarch.project", "monarch.legacy",
                   "monarch.safety"]),
     ("parts", ["monarch.engines", "monarch.stores", "monarch.archive", "monarch.querysets"]),
-    ("base", ["monarch.config", "monarch.progress", "monarch.io", "monarch.secrets",
-              "monarch.errors", "monarch.retry", "monarch.sizes", "monarch.history",
-              "monarch._version", "monarch.types"]),
+    ("base", ["monarch.config", "monarch.engines.registry", "monarch.progress", "monarch.io",
+              "monarch.secrets", "monarch.errors", "monarch.retry", "monarch.sizes",
+              "monarch.history", "monarch._version", "monarch.types"]),
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 

@@ -10,13 +10,14 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, unquote
 
+from monarch.engines import registry
 from monarch.errors import ConfigError
 from monarch.secrets import Secret, redact_text, redact_url, split_userinfo, url_secrets
 
@@ -42,15 +43,9 @@ _BACKUP_KEYS = (
 )
 _SECRET_BACKUP_KEYS = frozenset({"aws_secret_access_key", "aws_session_token"})
 
-# URL scheme -> engine name. The registry in monarch.engines maps engine names to code.
+# URL scheme -> engine name, as monarch.engines.registry lists them.
 SCHEMES = MappingProxyType(
-    {
-        "mongodb": "mongo",
-        "mongodb+srv": "mongo",
-        "postgresql": "postgres",
-        "postgres": "postgres",
-        "sqlite": "sqlite",
-    }
+    {scheme: row.name for row in registry.engines() for scheme in row.schemes}
 )
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", ""})
@@ -59,10 +54,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # A variable whose name says it holds a credential: its value is redacted wherever it goes.
 _SECRET_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|CRED", re.IGNORECASE)
 _URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-# Characters MongoDB refuses in a database name (and its limit, in bytes).
-_MONGO_BAD_NAME_CHARS = '/\\. "$\x00'
-_MONGO_NAME_LIMIT = 64
-ENGINE_LABELS = MappingProxyType({"mongo": "MongoDB", "postgres": "PostgreSQL", "sqlite": "SQLite"})
+ENGINE_LABELS = MappingProxyType({row.name: row.display for row in registry.engines()})
 
 
 @dataclass(frozen=True)
@@ -334,11 +326,10 @@ def parse_database_url(url: str, base: Path, where: str) -> tuple[str, tuple[str
             f"{where}: {redact_url(url)!r} is not a URL",
             hint="write it like mongodb://host:27017/dbname",
         )
-    engine = SCHEMES.get(scheme.lower())
-    if engine is None:
+    row = registry.by_scheme(scheme)
+    if row is None:
         known = "; ".join(
-            f"{label} ({', '.join(s + '://' for s, e in SCHEMES.items() if e == key)})"
-            for key, label in ENGINE_LABELS.items()
+            f"{r.display} ({', '.join(s + '://' for s in r.schemes)})" for r in registry.engines()
         )
         # Suggest only a likely typo (mongo:// for mongodb://), never another engine.
         close = difflib.get_close_matches(scheme.lower(), list(SCHEMES), n=1, cutoff=0.75)
@@ -346,13 +337,17 @@ def parse_database_url(url: str, base: Path, where: str) -> tuple[str, tuple[str
             f"{where}: unknown URL scheme {scheme + '://'!r}; monarch supports {known}",
             hint=f"did you mean {close[0] + '://'!r}?"
             if close
-            else "monarch works with MongoDB, PostgreSQL and SQLite only",
+            else f"monarch works with {_listed(r.display for r in registry.engines())} only",
         )
-    if engine == "sqlite":
+    engine = row.name
+    if row.file_url:
         # sqlite:///rel/app.db is relative to the config file; sqlite:////abs/app.db is absolute.
         file = rest[1:] if rest.startswith("/") else rest
         if not file:
-            raise ConfigError(f"{where}: sqlite URL has no file path", hint="sqlite:///data/app.db")
+            scheme = row.schemes[0]
+            raise ConfigError(
+                f"{where}: {scheme} URL has no file path", hint=f"{scheme}:///data/app.db"
+            )
         db_path = Path(file) if file.startswith("/") else base / file
         return engine, (), str(db_path)
     netloc, _, tail = rest.partition("/")
@@ -375,9 +370,14 @@ def parse_database_url(url: str, base: Path, where: str) -> tuple[str, tuple[str
             f"{where}: the URL {redact_url(url)!r} names no database",
             hint=f"put the database name after the host, e.g. {scheme}://host/myapp",
         )
-    if engine == "mongo":
-        _check_mongo_name(database, where)
+    _check_database_name(row, database, where)
     return engine, hosts, database
+
+
+def _listed(names: Iterable[str]) -> str:
+    """``a, b and c``."""
+    items = list(names)
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 
 
 def _check_port(host: str, where: str) -> None:
@@ -401,21 +401,23 @@ def _check_port(host: str, where: str) -> None:
         )
 
 
-def _check_mongo_name(database: str, where: str) -> None:
-    """MongoDB refuses some characters in database names, and names of 64 bytes or more."""
-    bad = sorted({c for c in database if c in _MONGO_BAD_NAME_CHARS})
+def _check_database_name(row: registry.EngineRow, database: str, where: str) -> None:
+    """Some servers refuse characters in database names (``row.name_forbidden``: MongoDB), and
+    names of ``row.name_max_bytes`` bytes or more."""
+    bad = sorted({c for c in database if c in row.name_forbidden})
     if bad:
         shown = ", ".join("a space" if c == " " else repr(c) for c in bad)
-        better = "".join("_" if c in _MONGO_BAD_NAME_CHARS else c for c in database)
+        better = "".join("_" if c in row.name_forbidden else c for c in database)
         raise ConfigError(
-            f"{where}: {database!r} cannot be a MongoDB database name (it may not contain {shown})",
+            f"{where}: {database!r} cannot be a {row.display} database name "
+            f"(it may not contain {shown})",
             hint=f"rename the database in the URL, e.g. {better!r}",
         )
     size = len(database.encode("utf-8", "surrogatepass"))
-    if size >= _MONGO_NAME_LIMIT:
+    if row.name_max_bytes is not None and size >= row.name_max_bytes:
         raise ConfigError(
-            f"{where}: the MongoDB database name {database[:20]!r}... is "
-            f"{size} bytes long; MongoDB allows at most 63",
+            f"{where}: the {row.display} database name {database[:20]!r}... is "
+            f"{size} bytes long; {row.display} allows at most {row.name_max_bytes - 1}",
             hint="use a shorter database name in the URL",
         )
 
@@ -493,10 +495,13 @@ def _with_userinfo(url: str, user: str | None, password: str | None, where: str)
     scheme, sep, rest = url.partition("://")
     netloc, slash, tail = rest.partition("/")
     present, _, hosts = split_userinfo(netloc)
-    if not sep or SCHEMES.get(scheme.lower()) in (None, "sqlite"):
+    row = registry.by_scheme(scheme) if sep else None
+    if row is None or row.file_url:
+        servers = " or ".join(r.display for r in registry.engines() if not r.file_url)
+        files = " or ".join(r.display for r in registry.engines() if r.file_url)
         raise ConfigError(
-            f"{where}: `username` and `password` need a MongoDB or PostgreSQL url",
-            hint="remove them (a SQLite file has no login)",
+            f"{where}: `username` and `password` need a {servers} url",
+            hint=f"remove them (a {files} file has no login)",
         )
     if present is not None:
         raise ConfigError(

@@ -84,6 +84,15 @@ class SQLError(MigrationError):
         self.line = line
 
 
+class StatementFailed(MigrationError):
+    """One SQL statement failed on the server: the database's message (and its DETAIL and HINT
+    lines); ``position``: the offset in the statement the server blames (0: its start)."""
+
+    def __init__(self, message: str, *, position: int = 0) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 class LockError(MigrationError):
     """The migration lock is held by someone else or could not be taken."""
 

@@ -32,8 +32,10 @@ from monarch.archive import DirectoryReader, open_archive
 from monarch.archive.events import DumpReader
 from monarch.backups.manifest import Manifest
 from monarch.config import Config, config_from_dict, load_config
+from monarch.engines.postgres.sql import split_postgres
+from monarch.engines.sqlite.sql import split_sqlite
+from monarch.engines.sqltext import has_sql
 from monarch.migrations.sqlfiles import parse as parse_sql
-from monarch.migrations.sqlsplit import has_sql, split_postgres, split_sqlite
 from tests.fuzz.mutate import Mutator, length_fields
 from tests.fuzz.samples import Tree, write_tree
 

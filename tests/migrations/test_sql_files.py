@@ -10,11 +10,13 @@ import pytest
 
 import monarch
 from monarch.config import config_from_dict
+from monarch.engines.postgres.sql import split_postgres
+from monarch.engines.sqlite.sql import split_sqlite
+from monarch.engines.sqltext import has_sql
 from monarch.errors import MigrationError, UsageError
 from monarch.migrations.discovery import discover, load
 from monarch.migrations.migration import Migration
 from monarch.migrations.sqlfiles import SQLFileMigration, parse
-from monarch.migrations.sqlsplit import has_sql, split_postgres, split_sqlite
 
 PG_URL = "postgresql://app@127.0.0.1:1/app"  # never connected to: generate only reads config
 

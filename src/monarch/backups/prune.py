@@ -34,6 +34,7 @@ from monarch.backups.legacy import (
     parse_legacy_name,
 )
 from monarch.backups.naming import archive_key, check_name, claim_key, manifest_key
+from monarch.engines import registry
 from monarch.errors import BackupNotFound, ManifestError, UsageError
 from monarch.stores.base import ObjectNotFound
 
@@ -138,7 +139,8 @@ def prune(
     legacy = list_legacy(store) if env is None else []
     if env is not None and env in config.environments:
         environment = config.environment(env)
-        if environment.engine == "mongo":
+        row = registry.by_name(environment.engine)
+        if row is not None and row.legacy_backups:
             legacy = list_legacy(store, environment.database)
     leftovers = 0
     if not dry_run:

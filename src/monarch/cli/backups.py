@@ -14,6 +14,7 @@ import click
 
 from monarch.cli.output import confirm_name, echo_json, table, yes_option
 from monarch.cli.session import Session
+from monarch.engines import registry
 from monarch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -150,12 +151,16 @@ def _count_headers(backups: list[BackupInfo | LegacyBackup]) -> tuple[str, str]:
     """COLLECTIONS/DOCUMENTS for MongoDB backups, TABLES/ROWS for SQL ones, both when mixed."""
     from monarch.backups.legacy import LegacyBackup
 
-    engines = {"mongo" if isinstance(b, LegacyBackup) else b.manifest.engine for b in backups}
-    if engines == {"mongo"}:
-        return "COLLECTIONS", "DOCUMENTS"
-    if "mongo" not in engines:
-        return "TABLES", "ROWS"
-    return "COLLECTIONS/TABLES", "DOCUMENTS/ROWS"
+    legacy = next(r.name for r in registry.engines() if r.legacy_backups)
+    names = {legacy if isinstance(b, LegacyBackup) else b.manifest.engine for b in backups}
+    found = [registry.by_name(name) for name in names]
+    used = {(row.noun, row.unit) if row is not None else ("table", "row") for row in found}
+    # In the registry's order: COLLECTIONS/TABLES, not TABLES/COLLECTIONS.
+    kinds = [k for k in dict.fromkeys((r.noun, r.unit) for r in registry.engines()) if k in used]
+    return (
+        "/".join(f"{noun.upper()}S" for noun, _ in kinds),
+        "/".join(f"{unit.upper()}S" for _, unit in kinds),
+    )
 
 
 def _info_json(b: BackupInfo | LegacyBackup) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import click
 
 from monarch.cli.output import confirm_name, echo_json, table, yes_option
 from monarch.cli.session import Session
+from monarch.engines import registry
 
 
 @click.command()
@@ -53,7 +54,8 @@ def drop_db(session: Session, *, env: str, confirm: str | None) -> None:
         click.echo(f"{env}'s database {result.database} does not exist; nothing to drop.")
         return
     count = len(result.removed)
-    noun = "collection" if environment.engine == "mongo" else "table"
+    row = registry.by_name(environment.engine)
+    noun = row.noun if row is not None else "table"
     noun += "" if count == 1 else "s"
     click.echo(f"Dropped {env}'s database {result.database}: {result.how}.")
     click.echo(f"  it held {count} {noun}" + (f": {', '.join(result.removed)}" if count else ""))

@@ -14,6 +14,7 @@ import click
 
 from monarch.cli.output import confirm_name, echo_json, table
 from monarch.cli.session import Session
+from monarch.engines import registry
 from monarch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,10 +68,15 @@ def _run_options(func: F) -> F:
 @click.argument("name")
 @click.option(
     "--engine",
-    type=click.Choice(["mongo", "postgres", "sqlite"]),
+    type=click.Choice([row.name for row in registry.engines()]),
     help="The template's engine (default: the one all environments use).",
 )
-@click.option("--sql", is_flag=True, help="Write a plain .sql file (PostgreSQL, SQLite).")
+@click.option(
+    "--sql",
+    is_flag=True,
+    help="Write a plain .sql file "
+    f"({', '.join(row.display for row in registry.engines() if row.sql_files)}).",
+)
 @click.pass_obj
 def generate(session: Session, name: str, engine: str | None, sql: bool) -> None:
     """Write a new migration file (alias: create).

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monarch.engines import registry
 from monarch.errors import UsageError
 from monarch.migrations.discovery import FILE_NAME, LEGACY_NAME, class_name, split_name
 from monarch.migrations.migration import ENGINE_NAMES
@@ -24,14 +25,16 @@ if TYPE_CHECKING:
     from monarch.config import Environment
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
-ENGINES = tuple(ENGINE_NAMES)
-SQL_ENGINES = ("postgres", "sqlite")
+ENGINES = tuple(row.name for row in registry.engines())
+SQL_ENGINES = tuple(row.name for row in registry.engines() if row.sql_files)
 
-MONGO_TEMPLATE = '''\
-from monarch import MongoBackedMigration
+# The Python templates, by the name an engine's registry row gives (``template``). Each is
+# formatted with ``class_name``, ``base`` and the row's ``example`` and ``connection``.
+PLAIN_TEMPLATE = '''\
+from monarch import {base}
 
 
-class {class_name}(MongoBackedMigration):
+class {class_name}({base}):
     def run(self):
         """Move the data from one state to the next. Exceptions are handled by monarch."""
         raise NotImplementedError
@@ -40,7 +43,7 @@ class {class_name}(MongoBackedMigration):
     #     """Undo run(). Without it, `monarch rollback` refuses to roll this migration back."""
 '''
 
-SQL_CLASS_TEMPLATE = '''\
+TRANSACTIONAL_TEMPLATE = '''\
 from monarch import {base}
 
 
@@ -67,10 +70,7 @@ SQL_TEMPLATE = f"""\
 -- this migration.
 """
 
-_CLASS_DETAILS = {
-    "postgres": ("PostgresMigration", "CREATE INDEX CONCURRENTLY", "a psycopg 3 connection"),
-    "sqlite": ("SQLiteMigration", "VACUUM", "a sqlite3 connection"),
-}
+TEMPLATES = {"plain": PLAIN_TEMPLATE, "transactional": TRANSACTIONAL_TEMPLATE}
 
 
 def template_engine(
@@ -82,7 +82,7 @@ def template_engine(
             raise UsageError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
         if sql and engine not in SQL_ENGINES:
             raise UsageError(
-                f"SQL migrations run on PostgreSQL and SQLite, not on {ENGINE_NAMES[engine]}",
+                f"SQL migrations run on {_sql_engines()}, not on {ENGINE_NAMES[engine]}",
                 hint="leave out --sql to write a Python migration",
             )
         return engine
@@ -97,13 +97,15 @@ def template_engine(
                 f"{n} ({ENGINE_NAMES.get(e, e)})" for e, ns in others.items() for n in ns
             )
             raise UsageError(
-                f"SQL migrations run on PostgreSQL and SQLite only, and this project has "
+                f"SQL migrations run on {_sql_engines()} only, and this project has "
                 f"other environments: {named}",
-                hint="write a Python migration (leave out --sql), or pass --engine postgres "
-                "or --engine sqlite if those environments do not run these migrations",
+                hint="write a Python migration (leave out --sql), or pass "
+                f"{' or '.join('--engine ' + e for e in SQL_ENGINES)} "
+                "if those environments do not run these migrations",
             )
-        # The file is the same for both SQL engines; the engine only names the template.
-        return "sqlite" if set(used) == {"sqlite"} else "postgres"
+        # The file is the same for every SQL engine; the engine only names the template: the
+        # one the environments use, else the first.
+        return next(iter(used)) if len(used) == 1 else SQL_ENGINES[0]
     if len(used) == 1:
         return next(iter(used))
     if not used:
@@ -124,12 +126,21 @@ def template(engine: str, name: str, *, sql: bool = False) -> str:
     """The text of a new migration named ``name`` for ``engine``."""
     if sql:
         return SQL_TEMPLATE.format(name=name)
-    if engine == "mongo":
-        return MONGO_TEMPLATE.format(class_name=class_name(name))
-    base, example, connection = _CLASS_DETAILS[engine]
-    return SQL_CLASS_TEMPLATE.format(
-        base=base, class_name=class_name(name), example=example, connection=connection
+    row = registry.by_name(engine)
+    if row is None:
+        raise UsageError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+    return TEMPLATES[row.template].format(
+        base=row.migration_base,
+        class_name=class_name(name),
+        example=row.template_example,
+        connection=row.template_connection,
     )
+
+
+def _sql_engines() -> str:
+    """``PostgreSQL and SQLite``: the engines that run ``.sql`` migrations."""
+    names = [ENGINE_NAMES[e] for e in SQL_ENGINES]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def new_migration(
@@ -137,7 +148,7 @@ def new_migration(
     name: str,
     now: datetime | None = None,
     *,
-    engine: str = "mongo",
+    engine: str = ENGINES[0],
     sql: bool = False,
 ) -> Path:
     """Write ``<folder>/<UTC timestamp>_<name>.py`` (``.sql`` with ``sql``); return its path.

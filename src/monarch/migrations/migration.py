@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from monarch.engines import registry
 from monarch.errors import MigrationError
 
 if TYPE_CHECKING:
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
     from pymongo.database import Database
 
+    from monarch.engines.sqltext import SQLDialect
+
 
 class Runtime(Protocol):
-    """What the runner gives a running migration (its progress, checkpoints and lock)."""
+    """What the runner gives a running migration (its progress, checkpoints and lock, and the
+    engine's SQL dialect for ``.sql`` files)."""
 
     def progress(self, label: str, done: int, total: int | None) -> None: ...
 
@@ -42,9 +46,11 @@ class Runtime(Protocol):
 
     def check(self) -> None: ...
 
+    def sql(self) -> SQLDialect: ...
 
-ENGINE_NAMES = {"mongo": "MongoDB", "postgres": "PostgreSQL", "sqlite": "SQLite"}
-"""How messages name each engine."""
+
+ENGINE_NAMES = {row.name: row.display for row in registry.engines()}
+"""How messages name each engine (engine name -> display name)."""
 
 
 class Migration:
@@ -178,7 +184,7 @@ class MongoMigration(Migration):
         half-way is processed again, so the loop body must be idempotent (e.g. ``$set`` to a
         computed value, not ``$inc``). Progress with counts and ETA is reported as it goes.
         """
-        from monarch.migrations.batches import walk
+        from monarch.engines.mongo.batches import walk
 
         runtime = self._require_runtime()
         name = collection if isinstance(collection, str) else collection.name

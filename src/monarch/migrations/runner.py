@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from monarch.errors import Terminated
+from monarch.engines.sqltext import SQLDialect, SQLEngine
+from monarch.errors import MigrationError, Terminated
 from monarch.history import (
     APPLIED,
     FAILED,
@@ -355,3 +356,9 @@ class _Runtime:
 
     def check(self) -> None:
         self.runner.lease.check()
+
+    def sql(self) -> SQLDialect:
+        engine = self.runner.engine
+        if not isinstance(engine, SQLEngine):  # planning refuses such a migration first
+            raise MigrationError(f"the {engine.name} engine does not run SQL migrations")
+        return engine.sql()

@@ -17,24 +17,22 @@ so that a misspelt rollback marker never runs the rollback as part of the migrat
 
 Such a file becomes a :class:`SQLFileMigration` subclass, so it is discovered, ordered,
 checksummed, planned, locked and recorded exactly like a Python migration. By default its
-statements and its history record commit in one transaction. Statements are sent one at a time
-(see :mod:`.sqlsplit`), so an error names the file and the line of the statement that failed.
+statements and its history record commit in one transaction. The environment's engine cuts the
+file into statements and sends them one at a time (see :mod:`monarch.engines.sqltext`), so an
+error names the file and the line of the statement that failed.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
-from monarch.errors import MigrationError, SQLError
+from monarch.engines import registry
+from monarch.engines.sqltext import has_sql
+from monarch.errors import MigrationError, SQLError, StatementFailed
 from monarch.migrations.migration import Migration
-from monarch.migrations.sqlsplit import Statement, has_sql, split_postgres, split_sqlite
-
-if TYPE_CHECKING:
-    import psycopg
 
 SUFFIX = ".sql"
 ROLLBACK_MARKER = "-- monarch:rollback"
@@ -132,11 +130,9 @@ class SQLFileMigration(Migration):
     Subclasses are made by :func:`migration_class`, one per file, with ``script`` set.
     """
 
-    engines = frozenset({"postgres", "sqlite"})
+    engines = frozenset(row.name for row in registry.engines() if row.sql_files)
     transactional = True
     script: ClassVar[SQLScript]
-
-    conn: Any
 
     def run(self) -> None:
         where = f" (before its `{ROLLBACK_MARKER}` line)" if self.script.down else ""
@@ -158,8 +154,9 @@ class SQLFileMigration(Migration):
 
     def _execute(self, section: Section, empty: str) -> None:
         script = self.script
-        on_sqlite = isinstance(self.conn, sqlite3.Connection)
-        statements = split_sqlite(section.text) if on_sqlite else split_postgres(section.text)
+        runtime = self._require_runtime()
+        sql = runtime.sql()
+        statements = sql.split(section.text)
         if not statements:
             raise MigrationError(f"{script.path.name} has {empty}")
         if self.transactional:
@@ -174,13 +171,15 @@ class SQLFileMigration(Migration):
                         hint="remove the transaction control, or add the line "
                         f"`{NON_TRANSACTIONAL}` to run the file outside a transaction",
                     )
-        runtime = self._require_runtime()
         for statement in statements:
             runtime.check()  # a run that lost its lock stops here, not later
-            if on_sqlite:
-                _run_sqlite(self.conn, script, section, statement)
-            else:
-                _run_postgres(self.conn, script, section, statement)
+            try:
+                sql.execute(statement)
+            except StatementFailed as exc:
+                line = script.line_of(section.offset + statement.start + exc.position)
+                raise SQLError(
+                    f"{script.path.name}, line {line}: {exc}", path=str(script.path), line=line
+                ) from exc
 
 
 def migration_class(path: Path, data: bytes, class_name: str) -> type[SQLFileMigration]:
@@ -194,36 +193,3 @@ def migration_class(path: Path, data: bytes, class_name: str) -> type[SQLFileMig
     }
     return type(class_name, (SQLFileMigration,), attributes)
 
-
-def _run_sqlite(
-    conn: sqlite3.Connection, script: SQLScript, section: Section, statement: Statement
-) -> None:
-    try:
-        conn.execute(statement.text)
-    except sqlite3.Error as exc:
-        line = script.line_of(section.offset + statement.start)
-        raise SQLError(
-            f"{script.path.name}, line {line}: {exc}", path=str(script.path), line=line
-        ) from exc
-
-
-def _run_postgres(
-    conn: psycopg.Connection[Any], script: SQLScript, section: Section, statement: Statement
-) -> None:
-    import psycopg
-
-    try:
-        conn.execute(statement.text)
-    except psycopg.Error as exc:
-        diag = exc.diag
-        at = statement.start
-        if diag.statement_position and diag.statement_position.isdigit():
-            # The server points at the offending token; count lines up to it.
-            at += int(diag.statement_position) - 1
-        line = script.line_of(section.offset + at)
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        message = diag.message_primary or lines[0]
-        extra = [f"DETAIL: {diag.message_detail}"] if diag.message_detail else []
-        extra += [f"HINT: {diag.message_hint}"] if diag.message_hint else []
-        text = "\n".join([f"{script.path.name}, line {line}: {message}", *extra])
-        raise SQLError(text, path=str(script.path), line=line) from exc

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from monarch.engines.base import ServerInfo
 from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.errors import translated
+from monarch.engines.postgres.sql import PostgresSQL
 from monarch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,6 +74,10 @@ class PostgresEngine:
         """``conn``: the autocommit connection, in a transaction while a transactional
         migration runs."""
         return {"conn": self.connection}
+
+    def sql(self) -> PostgresSQL:
+        """How ``.sql`` migrations run here: cut as psql cuts, on the migration connection."""
+        return PostgresSQL(self.connection)
 
     def history(self) -> PostgresHistory:
         from monarch.engines.postgres.history import PostgresHistory

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import ServerInfo
 from monarch.engines.sqlite.errors import check_file, translated
+from monarch.engines.sqlite.sql import SQLiteSQL
 
 if TYPE_CHECKING:
     from monarch.config import Environment
@@ -89,6 +90,11 @@ class SQLiteEngine:
         """``conn``: the sqlite3 connection, in a transaction while a transactional
         migration runs."""
         return {"conn": self.connection}
+
+    def sql(self) -> SQLiteSQL:
+        """How ``.sql`` migrations run here: cut by SQLite's tokenizer, on the migration
+        connection."""
+        return SQLiteSQL(self.connection)
 
     def history(self) -> SQLiteHistory:
         from monarch.engines.sqlite.history import SQLiteHistory
