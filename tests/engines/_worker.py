@@ -59,7 +59,7 @@ def restore(url: str, file: Path) -> None:
     engine = _engine(url)
     with file.open("rb") as dump:
         result = engine.restore(dump)  # type: ignore[attr-defined]
-    print(json.dumps({"tables": list(result.tables)}), flush=True)
+    print(json.dumps({"tables": [c.name for c in result.collections]}), flush=True)
 
 
 def restore_pause(url: str, file: Path, where: str) -> None:
@@ -80,14 +80,14 @@ def restore_pause(url: str, file: Path, where: str) -> None:
 
         dbprops.apply = apply_then_pause  # type: ignore[assignment]
     else:
-        drop = module._drop
+        drop = module.drop_database
 
         def drop_or_pause(admin: object, name: str) -> None:
             if "__monarch_old_" in name:
                 pause()
             drop(admin, name)  # type: ignore[arg-type]
 
-        module._drop = drop_or_pause  # type: ignore[assignment]
+        module.drop_database = drop_or_pause  # type: ignore[assignment]
     restore(url, file)
 
 

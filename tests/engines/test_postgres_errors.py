@@ -15,6 +15,7 @@ import pytest
 from monarch.errors import BackupError, ConnectionFailed
 from monarch.secrets import REDACTED
 from tests.engines.conftest import PasswordServer, new_engine
+from tests.engines.stream_helpers import copy_through_pipe
 from tests.servers import PostgresServer
 from tests.servers.ports import free_port
 
@@ -84,7 +85,7 @@ def test_a_password_from_a_pgpassfile_serves_the_engine_and_pg_dump(
     try:
         assert engine.server_info().engine == "postgres"
         out = io.BytesIO()
-        engine.dump(out)  # type: ignore[attr-defined]
+        engine.dump(out)
         assert out.getvalue().startswith(b"PGDMP")
     finally:
         engine.close()
@@ -114,9 +115,9 @@ def test_pg_dump_and_pg_restore_get_the_password_in_their_environment_never_argv
     target = new_engine(server.url(database="pw_target"))
     try:
         out = io.BytesIO()
-        source.dump(out)  # type: ignore[attr-defined]
-        target.restore(io.BytesIO(out.getvalue()))  # type: ignore[attr-defined]
-        source.copy_to(target)  # type: ignore[attr-defined]
+        source.dump(out)
+        target.restore(io.BytesIO(out.getvalue()))
+        copy_through_pipe(source, target)
     finally:
         source.close()
         target.close()
@@ -154,7 +155,7 @@ def test_a_pg_dump_older_than_the_server_is_refused_with_what_to_install(
     monkeypatch.setenv("MONARCH_PG_BIN", str(tmp_path))
     out = io.BytesIO()
     with pytest.raises(BackupError, match="older than the server") as caught:
-        pg.dump(out)  # type: ignore[attr-defined]
+        pg.dump(out)
     assert "postgresql-client-15" in str(caught.value.hint)
     assert out.getvalue() == b""
 
@@ -176,7 +177,7 @@ def test_a_failing_pg_dump_is_an_error_with_its_stderr_scrubbed_of_secrets(
     engine = new_engine(url)
     try:
         with pytest.raises(BackupError, match="pg_dump failed") as caught:
-            engine.dump(io.BytesIO())  # type: ignore[attr-defined]
+            engine.dump(io.BytesIO())
     finally:
         engine.close()
     message = str(caught.value)

@@ -54,7 +54,7 @@ def dump_to(url: str, path: Path) -> None:
     engine = new_engine(url)
     try:
         with path.open("wb") as out:
-            engine.dump(out)  # type: ignore[attr-defined]
+            engine.dump(out)
     finally:
         engine.close()
 
@@ -126,7 +126,7 @@ def test_a_restore_killed_at_random_moments_leaves_the_old_or_the_new_never_a_mi
 
     engine = new_engine(target)
     try:
-        engine.recover_restore()  # type: ignore[attr-defined]
+        engine.recover_restore()
     finally:
         engine.close()
     assert not [db for db in databases(postgres_server.uri) if db.startswith(f"{name}__monarch")]
@@ -161,7 +161,7 @@ def test_a_restore_killed_inside_the_swap_is_all_old_and_right_after_it_all_new(
     assert len(left) == 1  # the scratch copy (killed in the swap) or the old one (after it)
     engine = new_engine(target)
     try:
-        assert left[0] in str(engine.recover_restore())  # type: ignore[attr-defined]
+        assert left[0] in str(engine.recover_restore())
     finally:
         engine.close()
     assert contents(target) == expected[expected_state]

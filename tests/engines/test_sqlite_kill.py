@@ -39,7 +39,7 @@ def test_dumps_taken_while_the_application_writes_are_consistent(tmp_path: Path,
         checked = 0
         while writer.poll() is None:
             out = io.BytesIO()
-            engine.dump(out)  # type: ignore[attr-defined]
+            engine.dump(out)
             copy = tmp_path / f"copy{checked}.db"
             copy.write_bytes(out.getvalue())
             check = sqlite3.connect(copy)
@@ -107,7 +107,7 @@ def test_a_restore_killed_at_random_moments_leaves_the_old_or_the_new_never_a_mi
 
     engine = new_engine(target_url)
     try:
-        engine.recover_restore()  # type: ignore[attr-defined]
+        engine.recover_restore()
     finally:
         engine.close()
     assert [p.name for p in (tmp_path / "target.db-monarch").iterdir()] == ["restore.lock"]

@@ -25,7 +25,7 @@ import pytest
 from pymongo import MongoClient
 
 from monarch.config import Config, load_config
-from monarch.engines.postgres.restore import leftover_prefix
+from monarch.engines.postgres.swap import leftover_prefix
 from monarch.engines.sqlite.files import SIDECAR_SUFFIX
 from monarch.stores import open_store
 from monarch.stores.base import Store

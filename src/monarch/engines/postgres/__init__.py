@@ -2,7 +2,11 @@
 
 Connections: one for migrations and the history (``self.conn`` in a migration), opened on first
 use in autocommit mode; one more per held migration lock (see :mod:`.lock`); restores connect to
-the server's maintenance database as well (see :mod:`.restore`).
+the server's maintenance database as well (see :mod:`.swap`).
+
+Backups are pg_dump's custom format, uncompressed (:mod:`.dump`); a restore builds a scratch
+database and swaps it in (:mod:`.restore`); the check of a stored dump is pg_restore reading it
+(:mod:`.check`). Every module here imports psycopg lazily, in the functions that use it.
 """
 
 from __future__ import annotations
@@ -10,21 +14,31 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from monarch.engines.base import ServerInfo
+from monarch.engines.base import Capabilities, ServerInfo
+from monarch.engines.opaque import byte_stream, refuse_query_set
+from monarch.engines.postgres.check import check as check_dump
 from monarch.engines.postgres.conninfo import connect
+from monarch.engines.postgres.drop import drop as drop_to_empty
+from monarch.engines.postgres.dump import dump as dump_database
 from monarch.engines.postgres.errors import translated
+from monarch.engines.postgres.history import PostgresHistory, ServerClock
+from monarch.engines.postgres.lock import PostgresLock
+from monarch.engines.postgres.restore import recover
+from monarch.engines.postgres.restore import restore as restore_dump
 from monarch.engines.postgres.sql import PostgresSQL
 from monarch.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import psycopg
 
+    from monarch.archive.events import DumpReader
     from monarch.config import Environment
-    from monarch.engines.base import Dropped, StreamDump
-    from monarch.engines.postgres.history import PostgresHistory, ServerClock
-    from monarch.engines.postgres.lock import PostgresLock
-    from monarch.engines.postgres.restore import DumpResult, RestoreResult
+    from monarch.engines.base import Dropped, DumpStats, Engine, RestoreStats, StreamCheck
     from monarch.io import Readable, Writable
+    from monarch.progress import Progress
+    from monarch.querysets.plan import QueryPlan
 
 
 class PostgresEngine:
@@ -32,6 +46,7 @@ class PostgresEngine:
 
     name = "postgres"
     backup_format = "pg_dump-custom"
+    capabilities = Capabilities()
 
     def __init__(self, environment: Environment) -> None:
         # Every part of the engine imports psycopg lazily: without the extra, say so once, here,
@@ -80,76 +95,101 @@ class PostgresEngine:
         return PostgresSQL(self.connection)
 
     def history(self) -> PostgresHistory:
-        from monarch.engines.postgres.history import PostgresHistory
-
         return PostgresHistory(self, self._server_clock())
 
     def migration_lock(self, name: str = "migrate") -> PostgresLock:
-        from monarch.engines.postgres.lock import PostgresLock
-
         lock = PostgresLock(self, name)
         self._locks.append(lock)
         return lock
 
-    def dump(self, out: Writable, *, compress: int | None = None) -> DumpResult:
-        """Stream ``pg_dump --format=custom`` of the database into ``out``.
+    def dump(
+        self,
+        out: Writable,
+        *,
+        query_set: QueryPlan | None = None,
+        progress: Progress | None = None,
+        parallel: int = 4,
+        action: str = "backup",
+    ) -> DumpStats:
+        """Stream ``pg_dump --format=custom --compress=0`` of the database into ``out``.
 
-        ``compress`` is pg_dump's compression level (None: its default; 0: none, for a caller
-        that compresses the stream itself). ``out`` is neither flushed nor closed; on error it
-        holds an incomplete dump that the caller must discard.
+        ``query_set`` must be None (UsageError otherwise); ``parallel`` is ignored (pg_dump
+        writes one stream). The tables come with the planner's row and size estimates; ``out``
+        is neither flushed nor closed, and on error holds an incomplete dump to discard.
         """
-        from monarch.engines.postgres.dump import dump
+        refuse_query_set(query_set, self.name, self.environment)
+        return dump_database(self, out, progress=progress, action=action)
 
-        return dump(self, out, compress=compress)
-
-    def dump_stream(self, out: Writable) -> StreamDump:
-        """The backup layer's dump: uncompressed (monarch compresses), with table statistics."""
-        from monarch.engines.postgres.backup import dump_stream
-
-        return dump_stream(self, out)
-
-    def same_database(self, other: object) -> bool:
-        """Whether ``other`` reaches this very database: same server (its system identifier,
-        else its address as it sees it) and same database name, whatever the URLs say."""
-        from monarch.engines.postgres.backup import same_database
-
-        return same_database(self, other)
-
-    def restore(self, inp: Readable, *, privileges: bool = True) -> RestoreResult:
+    def restore(
+        self,
+        inp: Readable | DumpReader,
+        *,
+        from_db: str | None = None,
+        progress: Progress | None = None,
+        workers: int | None = None,
+        before_swap: Callable[[], None] | None = None,
+        privileges: bool = True,
+    ) -> RestoreStats:
         """Replace the database with the custom-format dump read from ``inp``, exactly.
 
         The dump is restored into a scratch database which then takes the target's place in
-        one transaction; a failure or a kill before that leaves the target as it was. Other
-        sessions on the target are ended for the swap. ``privileges=False`` skips the dump's
-        GRANTs (for a server that lacks the roles they name).
+        one transaction; a failure or a kill before that (or ``before_swap`` raising) leaves the
+        target as it was. Other sessions on the target are ended for the swap. ``from_db`` and
+        ``workers`` are ignored (one database, one pg_restore). ``privileges=False`` skips the
+        dump's GRANTs (for a server that lacks the roles they name).
         """
-        from monarch.engines.postgres.restore import restore
+        stream = byte_stream(inp, self.backup_format)
+        return restore_dump(
+            self, stream, progress=progress, before_swap=before_swap, privileges=privileges
+        )
 
-        return restore(self, inp, privileges=privileges)
+    def check(self, inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
+        """pg_restore reads the dump from ``inp`` whole, restoring nothing (see :mod:`.check`).
 
-    def copy_to(self, target: object, *, privileges: bool = True) -> RestoreResult:
-        """Make ``target`` (another PostgreSQL environment) an exact copy of this database,
-        streaming ``pg_dump | pg_restore`` with the same safety as :meth:`restore`."""
-        from monarch.engines.postgres.restore import copy
+        ``progress`` is not told anything: the caller counts the bytes it hands over (it
+        wraps ``inp``), under the item it started.
+        """
+        return check_dump(inp)
 
-        return copy(self, target, privileges=privileges)
+    def same_database(self, other: Engine) -> bool:
+        """Whether ``other`` reaches this very database: same server (its system identifier,
+        else its address as it sees it) and same database name, whatever the URLs say."""
+        if not isinstance(other, PostgresEngine):
+            return False
+        return self._identity() == other._identity()
 
     def recover_restore(self) -> str | None:
         """Remove what an interrupted restore into this database left; say what (None: nothing)."""
-        from monarch.engines.postgres.restore import recover
-
         return recover(self)
 
     def drop(self) -> Dropped:
         """Replace the database by a new, empty one with the same owner, encoding, locale,
         grants, settings and comment, swapped in as a restore does (see :mod:`.drop`)."""
-        from monarch.engines.postgres.drop import drop
+        return drop_to_empty(self)
 
-        return drop(self)
+    def _identity(self) -> tuple[str, str]:
+        """(server identity, database name): the cluster's ``system_identifier`` where the role
+        may read it, else the server's own address and port as it sees them."""
+        import psycopg
+
+        conn = self.connection
+        with translated(self.environment, "identifying the server"):
+            database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+            try:
+                with conn.transaction():
+                    row: Any = conn.execute(
+                        "SELECT system_identifier FROM pg_control_system()"
+                    ).fetchone()
+                return f"system {row[0]}", database
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+            row = conn.execute(
+                "SELECT inet_server_addr()::text, inet_server_port(), "
+                "current_setting('data_directory', true)"
+            ).fetchone()
+        return f"{row[0] or 'socket'}:{row[1]}:{row[2] or ''}", database
 
     def _server_clock(self) -> ServerClock:
-        from monarch.engines.postgres.history import ServerClock
-
         if self._clock is None:
             self._clock = ServerClock(self)
         return self._clock

@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from monarch.engines.postgres.errors import translated
 from monarch.errors import BackupError
 
 if TYPE_CHECKING:
     import psycopg
 
     from monarch.config import Environment
-
-DEFAULT_PORT = "5432"
 
 # libpq connection parameter -> the environment variable libpq reads it from.
 _ENV_VARS = {
@@ -70,8 +69,6 @@ def parameters(environment: Environment, dbname: str | None = None) -> dict[str,
     """libpq's parameters for ``environment`` (password included), database overridden."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from monarch.engines.postgres.errors import translated
-
     with translated(environment, "reading the URL"):
         raw: dict[str, Any] = conninfo_to_dict(environment.url.reveal())
     params = {key: str(value) for key, value in raw.items() if value is not None}
@@ -82,34 +79,6 @@ def parameters(environment: Environment, dbname: str | None = None) -> dict[str,
     return params
 
 
-def address(environment: Environment) -> str:
-    """``host:port`` of the server, for messages (never credentials)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        raw = conninfo_to_dict(environment.url.reveal())
-    except Exception:  # an unparsable URL is reported elsewhere; name what config saw
-        return environment.host or "?"
-    host = str(raw.get("host") or environment.host or "localhost")
-    port = str(raw.get("port") or os.environ.get("PGPORT") or DEFAULT_PORT)
-    return f"{host}:{port}"
-
-
-def secrets_of(environment: Environment) -> list[str]:
-    """The secret values a message about ``environment`` must never contain."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    found = environment.secret_values()
-    try:
-        raw = conninfo_to_dict(environment.url.reveal())
-    except Exception:
-        raw = {}
-    found += [str(raw[key]) for key in ("password", "sslpassword") if raw.get(key)]
-    if os.environ.get("PGPASSWORD"):
-        found.append(os.environ["PGPASSWORD"])
-    return found
-
-
 def connect(
     environment: Environment,
     *,
@@ -118,8 +87,6 @@ def connect(
 ) -> psycopg.Connection[Any]:
     """A new autocommit connection to the environment's server (database ``dbname`` if given)."""
     import psycopg
-
-    from monarch.engines.postgres.errors import translated
 
     params = parameters(environment, dbname)
     with translated(environment, doing, dbname=params.get("dbname")):

@@ -3,7 +3,7 @@
 Dropping it outright would leave the environment pointing at nothing: the next migrate or
 restore would fail to connect, and the database's owner, GRANTs, settings and comment would be
 lost. So drop_db does what a restore of an empty dump would do, with the same machinery
-(:mod:`.restore`): under the restore lock, ``CREATE DATABASE`` a scratch database like the
+(:mod:`.swap`): under the restore lock, ``CREATE DATABASE`` a scratch database like the
 target (encoding, locale, tablespace; from ``template0``), swap it in by renames in one
 transaction (ending other sessions, as a restore does), give it the old one's properties, and
 drop the old one. A failure before the swap leaves the database as it was.
@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 from monarch.engines.base import Dropped
 from monarch.engines.postgres import dbprops
 from monarch.engines.postgres.errors import translated
-from monarch.engines.postgres.restore import (
-    _admin,
-    _drop,
-    _drop_leftovers,
-    _lock,
-    _swap,
-    _tables,
-    _unlock_and_close,
+from monarch.engines.postgres.swap import (
+    admin_connection,
+    drop_database,
+    drop_leftovers,
+    list_tables,
+    lock_restore,
     scratch_names,
+    swap,
+    unlock_and_close,
 )
 
 if TYPE_CHECKING:
@@ -37,28 +37,28 @@ def drop(engine: PostgresEngine) -> Dropped:
     env = engine.environment
     db = env.database
     engine.disconnect()  # our own session would only be ended by the swap
-    admin, admin_db = _admin(env)
+    admin, admin_db = admin_connection(env)
     try:
         with translated(env, "preparing to drop the database", dbname=admin_db):
-            _lock(admin, env)
-            recovered = _drop_leftovers(admin, env)
+            lock_restore(admin, env)
+            recovered = drop_leftovers(admin, env)
             props = dbprops.read(admin, db)
         if props is None:
             return Dropped(db, existed=False, recovered=recovered)
-        tables = _tables(env, db) or ()
+        tables = list_tables(env, db) or ()
         scratch, old = scratch_names(db)
         try:
             with translated(env, "creating the empty database", dbname=admin_db):
                 admin.execute(dbprops.create_statement(scratch, props))
             with translated(env, "swapping in the empty database", dbname=admin_db):
-                _swap(admin, env, scratch, old, props)
+                swap(admin, env, scratch, old, props)
         except BaseException:
             with suppress(Exception):
-                _drop(admin, scratch)
+                drop_database(admin, scratch)
             raise
         with suppress(Exception):  # a leftover is dropped by the next restore or drop
-            _drop(admin, old)
+            drop_database(admin, old)
     finally:
-        _unlock_and_close(admin)
+        unlock_and_close(admin)
     how = "replaced it by an empty database with the same owner, grants and settings"
     return Dropped(db, True, tables, how, recovered)

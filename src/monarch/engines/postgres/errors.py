@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from monarch.engines.postgres.urlparts import address, secrets_of
 from monarch.errors import BackupError, ConnectionFailed, MonarchError, ServerBusy
 from monarch.secrets import redact_exception, redact_text
 
@@ -41,15 +42,11 @@ _LOST = (
 
 def scrub(environment: Environment, text: str) -> str:
     """``text`` without any password of ``environment``."""
-    from monarch.engines.postgres.conninfo import secrets_of
-
     return redact_text(environment.scrub(text), secrets_of(environment))
 
 
 def _redact(environment: Environment, exc: BaseException) -> None:
     """Scrub the environment's secrets from ``exc`` and what it chains, in place."""
-    from monarch.engines.postgres.conninfo import secrets_of
-
     redact_exception(exc, secrets_of(environment))
 
 
@@ -66,8 +63,6 @@ def _detail(environment: Environment, exc: BaseException) -> str:
 
 def describe(environment: Environment, dbname: str | None = None) -> str:
     """``PostgreSQL at host:port (database 'x', environment 'y')``: who we talked to."""
-    from monarch.engines.postgres.conninfo import address
-
     database = dbname or environment.database
     return (
         f"PostgreSQL at {address(environment)} "
@@ -79,8 +74,6 @@ def connection_error(
     environment: Environment, exc: BaseException, doing: str, dbname: str | None = None
 ) -> MonarchError:
     """The monarch error for a failed or lost connection."""
-    from monarch.engines.postgres.conninfo import address
-
     where = describe(environment, dbname)
     text = scrub(environment, str(exc)).lower()
     database = dbname or environment.database
@@ -112,8 +105,6 @@ def connection_error(
 
 
 def _createdb(environment: Environment, database: str) -> str:
-    from monarch.engines.postgres.conninfo import address
-
     host, _, port = address(environment).rpartition(":")
     return f"createdb -h {host} -p {port} {database}"
 

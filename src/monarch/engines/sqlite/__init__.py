@@ -4,7 +4,11 @@ The environment's ``database`` is the file's absolute path. One connection serve
 (``self.conn``) and the history, opened on first use with ``isolation_level=None`` (no implicit
 transactions: see :mod:`.history`). A missing file is created by the first write, as a new
 database; a missing folder is an error. The migration lock and restore staging use a folder
-beside the database, ``<db>-monarch/`` (see :mod:`.lock` and :mod:`.backup`).
+beside the database, ``<db>-monarch/`` (see :mod:`.lock` and :mod:`.restore`).
+
+Backups are the database file itself, copied by SQLite's online backup API (:mod:`.dump`); a
+restore stages the file and renames it over the database (:mod:`.restore`); the check of a
+stored file is SQLite's integrity check on a temporary copy (:mod:`.check`).
 """
 
 from __future__ import annotations
@@ -13,20 +17,30 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monarch.engines.base import ServerInfo
+from monarch.engines.base import Capabilities, ServerInfo
+from monarch.engines.opaque import byte_stream, refuse_query_set
+from monarch.engines.sqlite.check import check as check_file_stream
+from monarch.engines.sqlite.dump import dump as dump_database
 from monarch.engines.sqlite.errors import check_file, translated
+from monarch.engines.sqlite.files import BUSY_TIMEOUT
+from monarch.engines.sqlite.history import MigrationConnection, SQLiteHistory
+from monarch.engines.sqlite.lock import SQLiteLock
+from monarch.engines.sqlite.restore import drop as remove_database
+from monarch.engines.sqlite.restore import recover
+from monarch.engines.sqlite.restore import restore as restore_file
 from monarch.engines.sqlite.sql import SQLiteSQL
 
 if TYPE_CHECKING:
-    from monarch.config import Environment
-    from monarch.engines.base import Dropped, StreamDump
-    from monarch.engines.sqlite.backup import DumpResult, RestoreResult
-    from monarch.engines.sqlite.history import SQLiteHistory
-    from monarch.engines.sqlite.lock import SQLiteLock
-    from monarch.io import Readable, Writable
+    from collections.abc import Callable
 
-BUSY_TIMEOUT = 10.0
-"""Seconds a statement waits for another connection's write lock before failing."""
+    from monarch.archive.events import DumpReader
+    from monarch.config import Environment
+    from monarch.engines.base import Dropped, DumpStats, Engine, RestoreStats, StreamCheck
+    from monarch.io import Readable, Writable
+    from monarch.progress import Progress
+    from monarch.querysets.plan import QueryPlan
+
+__all__ = ["BUSY_TIMEOUT", "SQLiteEngine"]
 
 
 class SQLiteEngine:
@@ -34,6 +48,7 @@ class SQLiteEngine:
 
     name = "sqlite"
     backup_format = "sqlite3-database"
+    capabilities = Capabilities()
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -43,17 +58,21 @@ class SQLiteEngine:
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """The sqlite3 connection (``isolation_level=None``), opened on first use."""
+        """The sqlite3 connection (``isolation_level=None``), opened on first use.
+
+        It may be opened in one thread and used or closed in another (a dump runs in a thread
+        of its own when piped into a restore), never by two at once: the engine is used by one
+        caller at a time.
+        """
         if self._conn is None:
             check_file(self.environment)
             with translated(self.environment, "opening the database"):
-                from monarch.engines.sqlite.history import MigrationConnection
-
                 conn = sqlite3.connect(
                     self.path,
                     isolation_level=None,
                     timeout=BUSY_TIMEOUT,
                     factory=MigrationConnection,
+                    check_same_thread=False,
                 )
                 try:
                     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -97,35 +116,61 @@ class SQLiteEngine:
         return SQLiteSQL(self.connection)
 
     def history(self) -> SQLiteHistory:
-        from monarch.engines.sqlite.history import SQLiteHistory
-
         return SQLiteHistory(self)
 
     def migration_lock(self, name: str = "migrate") -> SQLiteLock:
-        from monarch.engines.sqlite.lock import SQLiteLock
-
         check_file(self.environment)
         lock = SQLiteLock(self.path, name)
         self._locks.append(lock)
         return lock
 
-    def dump(self, out: Writable) -> DumpResult:
-        """Write a consistent copy of the database file to ``out``, uncompressed.
+    def dump(
+        self,
+        out: Writable,
+        *,
+        query_set: QueryPlan | None = None,
+        progress: Progress | None = None,
+        parallel: int = 4,
+        action: str = "backup",
+    ) -> DumpStats:
+        """Write a consistent copy of the database file to ``out``, uncompressed, with each
+        table's rows counted on the copy.
 
+        ``query_set`` must be None (UsageError otherwise); ``parallel`` is ignored (one file).
         ``out`` is neither flushed nor closed; on error it holds an incomplete copy that the
         caller must discard.
         """
-        from monarch.engines.sqlite.backup import dump
+        refuse_query_set(query_set, self.name, self.environment)
+        return dump_database(self, out, progress=progress, action=action)
 
-        return dump(self, out)
+    def restore(
+        self,
+        inp: Readable | DumpReader,
+        *,
+        from_db: str | None = None,
+        progress: Progress | None = None,
+        workers: int | None = None,
+        before_swap: Callable[[], None] | None = None,
+    ) -> RestoreStats:
+        """Replace the database file with the SQLite database read from ``inp``, atomically.
 
-    def dump_stream(self, out: Writable) -> StreamDump:
-        """The backup layer's dump: the online-backup copy, with each table's row count."""
-        from monarch.engines.sqlite.backup import dump_stream
+        The file is staged and checked first; ``before_swap`` runs then, and if it raises the
+        database stays as it was. Refused (RestoreBusy) while other connections hold the
+        database open in WAL mode; applications must reopen the database afterwards.
+        ``from_db`` and ``workers`` are ignored (one file).
+        """
+        stream = byte_stream(inp, self.backup_format)
+        return restore_file(self, stream, progress=progress, before_swap=before_swap)
 
-        return dump_stream(self, out)
+    def check(self, inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
+        """SQLite's integrity check on a temporary copy of the file read from ``inp``.
 
-    def same_database(self, other: object) -> bool:
+        ``progress`` is not told anything: the caller counts the bytes it hands over (it
+        wraps ``inp``), under the item it started.
+        """
+        return check_file_stream(inp)
+
+    def same_database(self, other: Engine) -> bool:
         """Whether ``other`` is a SQLite engine on the same file (after resolving links)."""
         if not isinstance(other, SQLiteEngine):
             return False
@@ -137,35 +182,14 @@ class SQLiteEngine:
         except OSError:
             return False
 
-    def restore(self, inp: Readable) -> RestoreResult:
-        """Replace the database file with the SQLite database read from ``inp``, atomically.
-
-        Refused (RestoreBusy) while other connections hold the database open in WAL mode;
-        applications must reopen the database afterwards.
-        """
-        from monarch.engines.sqlite.backup import restore
-
-        return restore(self, inp)
-
-    def copy_to(self, target: object) -> RestoreResult:
-        """Make ``target`` (another SQLite environment) an exact copy of this database, with
-        the same safety as :meth:`restore`."""
-        from monarch.engines.sqlite.backup import copy
-
-        return copy(self, target)
-
     def recover_restore(self) -> str | None:
         """Remove what an interrupted restore left; say what (None: nothing)."""
-        from monarch.engines.sqlite.backup import recover
-
         return recover(self)
 
     def drop(self) -> Dropped:
         """Remove the database file (and its -wal/-shm/-journal), as safely as a restore
         replaces it; a later use creates a new, empty database."""
-        from monarch.engines.sqlite.backup import drop
-
-        return drop(self)
+        return remove_database(self)
 
     def disconnect(self) -> None:
         """Close the migrations' connection (locks stay held); the next use reopens it."""

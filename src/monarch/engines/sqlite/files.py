@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SIDECAR_SUFFIX = "-monarch"
+BUSY_TIMEOUT = 10.0
+"""Seconds a statement waits for another connection's lock on the database before failing."""
 
 
 def sidecar(database: Path) -> Path:
