@@ -6,7 +6,7 @@ monarch never needs more of a stream than these two methods.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 Buffer = bytes | bytearray | memoryview
 """What may be written: bytes, or a view of them (no copy needed)."""
@@ -18,7 +18,9 @@ class Writable(Protocol):
     def write(self, data: Buffer, /) -> object: ...
 
 
+@runtime_checkable
 class Readable(Protocol):
-    """Where bytes come from: ``read(n)`` returning b"" only at the end."""
+    """Where bytes come from: ``read(n)`` returning b"" only at the end. (``isinstance``
+    tells a byte stream from a dump reader, which has no ``read``.)"""
 
     def read(self, size: int = -1, /) -> bytes: ...

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from monarch.io import Buffer, Readable, Writable
 
 
 @dataclass(frozen=True)
@@ -123,3 +126,34 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+class ReportingReader:
+    """``inp``, reporting the bytes read through it as progress of ``item`` (a stream whose
+    contents are not counted: a PostgreSQL or SQLite database)."""
+
+    def __init__(self, inp: Readable, progress: Progress, item: str) -> None:
+        self._inp = inp
+        self._progress = progress
+        self._item = item
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inp.read(size)
+        if data:
+            self._progress.advance(self._item, 0, len(data))
+        return data
+
+
+class ReportingWriter:
+    """``out``, reporting the bytes written through it as progress of ``item``."""
+
+    def __init__(self, out: Writable, progress: Progress, item: str) -> None:
+        self._out = out
+        self._progress = progress
+        self._item = item
+
+    def write(self, data: Buffer, /) -> int:
+        self._out.write(data)
+        size = memoryview(data).nbytes
+        self._progress.advance(self._item, 0, size)
+        return size

@@ -88,7 +88,7 @@ def engine(mongo_url: str, tmp_path: Path) -> Iterator[Engine]:
 
 def dumped(engine: Engine) -> dict[str, list[bytes]]:
     out = io.BytesIO()
-    engine.dump_archive(out, parallel=2)
+    engine.dump(out, parallel=2)
     out.seek(0)
     found: dict[str, list[bytes]] = {}
     for event in ArchiveReader(out):

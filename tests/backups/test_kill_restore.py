@@ -15,7 +15,7 @@ import pytest
 from pymongo.database import Database
 
 from monarch import backup
-from monarch.backups.restore import recover
+from monarch.api.backups import recover
 from monarch.engines.mongo.journal import JOURNAL
 from tests.backups.conftest import environ
 from tests.backups.restore_support import (  # noqa: F401 - fixtures

@@ -24,7 +24,7 @@ from pymongo.database import Database
 import monarch
 from monarch.archive.limits import SizeLimitExceeded
 from monarch.archive.zipdump import check_zip_dump
-from monarch.backups.api import BackupResult
+from monarch.api.backups import BackupResult
 from monarch.backups.legacy import LegacyBackup
 from monarch.errors import ArchiveError, BackupNotFound, UsageError
 from tests.backups.conftest import Project

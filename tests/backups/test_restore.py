@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from monarch import backup, restore
-from monarch.backups.restore import RestoreResult, recover
+from monarch.api.backups import recover
+from monarch.backups.restore import RestoreResult
 from monarch.config import load_config
 from monarch.errors import BackupNotFound, ConfirmationRequired, UsageError
 from monarch.progress import Item, Summary

@@ -21,7 +21,7 @@ from pymongo.database import Database
 
 from monarch import backup, restore
 from monarch.archive import CollectionMeta, open_archive
-from monarch.backups.restore import recover
+from monarch.api.backups import recover
 from monarch.engines import engine_for
 from monarch.engines.mongo.journal import (
     ASIDE_PREFIX,
@@ -195,7 +195,7 @@ def test_an_interrupt_just_before_the_swap_leaves_the_target_as_it_was(two_dbs: 
 
     try:
         with pytest.raises(KeyboardInterrupt):
-            engine.restore_dump(open_archive(io.BytesIO(path.read_bytes())), db="shop",
+            engine.restore(open_archive(io.BytesIO(path.read_bytes())), from_db="shop",
                                 before_swap=ctrl_c)
     finally:
         engine.close()

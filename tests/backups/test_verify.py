@@ -7,7 +7,7 @@ import json
 import pytest
 
 from monarch import backup, verify
-from monarch.backups.backup import BackupResult
+from monarch.backups.writer import BackupResult
 from monarch.errors import BackupNotFound, UsageError
 from tests.backups.conftest import Project
 

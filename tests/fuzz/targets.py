@@ -35,6 +35,7 @@ from monarch.config import Config, config_from_dict, load_config
 from monarch.engines.postgres.sql import split_postgres
 from monarch.engines.sqlite.sql import split_sqlite
 from monarch.engines.sqltext import has_sql
+from monarch.io import Readable
 from monarch.migrations.sqlfiles import parse as parse_sql
 from tests.fuzz.mutate import Mutator, length_fields
 from tests.fuzz.samples import Tree, write_tree
@@ -149,10 +150,13 @@ def consume(reader: DumpReader) -> None:
 def restore_source(config: Config, name: str) -> None:
     """Open ``name`` as ``restore`` does (a backup name, an archive file or a dump folder)."""
     from monarch.backups.sources import open_source
+    from monarch.engines import engine_for
+    from monarch.stores import open_store
 
-    env = config.environment("dev")
-    with open_source(config, name, env, None) as source:
-        consume(source.reader)
+    engine = engine_for(config.environment("dev"))
+    with open_source(open_store(config.backups), name, engine, None) as source:
+        assert not isinstance(source.input, Readable)  # a MongoDB dump is read as events
+        consume(source.input)
 
 
 # ------------------------------------------------------------------------------------ archives

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pytest
 
 from monarch import backup, list_backups, migrate, prune, rollback, verify
-from monarch.backups.restore import recover
+from monarch.api.backups import recover
 from monarch.engines import engine_for
 from monarch.errors import RestoreBusy
 from monarch.history import Record

@@ -1,6 +1,7 @@
-"""Backups: backup, list, verify, prune and delete over an engine and a store (restore and copy_db
-live beside them in :mod:`monarch.backups.restore`).
+"""Backups over one engine and one store, written once for every engine: ``backup``,
+``restore``, ``copy_db``, ``verify``, ``prune`` and ``delete_backup``.
 
-The public functions are in :mod:`monarch.backups.api` and re-exported lazily by :mod:`monarch`.
-Modules here import nothing heavy at import time.
+``writer.py`` writes a backup (manifest last); ``stored.py`` reads one back, held to its
+manifest; ``sources.py`` opens what a restore reads (a backup, a mongodump dump, a 0.0.x zip).
+The commands that open the store and engines for these are in :mod:`monarch.api.backups`.
 """

@@ -170,11 +170,6 @@ def scan(store: Store, environment: str | None = None) -> Catalog:
     return Catalog(listing.manifests, listing.archives, tuple(backups), broken)
 
 
-def find_backup(store: Store, name: str) -> BackupInfo:
-    """The complete backup called ``name``; BackupNotFound (with close names) otherwise."""
-    return BackupInfo.from_manifest(read_manifest(store, name))
-
-
 def remove_orphans(store: Store, older_than: float = LEFTOVER_AGE) -> list[str]:
     """Delete orphan archives older than ``older_than`` seconds; return their keys."""
     removed: list[str] = []

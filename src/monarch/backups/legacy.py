@@ -24,21 +24,17 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from monarch.errors import ArchiveError, BackupError, BackupNotFound, StoreError, UsageError
+from monarch.errors import ArchiveError, BackupError, BackupNotFound
 from monarch.stores.base import ObjectNotFound
 
 if TYPE_CHECKING:
-    from monarch.backups.sources import Source
-    from monarch.backups.verify import VerifyResult
-    from monarch.config import Config
     from monarch.stores.base import ObjectInfo, Store
 
 SUFFIX = ".dmp.zip"
@@ -187,36 +183,16 @@ def _database_of(file_name: str) -> str:
     return file_name.removesuffix(".zip").removesuffix(".dmp") or "legacy"
 
 
-def open_legacy_source(
-    config: Config, name: str, from_db: str | None, max_size: str | int | None = None,
-    where: str = "--max-size",
-) -> Source | None:
-    """A restore source for a legacy backup name or zip path; None if ``name`` is neither.
-
-    The zip is held to the restore ceiling, as any dump without a manifest: ``max_size``
-    (named by ``where``), else :func:`~monarch.archive.limits.restore_ceiling`'s default from
-    the zip's size.
-    """
-    found = _locate(config, name)
-    if found is None:
-        return None
-    opened, database, what = found
-    return _source(opened, database, what, from_db, (max_size, where))
-
-
-def _locate(
-    config: Config, name: str
+def locate(
+    store: Store, name: str
 ) -> tuple[AbstractContextManager[BinaryIO], str, str] | None:
     """How to open the zip ``name`` means, its database and how to call it; None if no zip.
 
     A legacy name is looked up in the store first, then as a file; a path ending ``.zip`` is
     a file.
     """
-    from monarch.stores import open_store
-
     path = Path(name).expanduser()
     if parse_legacy_name(name) is not None and "/" not in name:
-        store = open_store(config.backups)
         backup = find_legacy(store, name)
         if backup is not None:
             return (open_seekable(store, backup), backup.database,
@@ -238,62 +214,6 @@ def _opened_path(path: Path) -> Iterator[BinaryIO]:
         raise BackupError(f"cannot read {path}: {exc.strerror}") from None
     with file:
         yield file
-
-
-def _source(opened: AbstractContextManager[BinaryIO], database: str, what: str,
-            from_db: str | None, ceiling: tuple[str | int | None, str]) -> Source:
-    from monarch.archive.limits import restore_ceiling
-    from monarch.archive.zipdump import ZipDumpReader
-    from monarch.backups.sources import Source
-    from monarch.progress import Item
-
-    if from_db is not None and from_db != database:
-        raise UsageError(f"{what} holds one database ({database!r}); --from-db {from_db} "
-                         "names another", hint="run the restore without --from-db")
-    stack = ExitStack()
-    try:
-        file = stack.enter_context(opened)
-        stored = file.seek(0, 2)
-        file.seek(0)
-        reader = ZipDumpReader(file, db=database, what=what,
-                               limit=restore_ceiling(stored, *ceiling))
-        stack.callback(reader.close)
-    except BaseException:
-        stack.close()
-        raise
-    expected = {name: Item(name, None, size) for name, size in reader.sizes().items()}
-    return Source("legacy", reader, database, expected, stream=stack)
-
-
-def verify_legacy_name(config: Config, name: str) -> VerifyResult:
-    """Check the legacy backup (or zip file) ``name``; a damaged one is a result, not an error.
-
-    Raises :class:`~monarch.errors.BackupNotFound` when there is no such backup or file.
-    """
-    from monarch.archive.zipdump import check_zip_dump
-    from monarch.backups.verify import VerifyResult
-
-    found = _locate(config, name)
-    if found is None:
-        raise BackupNotFound(f"no legacy backup or zip file {name!r}",
-                             hint="run `monarch list_backups` to see the backups")
-    opened, database, what = found
-    started = time.monotonic()
-    checked = "zip structure, every member's CRC-32, metadata and BSON documents"
-    label = name.removesuffix(SUFFIX) if "/" not in name else name
-    size = 0
-    try:
-        with opened as file:
-            size = file.seek(0, 2)
-            file.seek(0)
-            result = check_zip_dump(file, db=database, what=what)
-    except BackupNotFound:
-        raise
-    except (ArchiveError, StoreError, BackupError) as exc:
-        return VerifyResult(label, (exc.message,), 0, 0, size, time.monotonic() - started,
-                            checked, legacy=True)
-    return VerifyResult(label, (), result.collections, result.documents, size,
-                        time.monotonic() - started, checked, legacy=True)
 
 
 def delete_legacy(store: Store, backup: LegacyBackup) -> str:

@@ -49,7 +49,13 @@ from typing import Any
 from monarch.engines.base import ARCHIVE_FORMAT
 from monarch.errors import ManifestError
 
-__all__ = ["ARCHIVE_FORMAT", "ArchiveEntry", "CollectionEntry", "Manifest"]
+__all__ = ["ARCHIVE_FORMAT", "ArchiveEntry", "CollectionEntry", "Manifest", "unit_of"]
+
+def unit_of(backup_format: str) -> str:
+    """What a backup of ``backup_format`` holds, for people: ``"collection"`` (a mongodump
+    archive, read by monarch) or ``"table"`` (another tool's stream, stored unread)."""
+    return "collection" if backup_format == ARCHIVE_FORMAT else "table"
+
 
 FORMAT = "monarch-backup"
 FORMAT_VERSION = 1

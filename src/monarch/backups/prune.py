@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, scan
+from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, read_manifest, scan
 from monarch.backups.legacy import (
     delete_legacy,
     find_legacy,
@@ -112,6 +112,7 @@ def select(
 
 def prune(
     config: Config,
+    store: Store,
     *,
     keep_last: int | None = None,
     keep_daily: int | None = None,
@@ -125,10 +126,7 @@ def prune(
     At least one ``keep_*`` rule is required: prune never deletes every backup by default.
     With ``dry_run`` nothing is deleted and the result says what would be.
     """
-    from monarch.stores import open_store
-
     _rules(keep_last, keep_daily, keep_weekly)  # refuse a missing rule before any I/O
-    store = open_store(config.backups)
     catalog = scan(store, env)
     if env is not None and env not in config.environments and not catalog.backups:
         config.environment(env)  # a misspelt name: say so rather than prune nothing
@@ -156,7 +154,7 @@ def prune(
                        tuple(b.name for b in legacy))
 
 
-def delete_backup(config: Config, name: str) -> DeleteResult:
+def delete_backup(store: Store, name: str) -> DeleteResult:
     """Delete backup ``name``: its manifest first (it stops existing), then its archive.
 
     A backup whose manifest is already gone but whose archive remains (an interrupted delete
@@ -165,10 +163,6 @@ def delete_backup(config: Config, name: str) -> DeleteResult:
     or ``NAME.dmp.zip``) is its one zip. Raises :class:`~monarch.errors.BackupNotFound` when
     neither exists.
     """
-    from monarch.backups.catalog import read_manifest
-    from monarch.stores import open_store
-
-    store = open_store(config.backups)
     if parse_legacy_name(name) is not None:
         legacy = find_legacy(store, name)
         if legacy is None:

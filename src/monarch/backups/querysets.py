@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from monarch.engines.base import ARCHIVE_FORMAT
 from monarch.querysets.files import load_query_set
 
 if TYPE_CHECKING:
     from monarch.config import Config
-    from monarch.engines.base import Engine, StreamEngine
+    from monarch.engines.base import Engine
     from monarch.querysets.plan import QueryPlan
 
 
 def query_set_for(
-    config: Config, query_set: str | QueryPlan | None, engine: Engine | StreamEngine
+    config: Config, query_set: str | QueryPlan | None, engine: Engine
 ) -> QueryPlan | None:
     """The loaded query set for a dump of ``engine``'s database (a class-based one run there).
 
@@ -24,7 +23,7 @@ def query_set_for(
     if not isinstance(query_set, str):
         return query_set
     database = None
-    if engine.backup_format == ARCHIVE_FORMAT:
+    if engine.capabilities.query_sets:
         engine.server_info()
         database = getattr(engine, "db", None)
     return load_query_set(config, query_set, database=database)

@@ -17,31 +17,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monarch.backups.copy import CopyResult, copy_db
-from monarch.backups.sources import SYSTEM_DATABASES, choose_database, open_source
-from monarch.engines.base import ARCHIVE_FORMAT
-from monarch.errors import ArchiveError, MonarchError, UsageError
+from monarch.archive.directory import EntriesReader
+from monarch.backups.manifest import ARCHIVE_FORMAT, unit_of
+from monarch.backups.sources import open_source
+from monarch.backups.stored import CheckedStream
+from monarch.errors import ArchiveError, ConnectionFailed, MonarchError
+from monarch.io import Readable
 from monarch.progress import Item, NullProgress, Summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from monarch.backups.sources import Source
-    from monarch.config import Config
     from monarch.engines.base import CollectionRestored, Engine
     from monarch.progress import Progress
+    from monarch.stores.base import Store
 
-__all__ = [
-    "SYSTEM_DATABASES",
-    "CopyResult",
-    "RestoreResult",
-    "choose_database",
-    "copy_db",
-    "recover",
-    "restore",
-    "stream_summary_lines",
-    "summary_lines",
-]
 
 @dataclass(frozen=True)
 class RestoreResult:
@@ -130,116 +121,78 @@ def stream_summary_lines(
 
 
 def restore(
-    config: Config,
+    store: Store,
+    engine: Engine,
     backup_name: str,
-    env_name: str,
     *,
     from_db: str | None = None,
-    confirm: str | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
-    max_size: str | int | None = None,
+    ceiling: tuple[str | int | None, str] = (None, "--max-size"),
 ) -> RestoreResult:
-    """Replace environment ``env_name``'s database with the backup ``backup_name``, exactly.
+    """Replace ``engine``'s database with the backup ``backup_name``, exactly.
 
-    ``backup_name`` is a backup in the store, or a path to a mongodump archive file or dump
-    directory (see the module docstring). ``from_db`` picks the database of a dump that holds
-    several; without it a dump with more than one application database is refused, listing
-    them. ``confirm`` must name a protected environment. ``workers`` is the number of insertion
-    threads (default: measured best for one server). ``max_size`` (bytes, or a size such as
-    ``"50G"``) caps what a mongodump archive or directory may decompress to (default:
-    ``[backups] max_restore_size``, else 100 times its size on disk, at least 256 MiB); a
-    backup is held to its manifest's sizes instead. Reading stops at the first byte beyond.
+    ``backup_name`` is a backup in ``store``, or (for an engine that takes them) a backup of
+    monarch 0.0.x or the path of a mongodump archive file or dump directory (see the module
+    docstring). ``from_db`` picks the database of a dump that holds several; without it a dump
+    with more than one application database is refused, listing them. ``workers`` is the
+    number of insertion threads (default: measured best for one server). ``ceiling`` caps what
+    a dump without a manifest may decompress to (a size, and where it was set); a backup is
+    held to its manifest's sizes instead. Reading stops at the first byte beyond.
 
-    PostgreSQL and SQLite environments take only monarch backups of their own engine, restored
-    by the engine's atomic swap (:mod:`monarch.backups.streams`); a backup of another engine is
-    refused before anything is touched.
-
-    Afterwards the database holds exactly the backup's collections, documents and indexes;
-    collections not in the backup are gone. A corrupt archive, a refused index or any other
+    Afterwards the database holds exactly the backup's collections (tables), documents and
+    indexes; those not in the backup are gone. A corrupt archive, a refused index or any other
     failure raises before the swap, leaving the target as it was; a crash during the swap is
-    finished by the next restore (or :func:`recover`). Raises :class:`BackupNotFound`,
-    :class:`~monarch.errors.ArchiveError`, :class:`~monarch.errors.IndexRefused`,
-    :class:`~monarch.errors.ConfirmationRequired` or another
-    :class:`~monarch.errors.MonarchError`.
+    finished by the next restore (or ``recover``). A backup of another engine is refused before
+    anything is touched.
     """
-    from monarch.engines import engine_for
-    from monarch.safety import require_confirmation
-
-    environment = config.environment(env_name)
-    require_confirmation(environment, "restore", confirm)
     progress = progress or NullProgress()
     started = time.monotonic()
-    engine = engine_for(environment)
-    if engine.backup_format != ARCHIVE_FORMAT:
-        from monarch.backups.streams import restore_backup
-
-        try:
-            if from_db is not None:
-                raise UsageError("--from-db picks a database of a mongodump archive; a "
-                                 f"{environment.engine} backup holds one database")
-            return restore_backup(config, backup_name, environment, engine, progress)
-        except BaseException:
-            progress.finish(None)
-            raise
-        finally:
-            engine.close()
-    try:
-        source = open_source(config, backup_name, environment, from_db, max_size)
-    except BaseException:
-        engine.close()
-        raise
+    source = open_source(store, backup_name, engine, from_db, ceiling)
     with source:
         try:
-            stats = engine.restore_dump(
-                source.reader, db=source.database,
+            stats = engine.restore(
+                source.input, from_db=source.database,
                 progress=_Announce(progress, "restore", source.expected), workers=workers,
             )
         except MonarchError as exc:
             progress.finish(None)
             damage = _damage(source, engine, exc, lambda: open_source(
-                config, backup_name, environment, from_db, max_size))
+                store, backup_name, engine, from_db, ceiling))
             if damage is not None:
                 raise damage from exc
             raise
         except BaseException:
             progress.finish(None)
             raise
-        finally:
-            engine.close()
     seconds = time.monotonic() - started
-    progress.finish(Summary("restore", len(stats.collections), stats.documents, stats.bytes,
-                            seconds))
+    backup_format = source.manifest.archive.format if source.manifest else ARCHIVE_FORMAT
+    opaque = unit_of(backup_format) == "table"
+    stream_bytes = source.input.plain if isinstance(source.input, CheckedStream) else 0
+    progress.finish(Summary("restore", len(stats.collections), stats.documents,
+                            stream_bytes if opaque else stats.bytes, seconds,
+                            unit=unit_of(backup_format)))
     return RestoreResult(
         backup=backup_name,
-        environment=environment.name,
-        database=environment.database,
+        environment=engine.environment.name,
+        database=engine.environment.database,
         source=source.kind,
         source_database=source.database,
-        collections=stats.collections,
+        collections=() if opaque else stats.collections,
         dropped=stats.dropped,
         skipped=stats.skipped,
         recovered=stats.recovered,
         seconds=seconds,
+        format=backup_format,
+        tables=tuple(c.name for c in stats.collections) if opaque else (),
+        stream_bytes=stream_bytes,
     )
 
 
-def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str | None:
-    """Finish (or clean up after) a restore or copy into ``env_name`` that was interrupted.
-
-    Returns what was done, or None when nothing was pending. Any restore or copy_db into the
-    environment does this first by itself; this is for doing it without restoring again.
-    """
-    from monarch.engines import engine_for
-    from monarch.safety import require_confirmation
-
-    environment = config.environment(env_name)
-    require_confirmation(environment, "recover", confirm)
-    engine = engine_for(environment)
-    try:
-        return engine.recover_restore()
-    finally:
-        engine.close()
+def recover(engine: Engine) -> str | None:
+    """Finish (or clean up after) a restore or copy into ``engine``'s database that was
+    interrupted; say what was done, or None when nothing was pending."""
+    return engine.recover_restore()
 
 
 def _damage(source: Source, engine: Engine, failure: MonarchError,
@@ -252,10 +205,9 @@ def _damage(source: Source, engine: Engine, failure: MonarchError,
     dump is read once more without it: a directory dump (no checksum) decoding every document,
     an archive or backup with all its checks; the first damage found is the answer.
     """
-    from monarch.archive.directory import EntriesReader
-    from monarch.errors import ConnectionFailed
-
-    reader = source.reader
+    reader = source.input
+    if isinstance(reader, Readable):
+        return None  # a stream the engine parses itself: its own error says what is wrong
     directory = reader if isinstance(reader, EntriesReader) else None
     if isinstance(failure, ArchiveError) or (directory is None
                                               and not isinstance(failure, ConnectionFailed)):
@@ -268,7 +220,8 @@ def _damage(source: Source, engine: Engine, failure: MonarchError,
         return directory.find_damage()
     try:
         with reopen() as again:
-            for _ in again.reader:
+            assert not isinstance(again.input, Readable)
+            for _ in again.input:
                 pass
     except ArchiveError as exc:
         return exc
@@ -286,7 +239,15 @@ class _Announce:
         self._expected = expected
 
     def start(self, action: str, items: Sequence[Item]) -> None:
-        self._inner.start(self._action, [self._expected.get(i.name, i) for i in items])
+        self._inner.start(self._action, [self._announced(i) for i in items])
+
+    def _announced(self, item: Item) -> Item:
+        found = self._expected.get(item.name)
+        if found is None and item.unit == "database" and len(self._expected) == 1:
+            # A stream restored whole: the target's name, the backup's sizes.
+            (only,) = self._expected.values()
+            return Item(item.name, only.documents, only.size, unit=item.unit)
+        return found or item
 
     def advance(self, item: str, documents: int, size: int) -> None:
         self._inner.advance(item, documents, size)

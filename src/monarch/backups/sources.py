@@ -1,28 +1,39 @@
-"""Where a restore reads from: a backup in the store, a backup of monarch 0.0.x (a zip, in the
-store or a file: :mod:`monarch.backups.legacy`), or a mongodump archive file or directory.
+"""Where a restore reads from: a backup in the store (held to its manifest), a backup of
+monarch 0.0.x (a zip, in the store or a file: :mod:`monarch.backups.legacy`), or a mongodump
+archive file or directory dump.
 
-``open_source`` turns the user's BACKUP argument into a :class:`Source`: the dump reader, the
-database to take from it, the sizes to announce, and what to close. A backup's archive is held
-to its manifest as it is read (:class:`CheckedBackup`).
+:func:`open_source` turns the user's BACKUP argument into a :class:`Source`: what the engine's
+``restore`` reads (a checked byte stream, or a dump reader), the database to take from it, the
+sizes to announce, and what to close.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from monarch.archive.events import CollectionEnd
+from monarch.archive.compression import open_decompressed_reader
+from monarch.archive.directory import DirectoryReader
+from monarch.archive.limits import CEILING_HINT, LimitedReader, restore_ceiling
+from monarch.archive.reader import ArchiveReader
+from monarch.archive.zipdump import ZipDumpReader
+from monarch.backups.catalog import read_manifest
+from monarch.backups.legacy import is_legacy, locate
+from monarch.backups.manifest import ARCHIVE_FORMAT
+from monarch.backups.naming import parse_name
+from monarch.backups.stored import CheckedArchive, open_checked
 from monarch.errors import ArchiveError, BackupError, BackupNotFound, UsageError
 from monarch.progress import Item
 
 if TYPE_CHECKING:
-    from monarch.archive.events import DumpReader, Event
-    from monarch.archive.limits import LimitedReader
+    from monarch.archive.events import DumpReader
     from monarch.archive.meta import CollectionMeta
     from monarch.backups.manifest import Manifest
-    from monarch.backups.pipeline import HashingReader
-    from monarch.config import Config, Environment
+    from monarch.engines.base import Engine
+    from monarch.io import Readable
+    from monarch.stores.base import Store
 
 SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
 """Databases a whole-server dump carries besides the application's; never chosen by default."""
@@ -52,15 +63,20 @@ class Closable(Protocol):
 
 
 class Source:
-    """An opened dump: the reader, the database to take from it, and what to close."""
+    """An opened dump: what the engine reads, the database to take from it, what to close.
 
-    def __init__(self, kind: str, reader: DumpReader, database: str,
-                 expected: dict[str, Item] | None = None,
-                 stream: Closable | None = None) -> None:
+    ``kind``: ``"backup"``, ``"legacy"``, ``"archive"`` or ``"directory"``. ``manifest``: a
+    backup's. ``expected``: sizes to announce, by item name.
+    """
+
+    def __init__(self, kind: str, input: Readable | DumpReader, database: str,
+                 expected: dict[str, Item] | None = None, stream: Closable | None = None,
+                 *, manifest: Manifest | None = None) -> None:
         self.kind = kind
-        self.reader = reader
+        self.input = input
         self.database = database
         self.expected = expected or {}
+        self.manifest = manifest
         self._stream = stream
 
     def __enter__(self) -> Source:
@@ -72,81 +88,93 @@ class Source:
 
 
 def open_source(
-    config: Config, name: str, environment: Environment, from_db: str | None,
-    max_size: str | int | None = None,
+    store: Store, name: str, engine: Engine, from_db: str | None,
+    ceiling: tuple[str | int | None, str] = (None, "--max-size"),
 ) -> Source:
-    """Open BACKUP ``name``: a backup (held to its manifest's sizes), or a mongodump archive or
-    directory (held to the restore ceiling: ``max_size``, else ``[backups] max_restore_size``,
-    else :func:`~monarch.archive.limits.restore_ceiling`'s default)."""
-    from monarch.backups.legacy import open_legacy_source
-    from monarch.backups.naming import parse_name
+    """Open BACKUP ``name`` for a restore into ``engine``'s database.
 
+    A backup is held to its manifest; a mongodump archive, directory or legacy zip (only for
+    an engine that takes them) to the restore ceiling: ``ceiling`` is the configured limit, if
+    any, and where it was set (else :func:`~monarch.archive.limits.restore_ceiling`'s
+    default). Anything else is refused before the target is touched.
+    """
+    environment = engine.environment
     if parse_name(name) is not None:
-        return _open_backup(config, name, environment, from_db)
-    where = "--max-size"
-    if max_size is None:
-        max_size = config.backups.options.get("max_restore_size")  # type: ignore[assignment]
-        where = "[backups] max_restore_size"
-    legacy = open_legacy_source(config, name, from_db, max_size, where)
-    if legacy is not None:
-        return legacy
+        return _open_backup(store, name, engine, from_db)
+    if not engine.capabilities.mongodump_input:
+        if is_legacy(name):
+            raise UsageError(
+                f"{name!r} is a backup of monarch 0.0.x, a MongoDB dump; environment "
+                f"{environment.name!r} is {environment.engine}, so nothing was restored",
+                hint="restore it into a MongoDB environment",
+            )
+        raise UsageError(
+            f"{name!r} is not a backup name; a file or folder given as BACKUP is a "
+            "mongodump dump, which restores into a MongoDB environment, and "
+            f"{environment.name!r} is {environment.engine}",
+            hint="run `monarch list_backups` for backup names",
+        )
+    found = locate(store, name)
+    if found is not None:
+        return _open_legacy(*found, from_db, ceiling)
     path = Path(name).expanduser()
     if path.is_dir():
-        return _open_directory(path, from_db, max_size, where)
+        return _open_directory(path, from_db, ceiling)
     if path.is_file():
-        return _open_file(path, from_db, max_size, where)
+        return _open_file(path, from_db, ceiling)
     raise BackupNotFound(
         f"{name!r} is neither a backup name nor an existing mongodump archive or directory",
         hint="run `monarch list_backups` for backup names, or check the path",
     )
 
 
-def _open_backup(
-    config: Config, name: str, environment: Environment, from_db: str | None
-) -> Source:
-    from monarch.archive.reader import ArchiveReader
-    from monarch.backups.catalog import read_manifest
-    from monarch.backups.pipeline import open_held
-    from monarch.stores import open_store
-    from monarch.stores.base import ObjectNotFound
+def check_compatible(manifest: Manifest, engine: Engine) -> None:
+    """Refuse a backup of another engine (or format) before anything is touched."""
+    environment = engine.environment
+    if manifest.engine != environment.engine or manifest.archive.format != engine.backup_format:
+        raise UsageError(
+            f"backup {manifest.name!r} is a {manifest.archive.format} of a {manifest.engine} "
+            f"database; environment {environment.name!r} is {environment.engine} "
+            f"(it restores {engine.backup_format} backups); nothing was touched",
+            hint="restore it into an environment of the same engine",
+        )
 
-    store = open_store(config.backups)
+
+def _open_backup(store: Store, name: str, engine: Engine, from_db: str | None) -> Source:
     manifest = read_manifest(store, name)
-    if manifest.engine != environment.engine:
-        raise UsageError(f"backup {name!r} is of a {manifest.engine} database; environment "
-                         f"{environment.name!r} is {environment.engine}")
-    if from_db is not None and from_db != manifest.database:
+    check_compatible(manifest, engine)
+    if from_db is not None and (from_db != manifest.database
+                                or manifest.archive.format != ARCHIVE_FORMAT):
+        if manifest.archive.format != ARCHIVE_FORMAT:
+            raise UsageError("--from-db picks a database of a mongodump archive; a "
+                             f"{manifest.engine} backup holds one database")
         raise UsageError(f"backup {name!r} holds only database {manifest.database!r}, "
                          f"not {from_db!r}")
+    stream = open_checked(store, manifest)
     try:
-        raw = store.reader(manifest.archive.key)
-    except ObjectNotFound:
-        raise ArchiveError(f"backup {name!r}: its archive {manifest.archive.key} is missing "
-                           "from the store") from None
-    try:
-        hashed, plain = open_held(raw, manifest)
-        reader = ArchiveReader(plain, db=manifest.database)
-        checked = CheckedBackup(reader, manifest, hashed, plain)
+        if manifest.archive.format != ARCHIVE_FORMAT:
+            expected = {manifest.database: Item(manifest.database, None,
+                                                manifest.archive.uncompressed_size,
+                                                unit="database")}
+            return Source("backup", stream, manifest.database, expected, stream,
+                          manifest=manifest)
+        checked = CheckedArchive(stream)
     except BaseException:
-        raw.close()
+        stream.close()
         raise
     expected = {c.name: Item(c.name, c.documents, c.bytes) for c in manifest.collections}
-    return Source("backup", checked, manifest.database, expected, raw)
+    return Source("backup", checked, manifest.database, expected, stream, manifest=manifest)
 
 
-def _open_file(path: Path, from_db: str | None, max_size: str | int | None,
-               where: str) -> Source:
-    from monarch.archive.compression import open_decompressed_reader
-    from monarch.archive.limits import CEILING_HINT, LimitedReader, restore_ceiling
-    from monarch.archive.reader import ArchiveReader
-
+def _open_file(path: Path, from_db: str | None,
+               ceiling: tuple[str | int | None, str]) -> Source:
     what = f"the archive {path}"
     try:
         stream = path.open("rb")
     except OSError as exc:
         raise BackupError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        limit, why = restore_ceiling(path.stat().st_size, max_size, where)
+        limit, why = restore_ceiling(path.stat().st_size, *ceiling)
         plain = LimitedReader(open_decompressed_reader(stream), limit,
                               what=f"{what}, decompressed,", why=why, hint=CEILING_HINT)
         reader = ArchiveReader(plain)
@@ -157,73 +185,31 @@ def _open_file(path: Path, from_db: str | None, max_size: str | int | None,
     return Source("archive", reader, database, stream=stream)
 
 
-def _open_directory(path: Path, from_db: str | None, max_size: str | int | None,
-                    where: str) -> Source:
-    from monarch.archive.directory import DirectoryReader
-    from monarch.archive.limits import restore_ceiling
-
+def _open_directory(path: Path, from_db: str | None,
+                    ceiling: tuple[str | int | None, str]) -> Source:
     everything = DirectoryReader(path)
     database = choose_database(everything.collections, from_db, f"the dump directory {path}")
     stored = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    limit = restore_ceiling(stored, max_size, where)
+    limit = restore_ceiling(stored, *ceiling)
     return Source("directory", DirectoryReader(path, db=database, limit=limit), database)
 
 
-class CheckedBackup:
-    """A backup's archive reader that also holds it to its manifest.
-
-    The archive checks itself (structure, CRC-64 per collection); this adds what only the
-    manifest knows: the same collections, their counts, bytes and CRCs, and, once the last
-    event is read, the size and SHA-256 of the stored bytes. A mismatch raises
-    :class:`ArchiveError` from the iteration, which the restore sees before its swap.
-    """
-
-    def __init__(self, reader: DumpReader, manifest: Manifest, hashed: HashingReader,
-                 plain: LimitedReader) -> None:
-        from monarch.backups.verify import _compare_headers
-
-        self._reader = reader
-        self._manifest = manifest
-        self._hashed = hashed
-        self._plain = plain
-        problems = _compare_headers(manifest, reader.collections)
-        if problems:
-            raise _mismatch(manifest.name, problems)
-
-    @property
-    def header(self) -> dict[str, Any]:
-        return self._reader.header
-
-    @property
-    def collections(self) -> list[CollectionMeta]:
-        return self._reader.collections
-
-    def __iter__(self) -> Iterator[Event]:
-        from monarch.backups.verify import _compare_counts
-
-        ends: dict[str, CollectionEnd] = {}
-        for event in self._reader:
-            if isinstance(event, CollectionEnd):
-                ends[event.collection] = event
-                problems = _compare_counts(self._manifest, {event.collection: event})
-                if problems:
-                    raise _mismatch(self._manifest.name, problems)
-            yield event
-        self._plain.finish()  # the decompressed stream reaches its manifest's size exactly
-        self._hashed.drain()
-        archive = self._manifest.archive
-        if self._hashed.size != archive.size or self._hashed.sha256 != archive.sha256:
-            raise ArchiveError(
-                f"backup {self._manifest.name!r}: the archive's SHA-256 or size does not match "
-                f"its manifest ({self._hashed.size} bytes hashing to {self._hashed.sha256}; the "
-                f"manifest says {archive.size} bytes, {archive.sha256}); nothing was restored",
-                hint="the stored archive is damaged; restore another backup",
-            )
-
-
-def _mismatch(name: str, problems: list[str]) -> ArchiveError:
-    return ArchiveError(
-        f"backup {name!r} does not match its manifest: {'; '.join(problems)}; nothing was "
-        "restored",
-        hint=f"run `monarch verify {name}`; restore another backup",
-    )
+def _open_legacy(opened: AbstractContextManager[BinaryIO], database: str, what: str,
+                 from_db: str | None,
+                 ceiling: tuple[str | int | None, str]) -> Source:
+    if from_db is not None and from_db != database:
+        raise UsageError(f"{what} holds one database ({database!r}); --from-db {from_db} "
+                         "names another", hint="run the restore without --from-db")
+    stack = ExitStack()
+    try:
+        file = stack.enter_context(opened)
+        stored = file.seek(0, 2)
+        file.seek(0)
+        reader = ZipDumpReader(file, db=database, what=what,
+                               limit=restore_ceiling(stored, *ceiling))
+        stack.callback(reader.close)
+    except BaseException:
+        stack.close()
+        raise
+    expected = {name: Item(name, None, size) for name, size in reader.sizes().items()}
+    return Source("legacy", reader, database, expected, stream=stack)

@@ -1,6 +1,6 @@
 """Backup commands: backup, list_backups, verify, prune, delete_backup, generate_query_set,
 restore and copy_db. Each parses its arguments, calls one function of
-:mod:`monarch.backups.api` and prints the result; progress goes to stderr, results to stdout.
+:mod:`monarch.api.backups` and prints the result; progress goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def backup(
     compression: str | None, parallel: int, quiet: bool, as_json: bool,
 ) -> None:
     """Back up ENV's database into the backup store."""
-    from monarch.backups.api import backup as run_backup
+    from monarch.api.backups import backup as run_backup
     from monarch.backups.manifest import ARCHIVE_FORMAT
     from monarch.progress import format_duration, format_size
 
@@ -120,7 +120,7 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
 
     Backups made by monarch 0.0.x (NAME__YYYY_MM_DD.dmp.zip) are listed too, marked legacy.
     """
-    from monarch.backups.api import list_backups as run_list
+    from monarch.api.backups import list_backups as run_list
     from monarch.backups.legacy import LegacyBackup
     from monarch.progress import format_duration, format_size
 
@@ -190,7 +190,7 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
     A monarch 0.0.x backup (or .dmp.zip file) is checked by itself: the zip, every member's
     CRC-32, the metadata and every BSON document.
     """
-    from monarch.backups.api import verify as run_verify
+    from monarch.api.backups import verify as run_verify
     from monarch.progress import contents, counted, format_size
 
     if not name:
@@ -230,7 +230,7 @@ def prune(
     env: str | None, dry_run: bool, as_json: bool,
 ) -> None:
     """Delete backups no --keep-* rule keeps, and leftovers of interrupted runs."""
-    from monarch.backups.api import prune as run_prune
+    from monarch.api.backups import prune as run_prune
 
     result = run_prune(session.config, keep_last=keep_last, keep_daily=keep_daily,
                        keep_weekly=keep_weekly, env=env, dry_run=dry_run)
@@ -265,7 +265,7 @@ def delete_backup(session: Session, name: str | None) -> None:
 
     A monarch 0.0.x backup (NAME or NAME.dmp.zip) is its one zip.
     """
-    from monarch.backups.api import delete_backup as run_delete
+    from monarch.api.backups import delete_backup as run_delete
 
     if not name:
         raise UsageError("delete_backup needs a backup name",
@@ -281,7 +281,7 @@ def delete_backup(session: Session, name: str | None) -> None:
 @click.pass_obj
 def generate_query_set(session: Session, name: str | None, force: bool) -> None:
     """Write querysets/NAME.py, a template that narrows and transforms what is dumped."""
-    from monarch.backups.api import generate_query_set as run_generate
+    from monarch.api.backups import generate_query_set as run_generate
 
     if not name:
         raise UsageError("generate_query_set needs a name", hint="monarch generate_query_set "
@@ -310,7 +310,7 @@ def restore(
     BACKUP may also be a backup of monarch 0.0.x: NAME__YYYY_MM_DD[.dmp.zip] in the store, or
     the path of such a zip.
     """
-    from monarch.backups.api import restore as run_restore
+    from monarch.api.backups import restore as run_restore
 
     backup_name, env = split_spec(spec, "BACKUP:ENV", "production-20260101T120000Z:development",
                                   "restore")
@@ -334,7 +334,7 @@ def copy_db(
     confirm: str | None, quiet: bool,
 ) -> None:
     """Copy FROM's database into TO (TO then holds exactly FROM's data)."""
-    from monarch.backups.api import copy_db as run_copy
+    from monarch.api.backups import copy_db as run_copy
 
     source, target = split_spec(spec, "FROM:TO", "production:development", "copy_db")
     if source == target:
@@ -369,7 +369,7 @@ def recover(session: Session, *, env: str, confirm: str | None) -> None:
 
     Every restore and copy_db does this first by itself; this does it without restoring again.
     """
-    from monarch.backups.restore import recover as run_recover
+    from monarch.api.backups import recover as run_recover
 
     environment = session.environment(env)
     if environment.protected:

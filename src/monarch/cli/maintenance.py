@@ -1,5 +1,5 @@
 """Commands kept from the original tool: list_query_sets and drop_db. Each calls one function of
-:mod:`monarch.backups.api` and prints the result."""
+:mod:`monarch.api.backups` and prints the result."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from monarch.engines import registry
 @click.pass_obj
 def list_query_sets(session: Session, as_json: bool) -> None:
     """List the query sets in querysets/: files, and classes based on monarch.QuerySet."""
-    from monarch.backups.api import list_query_sets as run_list
+    from monarch.api.backups import list_query_sets as run_list
 
     config = session.config
     found = run_list(config)
@@ -41,7 +41,7 @@ def list_query_sets(session: Session, as_json: bool) -> None:
 @click.pass_obj
 def drop_db(session: Session, *, env: str, confirm: str | None) -> None:
     """Drop ENV's database and everything in it (PostgreSQL: replace it by an empty one)."""
-    from monarch.backups.api import drop_db as run_drop
+    from monarch.api.backups import drop_db as run_drop
 
     environment = session.environment(env)
     if environment.protected:

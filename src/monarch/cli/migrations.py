@@ -1,6 +1,6 @@
 """Migration commands: generate, list_migrations, migrate, migrate_one, rollback, unlock.
 
-Each command calls one function of :mod:`monarch.migrations.api` and formats its result; the
+Each command calls one function of :mod:`monarch.api.migrations` and formats its result; the
 library does every check (including the final word on protected environments).
 """
 
@@ -85,7 +85,7 @@ def generate(session: Session, name: str, engine: str | None, sql: bool) -> None
     and unused. The template is that of the engine all environments use; a project with
     environments of several engines needs --engine.
     """
-    from monarch.migrations.api import generate as generate_migration
+    from monarch.api.migrations import generate as generate_migration
 
     path = generate_migration(session.config, name, engine=engine, sql=sql)
     click.echo(f"created {_shown(path)}")
@@ -102,7 +102,7 @@ def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> i
     States: pending, applied, changed (file edited since), failed, running, interrupted,
     missing (recorded, file gone). --check exits 3 when anything needs to run.
     """
-    from monarch.migrations.api import list_migrations as status
+    from monarch.api.migrations import list_migrations as status
 
     report = status(session.config, env)
     if as_json:
@@ -137,7 +137,7 @@ def migrate(session: Session, /, env: str, to: str | None, strict: bool, **optio
     Each runs once and is recorded in monarch_migrations (a collection, or a table); the
     first failure stops the run. A lock keeps two runs from overlapping.
     """
-    from monarch.migrations.api import migrate as run
+    from monarch.api.migrations import migrate as run
 
     arguments = _run_arguments(session, env, "migrate", options)
     result = run(session.config, env, to=to, strict=strict, **arguments)
@@ -161,7 +161,7 @@ def migrate_one(
 
     It runs even if it was applied already, and is recorded.
     """
-    from monarch.migrations.api import migrate_one as run
+    from monarch.api.migrations import migrate_one as run
 
     arguments = _run_arguments(session, env, "migrate", options)
     result = run(session.config, name, env, record_only=record_only, **arguments)
@@ -189,7 +189,7 @@ def rollback(
     Runs their rollback() methods or SQL rollback sections (default: the last one applied);
     if one of them has none, nothing runs.
     """
-    from monarch.migrations.api import rollback as run
+    from monarch.api.migrations import rollback as run
 
     arguments = _run_arguments(session, env, "roll back", options)
     result = run(session.config, env, to=to, steps=steps, strict=strict, **arguments)
@@ -206,7 +206,7 @@ def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
 
     A migrate that was killed leaves the lock until its lease expires; this clears it now.
     """
-    from monarch.migrations.api import unlock as clear
+    from monarch.api.migrations import unlock as clear
 
     environment = session.environment(env)
     if environment.protected:

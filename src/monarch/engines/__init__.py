@@ -19,14 +19,21 @@ if TYPE_CHECKING:
 
 def engine_for(environment: Environment) -> Engine:
     """Return a new, unconnected engine for ``environment``; connecting happens on first use."""
-    row = registry.by_name(environment.engine)
-    if row is None:
+    if registry.by_name(environment.engine) is None:
         raise NotImplementedYet(
             f"environment {environment.name!r} uses the {environment.engine} engine, "
             "which this version of monarch does not support yet",
             hint="use a mongodb:// environment, or upgrade monarch",
         )
+    return engine_class(environment.engine)(environment)  # type: ignore[call-arg]
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The class of engine ``name`` (for what needs no database: checking a backup's stream)."""
+    row = registry.by_name(name)
+    if row is None:
+        raise NotImplementedYet(f"the {name} engine is not supported by this version of monarch",
+                                hint="upgrade monarch")
     module_name, _, class_name = row.engine_class.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    engine: Engine = cls(environment)
-    return engine
+    cls: type[Engine] = getattr(importlib.import_module(module_name), class_name)
+    return cls

@@ -231,9 +231,11 @@ class Engine(Protocol):
         """
         ...
 
-    def check(self, inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
+    @staticmethod
+    def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
         """Read a whole stream of ``backup_format`` and say what is wrong with it, touching no
-        database (a damaged stream is an answer, not an error)."""
+        database (a damaged stream is an answer, not an error). A static method: verify calls
+        it on the engine's class, with no environment at hand."""
         ...
 
     def recover_restore(self) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from monarch.engines.base import ARCHIVE_FORMAT, ServerInfo
+from monarch.engines.base import ARCHIVE_FORMAT, Capabilities, Dropped, ServerInfo
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.odm import MongoengineDefault
 
@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
-    from monarch.engines.base import Dropped, DumpStats, RestoreStats
+    from monarch.engines.base import DumpStats, Engine, RestoreStats, StreamCheck
     from monarch.engines.mongo.history import MongoHistory, ServerClock
     from monarch.engines.mongo.lock import MongoLock
-    from monarch.io import Writable
+    from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
 
@@ -33,6 +33,7 @@ class MongoEngine:
 
     name = "mongo"
     backup_format = ARCHIVE_FORMAT
+    capabilities = Capabilities(query_sets=True, mongodump_input=True)
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -98,32 +99,40 @@ class MongoEngine:
             self._clock = ServerClock(self)
         return self._clock
 
-    def restore_dump(
+    def restore(
         self,
-        reader: DumpReader,
+        inp: Readable | DumpReader,
         *,
-        db: str,
+        from_db: str | None = None,
         progress: Progress | None = None,
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
     ) -> RestoreStats:
+        """See :meth:`monarch.engines.base.Engine.restore`: ``inp`` is a mongodump archive
+        stream or an opened dump reader; ``from_db`` defaults to the dump's only database."""
         from monarch.engines.mongo.restore import restore_dump
 
-        return restore_dump(
-            self, reader, db=db, progress=progress, workers=workers, before_swap=before_swap
-        )
+        return restore_dump(self, inp, db=from_db, progress=progress, workers=workers,
+                            before_swap=before_swap)
+
+    @staticmethod
+    def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
+        """Read a mongodump archive through: its structure, and each collection's CRC-64."""
+        from monarch.engines.mongo.check import check_archive
+
+        return check_archive(inp, progress)
 
     def recover_restore(self) -> str | None:
         from monarch.engines.mongo.restore import recover_restore
 
         return recover_restore(self)
 
-    def same_database(self, other: object) -> bool:
+    def same_database(self, other: Engine) -> bool:
         from monarch.engines.mongo.restore import same_database
 
         return same_database(self, other)
 
-    def dump_archive(
+    def dump(
         self,
         out: Writable,
         *,
@@ -132,6 +141,7 @@ class MongoEngine:
         parallel: int = 4,
         action: str = "backup",
     ) -> DumpStats:
+        """See :meth:`monarch.engines.base.Engine.dump` (a mongodump archive, see :mod:`.dump`)."""
         from monarch.engines.mongo.dump import dump_archive
 
         return dump_archive(
@@ -140,7 +150,6 @@ class MongoEngine:
 
     def drop(self) -> Dropped:
         """Drop the database (``dropDatabase``), after finishing an interrupted restore."""
-        from monarch.engines.base import Dropped
         from monarch.engines.mongo.journal import is_operational
         from monarch.engines.mongo.restore import recover_restore
 

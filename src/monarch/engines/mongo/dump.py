@@ -10,7 +10,7 @@ Documents are never decoded, except in collections whose query set entry has a `
 ``out`` is anything with ``write()``: a compressor over a store upload for a backup, a pipe for
 copy_db. The function neither closes nor flushes it.
 
-This is the engine half of :meth:`monarch.engines.base.Engine.dump_archive`; keep its signature
+This is the engine half of :meth:`monarch.engines.base.Engine.dump`; keep its signature
 stable, copy_db calls it too.
 """
 

@@ -18,6 +18,7 @@ import bson
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
 from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW, invalid_collection_name
+from monarch.archive.reader import ArchiveReader
 from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.mongo._inserter import Inserter
 from monarch.engines.mongo._moves import INDEX_FIELDS_DROPPED
@@ -36,7 +37,9 @@ from monarch.errors import (
     ConnectionFailed,
     IndexRefused,
     MonarchError,
+    UsageError,
 )
+from monarch.io import Readable
 from monarch.progress import Item, NullProgress
 
 if TYPE_CHECKING:
@@ -71,18 +74,20 @@ class _Target:
 
 def restore_dump(
     engine: MongoEngine,
-    reader: DumpReader,
+    inp: Readable | DumpReader,
     *,
-    db: str,
+    db: str | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
     before_swap: Callable[[], None] | None = None,
     command: str = "monarch restore",
 ) -> RestoreStats:
-    """Replace ``engine``'s database with database ``db`` of ``reader``'s dump, exactly.
+    """Replace ``engine``'s database with database ``db`` of the dump ``inp``, exactly.
 
-    See :meth:`monarch.engines.base.Engine.restore_dump`. Raises :class:`ArchiveError` for a
-    corrupt dump, :class:`IndexRefused` for an index the server will not build,
+    See :meth:`monarch.engines.base.Engine.restore`: ``inp`` is an archive stream or an
+    opened dump reader, ``db`` the database to take from it (default: its only one).
+    Raises :class:`ArchiveError` for a corrupt dump, :class:`IndexRefused` for an index the
+    server will not build,
     :class:`~monarch.errors.RestoreBusy` if another restore is running, and
     :class:`BackupError` for anything else that stops it; in every case before the swap the
     target is as it was. ``before_swap`` runs once everything is verified, just before the
@@ -90,6 +95,8 @@ def restore_dump(
     """
     started = time.monotonic()
     env = engine.environment
+    reader = ArchiveReader(inp) if isinstance(inp, Readable) else inp
+    db = db if db is not None else _only_database(reader)
     wanted = [m for m in reader.collections if m.db == db and not _skipped(m)]
     skipped = [m.namespace for m in reader.collections if m.db == db and _skipped(m)]
     _check_supported(wanted, env.database)
@@ -299,6 +306,14 @@ def same_database(engine: MongoEngine, other: object) -> bool:
             raise
         finally:
             engine.db.drop_collection(probe)
+
+
+def _only_database(reader: DumpReader) -> str:
+    found = sorted({m.db for m in reader.collections if m.db})
+    if len(found) != 1:
+        raise UsageError(f"the dump holds {len(found)} databases ({', '.join(found)}); say "
+                         "which one to restore", hint="pass --from-db NAME")
+    return found[0]
 
 
 def _skipped(meta: CollectionMeta) -> bool:

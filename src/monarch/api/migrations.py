@@ -15,13 +15,13 @@ events go to the ``monarch.migrations`` logger).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monarch.api.backups import backup
 from monarch.engines import engine_for
 from monarch.errors import (
     MigrationError,
@@ -360,14 +360,7 @@ def _warn_drift(plan: planning.Plan, reporter: Reporter) -> None:
 
 
 def _backup(config: Config, environment: str, reporter: Reporter) -> str:
-    try:
-        backups = importlib.import_module("monarch.backups.api")
-    except ImportError as exc:
-        raise MigrationError(
-            "a backup before migrating was asked for, but backups are not available",
-            hint="run without --backup (and without backup_before_migrate)",
-        ) from exc
-    made = backups.backup(config, environment, label="pre-migrate")
+    made = backup(config, environment, label="pre-migrate")
     name = str(made.name)
     reporter.message(f"backed up {environment!r} as {name} before running migrations")
     return name

@@ -1,0 +1,12 @@
+"""The command layer: every public function of monarch, with its real signature.
+
+Each command takes the loaded :class:`~monarch.config.Config` first, checks what the
+configuration alone can tell (names, protected environments), opens the store and the engines
+once, passes them down to the feature packages (:mod:`monarch.migrations`,
+:mod:`monarch.backups`) and closes them. ``monarch``'s top-level names come from here; the CLI
+calls nothing else.
+
+``migrations.py``: generate, list_migrations, migrate, migrate_one, rollback, unlock.
+``backups.py``: backup, list_backups, restore, copy_db, verify, prune, delete_backup, drop_db,
+recover, generate_query_set, list_query_sets.
+"""

@@ -1,0 +1,264 @@
+"""The backup commands: what ``monarch.backup(...)`` and the CLI call.
+
+Each takes the loaded :class:`~monarch.config.Config` first, checks what can be checked from
+the configuration alone (names, protection), opens the store and the engines once, hands them
+to :mod:`monarch.backups` and closes them. Each raises a :class:`~monarch.errors.MonarchError`
+on failure; none prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
+
+from monarch.backups import backup as _backup_module
+from monarch.backups import copy as _copy_module
+from monarch.backups import restore as _restore_module
+from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, scan
+from monarch.backups.legacy import LegacyBackup, list_legacy
+from monarch.backups.prune import DeleteResult, PruneResult
+from monarch.backups.prune import delete_backup as _delete_backup
+from monarch.backups.prune import prune as _prune
+from monarch.backups.querysets import query_set_for
+from monarch.backups.verify import VerifyResult
+from monarch.backups.verify import verify as _verify
+from monarch.backups.writer import BackupResult, compression_method
+from monarch.engines import engine_for, registry
+from monarch.querysets import files as _querysets
+from monarch.querysets.files import QuerySetInfo
+from monarch.safety import require_confirmation
+from monarch.stores import open_store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from monarch.backups.copy import CopyResult
+    from monarch.backups.restore import RestoreResult
+    from monarch.config import Config
+    from monarch.engines.base import Dropped, Engine
+    from monarch.progress import Progress
+    from monarch.querysets.plan import QueryPlan
+
+
+@contextmanager
+def _engines(config: Config, *names: str) -> Iterator[list[Engine]]:
+    """Engines for environments ``names`` (unconnected), closed afterwards whatever happens."""
+    with ExitStack() as stack:
+        engines = []
+        for name in names:
+            engine = engine_for(config.environment(name))
+            stack.callback(engine.close)
+            engines.append(engine)
+        yield engines
+
+
+def backup(
+    config: Config,
+    env_name: str,
+    *,
+    label: str | None = None,
+    query_set: str | QueryPlan | None = None,
+    compression: str | None = None,
+    progress: Progress | None = None,
+    parallel: int | None = None,
+) -> BackupResult:
+    """Back up environment ``env_name``'s database into the backup store.
+
+    Works for every engine: MongoDB databases are written as a mongodump archive, PostgreSQL
+    and SQLite ones as their own tool's dump. ``label`` ends the name
+    (``production-20260101T120000Z-<label>``); ``query_set`` (a name in ``querysets/``, a
+    class-based query set's class name, or a loaded :class:`~monarch.querysets.plan.QueryPlan`)
+    narrows and transforms what is dumped; ``compression`` is ``"zstd"``, ``"gzip"`` or
+    ``"none"`` (default: the store's ``compression`` option, else gzip). Returns once the
+    manifest is written: the backup then exists and is listed. On any error nothing is listed
+    and the upload is aborted.
+    """
+    method = compression_method(config, compression)
+    with _engines(config, env_name) as (engine,):
+        # First, before the store is touched: a class-based query set runs on the database.
+        plan = query_set_for(config, query_set, engine)
+        return _backup_module.backup(
+            open_store(config.backups), engine, compression=method, label=label,
+            query_set=plan, progress=progress, parallel=parallel or 4,
+        )
+
+
+def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | LegacyBackup]:
+    """The complete backups in the store (only ``env``'s when given), oldest first.
+
+    Reads manifests only: no database is contacted. Backups without a manifest (unfinished or
+    interrupted) are never listed; an unreadable manifest is skipped with a logged warning.
+    Backups of monarch 0.0.x (``*.dmp.zip``) come as :class:`LegacyBackup` among them, by
+    date; with ``env``, those named after its MongoDB database (as the original tool named them).
+    """
+    database = None
+    if env is not None:
+        environment = config.environment(env)  # unknown name: a clear error with known ones
+        database = environment.database if legacy_backups_of(config, env) else None
+    store = open_store(config.backups)
+    found: list[BackupInfo | LegacyBackup] = [*scan(store, env).backups]
+    if env is None or database:
+        found += list_legacy(store, database)
+    return sorted(found, key=lambda b: b.created)
+
+
+def legacy_backups_of(config: Config, env: str) -> bool:
+    """Whether environment ``env`` can have backups of monarch 0.0.x (a MongoDB one)."""
+    row = registry.by_name(config.environment(env).engine)
+    return row is not None and row.legacy_backups
+
+
+def restore(
+    config: Config,
+    backup_name: str,
+    env_name: str,
+    *,
+    from_db: str | None = None,
+    confirm: str | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    max_size: str | int | None = None,
+) -> RestoreResult:
+    """Replace environment ``env_name``'s database with the backup ``backup_name``, exactly.
+
+    ``backup_name`` is a backup in the store, or a path to a mongodump archive file or dump
+    directory, or a backup of monarch 0.0.x. ``from_db`` picks the database of a dump that
+    holds several. ``confirm`` must name a protected environment. ``workers`` is the number of
+    insertion threads (default: measured best for one server). ``max_size`` (bytes, or a size
+    such as ``"50G"``) caps what a dump without a manifest may decompress to (default:
+    ``[backups] max_restore_size``, else 100 times its size on disk, at least 256 MiB).
+
+    Afterwards the database holds exactly the backup's collections, documents and indexes;
+    collections not in the backup are gone. Any failure raises before the swap, leaving the
+    target as it was; a crash during the swap is finished by the next restore (or
+    :func:`recover`). See :func:`monarch.backups.restore.restore`.
+    """
+    environment = config.environment(env_name)
+    require_confirmation(environment, "restore", confirm)
+    ceiling: tuple[str | int | None, str] = (max_size, "--max-size")
+    if max_size is None:
+        configured = config.backups.options.get("max_restore_size")
+        ceiling = (configured if isinstance(configured, str | int) else None,
+                   "[backups] max_restore_size")
+    with _engines(config, env_name) as (engine,):
+        return _restore_module.restore(
+            open_store(config.backups), engine, backup_name, from_db=from_db,
+            progress=progress, workers=workers, ceiling=ceiling,
+        )
+
+
+def copy_db(
+    config: Config,
+    source_env: str,
+    target_env: str,
+    *,
+    query_set: str | QueryPlan | None = None,
+    keep_backup: bool = False,
+    confirm: str | None = None,
+    progress: Progress | None = None,
+    parallel: int | None = None,
+    workers: int | None = None,
+    compression: str | None = None,
+) -> CopyResult:
+    """Replace ``target_env``'s database with ``source_env``'s, exactly, streaming.
+
+    ``query_set`` narrows and transforms what is copied, as for a backup. ``keep_backup`` also
+    stores the stream as a normal, listed backup of the source (``compression`` as for
+    ``backup``). ``parallel`` collections are read at once; ``workers`` threads insert.
+    ``confirm`` must name a protected target.
+
+    Refuses a source and target that are the same environment, or the same database under two
+    names (asked of the server, not judged from URLs), and environments of different engines.
+    The target changes only in the final swap, as for a restore (docs/restore.md).
+    """
+    source_environment = config.environment(source_env)
+    target_environment = config.environment(target_env)
+    _copy_module.refuse_same(source_environment, target_environment)
+    require_confirmation(target_environment, "copy_db into it", confirm)
+    method = compression_method(config, compression)
+    with _engines(config, source_env, target_env) as (source, target):
+        plan = None
+        if query_set is not None:
+            _backup_module.refuse_query_set(source, query_set, "a copy")
+            source.server_info()  # an unreachable source fails as such, not as a query set
+            plan = query_set_for(config, query_set, source)  # a class-based one runs there
+        return _copy_module.copy_db(
+            source, target, query_set=plan,
+            keep_backup_in=open_store(config.backups) if keep_backup else None,
+            compression=method, progress=progress, parallel=parallel, workers=workers,
+        )
+
+
+def verify(config: Config, name: str, *, progress: Progress | None = None) -> VerifyResult:
+    """Read backup ``name``'s whole archive from the store and check it against its manifest.
+
+    Returns a result listing every problem found (a damaged backup is an answer, not an
+    error). Raises :class:`~monarch.errors.BackupNotFound` if there is no such backup. No
+    database is contacted. See :func:`monarch.backups.verify.verify`.
+    """
+    return _verify(open_store(config.backups), name, progress=progress)
+
+
+def prune(
+    config: Config,
+    *,
+    keep_last: int | None = None,
+    keep_daily: int | None = None,
+    keep_weekly: int | None = None,
+    env: str | None = None,
+    dry_run: bool = False,
+    leftover_age: float = LEFTOVER_AGE,
+) -> PruneResult:
+    """Delete the backups no rule keeps (only ``env``'s when given), then the leftovers.
+
+    At least one ``keep_*`` rule is required: prune never deletes every backup by default.
+    With ``dry_run`` nothing is deleted and the result says what would be. Backups of monarch
+    0.0.x are never pruned (``delete_backup`` deletes one). Unfinished uploads and orphan
+    archives older than ``leftover_age`` seconds are removed too.
+    """
+    return _prune(config, open_store(config.backups), keep_last=keep_last, keep_daily=keep_daily,
+                  keep_weekly=keep_weekly, env=env, dry_run=dry_run, leftover_age=leftover_age)
+
+
+def delete_backup(config: Config, name: str) -> DeleteResult:
+    """Delete backup ``name``: its manifest first (it stops existing), then its archive.
+    See :func:`monarch.backups.prune.delete_backup`."""
+    return _delete_backup(open_store(config.backups), name)
+
+
+def drop_db(config: Config, env_name: str, *, confirm: str | None = None) -> Dropped:
+    """Drop environment ``env_name``'s database; return what was removed.
+
+    ``confirm`` must be the environment's name if it is protected (else ConfirmationRequired,
+    and nothing is done). What "drop" means depends on the engine (docs/backups.md): MongoDB
+    drops the database, PostgreSQL replaces it by an empty one with the same owner, grants and
+    settings, SQLite removes the file. A database that does not exist is no error.
+    """
+    environment = config.environment(env_name)
+    require_confirmation(environment, "drop_db", confirm)
+    with _engines(config, env_name) as (engine,):
+        engine.server_info()  # an unreachable server fails as such, before anything else
+        return engine.drop()
+
+
+def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str | None:
+    """Finish (or clean up after) a restore or copy into ``env_name`` that was interrupted.
+
+    Returns what was done, or None when nothing was pending. Any restore or copy_db into the
+    environment does this first by itself; this is for doing it without restoring again.
+    """
+    environment = config.environment(env_name)
+    require_confirmation(environment, "recover", confirm)
+    with _engines(config, env_name) as (engine,):
+        return _restore_module.recover(engine)
+
+
+def generate_query_set(config: Config, name: str, *, force: bool = False) -> Path:
+    """Write ``querysets/<name>.py``, a commented template; return its path."""
+    return _querysets.generate_query_set(config, name, force=force)
+
+
+def list_query_sets(config: Config) -> list[QuerySetInfo]:
+    """The query sets in ``querysets/``: files, and classes based on ``monarch.QuerySet``."""
+    return _querysets.list_query_sets(config)
