@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from monarch import list_backups
-from monarch.backups.writer import claim_name, release_name
 from monarch.backups.naming import claim_key, parse_name
+from monarch.backups.writer import claim_name, release_name
 from tests.backups.conftest import Project, environ, seed_shop
 
 

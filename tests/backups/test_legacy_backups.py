@@ -24,8 +24,8 @@ from pymongo.database import Database
 import monarch
 from monarch.archive.limits import SizeLimitExceeded
 from monarch.archive.zipdump import check_zip_dump
-from monarch.api.backups import BackupResult
 from monarch.backups.legacy import LegacyBackup
+from monarch.backups.writer import BackupResult
 from monarch.errors import ArchiveError, BackupNotFound, UsageError
 from tests.backups.conftest import Project
 from tests.backups.restore_support import seed, snapshot

@@ -20,8 +20,8 @@ import pytest
 from pymongo.database import Database
 
 from monarch import backup, restore
-from monarch.archive import CollectionMeta, open_archive
 from monarch.api.backups import recover
+from monarch.archive import CollectionMeta, open_archive
 from monarch.engines import engine_for
 from monarch.engines.mongo.journal import (
     ASIDE_PREFIX,

@@ -18,8 +18,8 @@ import pytest
 from pymongo.database import Database
 
 from monarch import backup, copy_db, list_backups, restore
-from monarch.archive import CollectionMeta
 from monarch.api.backups import recover
+from monarch.archive import CollectionMeta
 from monarch.engines.mongo._moves import move, probe, scratch_name
 from monarch.engines.mongo.journal import ASIDE_PREFIX, JOURNAL, STAGING_PREFIX, derived_name
 from monarch.errors import BackupError
