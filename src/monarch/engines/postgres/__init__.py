@@ -143,7 +143,8 @@ class PostgresEngine:
             self, stream, progress=progress, before_swap=before_swap, privileges=privileges
         )
 
-    def check(self, inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
+    @staticmethod
+    def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
         """pg_restore reads the dump from ``inp`` whole, restoring nothing (see :mod:`.check`).
 
         ``progress`` is not told anything: the caller counts the bytes it hands over (it

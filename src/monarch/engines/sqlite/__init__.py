@@ -162,7 +162,8 @@ class SQLiteEngine:
         stream = byte_stream(inp, self.backup_format)
         return restore_file(self, stream, progress=progress, before_swap=before_swap)
 
-    def check(self, inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
+    @staticmethod
+    def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
         """SQLite's integrity check on a temporary copy of the file read from ``inp``.
 
         ``progress`` is not told anything: the caller counts the bytes it hands over (it
