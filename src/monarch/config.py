@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from monarch.engines import registry
 from monarch.errors import ConfigError
+from monarch.legacy import NOTICE as LEGACY_NOTICE
+from monarch.legacy import read_legacy_settings
 from monarch.secrets import Secret, redact_text, redact_url, split_userinfo, url_secrets
+from monarch.text import percent_encode, user_path
 
 CONFIG_NAME = "monarch.toml"
 LEGACY_SETTINGS = Path("migrations") / "settings.py"
@@ -202,9 +205,15 @@ def load_config(
     found = find_config(start, path)
     env = os.environ if environ is None else environ
     if found.name == "settings.py":
-        from monarch.legacy import load_legacy_settings
-
-        return load_legacy_settings(found, env)
+        root = found.parent.parent  # the project's folder, where the original tool ran
+        return config_from_dict(
+            read_legacy_settings(found, root=root),
+            found,
+            env,
+            root=root,
+            source="legacy",
+            notices=(LEGACY_NOTICE.format(path=found),),
+        )
     try:
         text = found.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -586,17 +595,3 @@ def _string(value: object, where: str, key: str) -> str:
 def _path_value(value: object, base: Path, where: str, key: str) -> Path:
     path = user_path(_string(value, where, key))
     return path if path.is_absolute() else base / path
-
-
-def user_path(text: str | os.PathLike[str]) -> Path:
-    """``text`` as a path with ``~`` expanded; kept as written where there is no such home."""
-    path = Path(text)
-    try:
-        return path.expanduser()
-    except (RuntimeError, ValueError):  # ~nobody-here/..., or a name no user can have
-        return path
-
-
-def percent_encode(text: str, safe: str = "") -> str:
-    """``text`` percent-encoded for a URL; undecodable bytes from the OS pass through as bytes."""
-    return quote(text, safe=safe, errors="surrogatepass")

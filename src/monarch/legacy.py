@@ -2,6 +2,9 @@
 
 Those projects keep working unchanged; ``monarch init --from-settings`` turns the file into a
 ``monarch.toml``. The settings file is Python, so reading it runs it, as the original tool did.
+
+It is part of the configuration's layer, below :mod:`monarch.config`: it only turns the file into
+the dict a monarch.toml would hold, and :func:`monarch.config.load_config` builds the Config.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from monarch.config import Config, config_from_dict, percent_encode, user_path
 from monarch.errors import ConfigError
+from monarch.text import percent_encode, user_path
 
 _ENV_KEYS = ("host", "port", "db_name", "username", "password", "sslCAFile")
 NOTICE = "reading the legacy {path}; `monarch init --from-settings` converts it to monarch.toml"
@@ -49,21 +52,6 @@ def read_legacy_settings(path: Path, *, root: Path | None = None) -> dict[str, A
     if backups is not None:
         data["backups"] = _legacy_backups(path, backups)
     return data
-
-
-def load_legacy_settings(path: Path, environ: Mapping[str, str]) -> Config:
-    """Load a legacy settings file as a :class:`Config` (rooted at the project folder)."""
-    root = path.parent.parent
-    data = read_legacy_settings(path, root=root)
-    data["migrations"] = str(path.parent)
-    return config_from_dict(
-        data,
-        path,
-        environ,
-        root=root,
-        source="legacy",
-        notices=(NOTICE.format(path=path),),
-    )
 
 
 def _legacy_url(path: Path, name: str, raw: Mapping[str, Any], root: Path | None) -> str:

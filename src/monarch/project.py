@@ -10,6 +10,7 @@ from typing import Any
 
 from monarch.config import CONFIG_NAME, LEGACY_SETTINGS, Config, Environment
 from monarch.errors import ConfigError
+from monarch.legacy import read_legacy_settings
 from monarch.secrets import split_userinfo
 
 _TEMPLATE = """\
@@ -106,8 +107,6 @@ def _database_name(folder: str) -> str:
 
 
 def _convert_settings(settings: Path) -> tuple[str, tuple[str, ...]]:
-    from monarch.legacy import read_legacy_settings
-
     data = read_legacy_settings(settings)
     variables: list[str] = []
     lines = [

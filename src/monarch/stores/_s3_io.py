@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, cast
 
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 
@@ -20,15 +20,33 @@ from monarch.stores.base import UploadBase
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, GetObjectOutputTypeDef
-
-    from monarch.stores.s3 import S3Store
 
 MAX_PARTS = 10_000
 PARTS_PER_STEP = 1_000
 MAX_PART_SIZE = 5 << 30
 READ_RESUMES = 5  # reconnections in a row without a byte read before a read fails
 T = TypeVar("T")
+
+
+class StreamStore(Protocol):
+    """What the streams need of their store (:class:`monarch.stores.s3.S3Store` is the one);
+    written here so that this module depends on the store's shape, not on its module."""
+
+    bucket: str
+    display_url: str
+    part_size: int
+    in_flight: int
+
+    @property
+    def client(self) -> S3Client: ...
+
+    def exists(self, full_key: str) -> bool: ...
+
+    def object_args(self) -> dict[str, Any]: ...
+
+    def errors(self, doing: str, key: str | None = None) -> AbstractContextManager[None]: ...
 
 
 def part_size_for(number: int, first: int) -> int:
@@ -48,7 +66,7 @@ class S3Upload(UploadBase):
     ``abort()``) the multipart upload is aborted, so no parts are left behind to pay for.
     """
 
-    def __init__(self, store: S3Store, key: str, full_key: str, exclusive: bool) -> None:
+    def __init__(self, store: StreamStore, key: str, full_key: str, exclusive: bool) -> None:
         self._store = store
         self._key = key
         self._full_key = full_key
@@ -221,7 +239,7 @@ class S3Stream(io.RawIOBase):
     """The body of a GetObject; if the connection drops, reads on from the same byte."""
 
     def __init__(
-        self, store: S3Store, key: str, full_key: str, response: GetObjectOutputTypeDef
+        self, store: StreamStore, key: str, full_key: str, response: GetObjectOutputTypeDef
     ) -> None:
         self._store = store
         self._key = key
@@ -234,7 +252,7 @@ class S3Stream(io.RawIOBase):
 
     @classmethod
     def open(
-        cls, store: S3Store, key: str, full_key: str, response: GetObjectOutputTypeDef
+        cls, store: StreamStore, key: str, full_key: str, response: GetObjectOutputTypeDef
     ) -> BinaryIO:
         """Wrap a GetObject response as a buffered binary stream."""
         return io.BufferedReader(cls(store, key, full_key, response), buffer_size=1 << 20)
