@@ -20,8 +20,10 @@ the children) and peak RSS (the largest child's high-water mark, ``VmHWM``)::
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
+import queue
 import random
 import signal
 import statistics
@@ -30,10 +32,26 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from bson import ObjectId
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+from tests.servers import mongo_tools, start_mongo
+
+from monarch.archive import (
+    ArchiveReader,
+    Documents,
+    iter_documents,
+    open_compressed_writer,
+    open_decompressed_reader,
+)
+from monarch.archive.compression import CompressedWriter
+from monarch.engines.mongo.dump import BATCH_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
@@ -108,8 +126,6 @@ def measure(label: str, *commands: list[str]) -> Run:
 
 def generate(db: object, total: int, seed: int = 1) -> int:
     """Four collections of different shapes; returns the BSON bytes inserted (approximately)."""
-    from bson import ObjectId
-
     rng = random.Random(seed)
     base = datetime(2020, 1, 1, tzinfo=UTC)
     shapes = {  # collection -> (share of documents, document factory)
@@ -152,10 +168,6 @@ def raw_read(url: str, parallel: int) -> None:
     Same query shape as monarch's dump (biggest collection first, ~4 MB batches), so the
     difference between the two is the archive writing, compression, hashing and storing.
     """
-    from pymongo import MongoClient
-
-    from monarch.engines.mongo.dump import BATCH_BYTES
-
     db = MongoClient(url).get_default_database()
     sizes = {}
     for name in db.list_collection_names():
@@ -189,13 +201,6 @@ def raw_insert(url: str, archive: str) -> None:
     One thread reads and splits while the main thread inserts (as a restore overlaps them);
     nothing else: no staging, no checks, no indexes.
     """
-    import queue
-
-    from bson.raw_bson import RawBSONDocument
-    from pymongo import MongoClient
-
-    from monarch.archive import ArchiveReader, Documents, iter_documents
-
     db = MongoClient(url).get_default_database()
     batches: queue.Queue[tuple[str, list[RawBSONDocument]] | None] = queue.Queue(maxsize=8)
 
@@ -219,12 +224,6 @@ def compress_alone(raw: Path, rounds: int = 5) -> list[Run]:
     The best of ``rounds`` is kept. "gzip level 1 (zlib)" is what gzip falls back to where
     ISA-L is not installed.
     """
-    import io
-    import zlib
-
-    from monarch.archive import open_compressed_writer, open_decompressed_reader
-    from monarch.archive.compression import CompressedWriter
-
     data = Path(_resolve(str(raw), raw.parent / "store", raw.parent)).read_bytes()
     cases: list[tuple[str, str, Callable[[io.BytesIO], CompressedWriter]]] = [
         (f"{m} level {lv}", m, lambda out, m=m, lv=lv: open_compressed_writer(out, m, lv))
@@ -258,9 +257,6 @@ def compress_alone(raw: Path, rounds: int = 5) -> list[Run]:
 
 
 def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Path) -> list[Run]:
-    from pymongo import MongoClient
-    from tests.servers import mongo_tools
-
     tools = mongo_tools()
     client = MongoClient(server_uri)
     for name in ("bench_src", "bench_dst"):
@@ -397,7 +393,6 @@ def main() -> None:
     args = parser.parse_args()
     # A stopped benchmark must stop its server too: turn SIGTERM into a normal exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    from tests.servers import start_mongo
 
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print("# command: python benchmarks/backup_bench.py " + " ".join(sys.argv[1:]), flush=True)

@@ -29,6 +29,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.servers import MongoServer, start_mongo  # noqa: E402
 
+import monarch  # noqa: E402
+
 TRIVIAL = """\
 from monarch import MongoMigration
 
@@ -93,7 +95,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    import monarch
 
     server: MongoServer = start_mongo()
     with server, tempfile.TemporaryDirectory(prefix="monarch-bench-") as tmp:

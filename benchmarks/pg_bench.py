@@ -30,6 +30,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from tests.servers.postgres import start_postgres
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 ENV = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
@@ -58,8 +61,6 @@ def measure(label: str, argv: list[str]) -> Run:
 
 
 def generate(url: str, rows: int) -> None:
-    import psycopg
-
     events, users = rows * 8 // 10, rows // 10
     orders = rows - events - users
     with psycopg.connect(url, autocommit=True) as conn:
@@ -152,7 +153,6 @@ def main() -> None:
     parser.add_argument("--rows", default="100000,1000000", help="comma-separated sizes")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from tests.servers.postgres import start_postgres
 
     print(f"{platform.python_implementation()} {platform.python_version()} on "
           f"{platform.machine()}, {os.cpu_count()} CPUs")

@@ -19,6 +19,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import bson
+from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS
+from pymongo import MongoClient
+from pymongo.database import Database
+from tests.servers import mongo_tools, start_mongo
+
+from monarch import backup, load_config, restore
+from monarch.archive import Documents, open_archive
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
@@ -29,13 +38,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    import bson
-    from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS
-    from pymongo import MongoClient
-    from tests.servers import mongo_tools, start_mongo
 
-    from monarch import backup, load_config, restore
-    from monarch.archive import Documents, open_archive
 
     with start_mongo() as server, tempfile.TemporaryDirectory() as work:
         root = Path(work)
@@ -94,8 +97,6 @@ def main() -> None:
 
 
 def generate(db: object, docs: int) -> None:
-    from pymongo.database import Database
-
     assert isinstance(db, Database)
     rng = random.Random(1)
     db.users.insert_many(({"_id": i, "name": f"user {i}", "email": f"u{i}@example.com",

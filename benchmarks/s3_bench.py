@@ -31,7 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.servers.s3 import LOCAL_KINDS  # noqa: E402  (after the path is set)
+import boto3  # noqa: E402
+from boto3.s3.transfer import TransferConfig  # noqa: E402
+from tests.servers import start_s3  # noqa: E402
+from tests.servers.s3 import ENV_ENDPOINT, LOCAL_KINDS  # noqa: E402
+
+from monarch.config import StoreConfig  # noqa: E402
+from monarch.stores import open_store  # noqa: E402
 
 MiB = 1 << 20
 CASES = ["monarch upload", "boto3 upload", "monarch download", "boto3 download"]
@@ -78,12 +84,6 @@ def memory_kib(field: str) -> int:
 
 def child(case: str, endpoint: str, bucket: str, mib: int, part_size: str) -> None:
     """Run one case and print its figures as JSON (this is the child process)."""
-    import boto3
-    from boto3.s3.transfer import TransferConfig
-
-    from monarch.config import StoreConfig
-    from monarch.stores import open_store
-
     size = mib * MiB
     store = open_store(
         StoreConfig(f"s3://{bucket}/bench", {"endpoint_url": endpoint, "part_size": part_size})
@@ -135,8 +135,6 @@ def main() -> None:
         child(args.child, args.endpoint, args.bucket, args.mib, args.part_size)
         return
 
-    from tests.servers import start_s3
-    from tests.servers.s3 import ENV_ENDPOINT
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     with start_s3("external" if os.environ.get(ENV_ENDPOINT) else args.server) as server:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -154,8 +155,6 @@ def s3_locked_bucket(s3_server: S3Server, s3_bucket_on: Callable[..., S3Bucket])
 
     Skipped, saying so, on a server that cannot create such a bucket.
     """
-    from botocore.exceptions import ClientError
-
     try:
         return s3_bucket_on(s3_server.kind, object_lock=True)
     except ClientError as exc:

@@ -9,6 +9,8 @@ Messages must never contain a secret: build them from redacted values only.
 
 from __future__ import annotations
 
+import signal
+
 
 class MonarchError(Exception):
     """Root of monarch's errors.
@@ -173,8 +175,6 @@ class Terminated(KeyboardInterrupt):
 
 
 def _signal_name(signum: int) -> str:
-    import signal
-
     try:
         return signal.Signals(signum).name
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 
 import pytest
 import zstandard
@@ -107,8 +108,6 @@ def test_corrupt_compressed_data_is_refused(method: Method) -> None:
 
 @pytest.mark.parametrize("method", ["zstd", "gzip"])
 def test_corruption_is_reported_where_it_was_found_not_at_byte_0(method: Method) -> None:
-    import re
-
     payload = b"".join(os.urandom(64) + b"repetitive text " * 40 for _ in range(1600))
     data = bytearray(compress(payload, method))
     assert len(data) > 60_000

@@ -20,7 +20,12 @@ from monarch.archive import (
     TruncatedArchive,
     open_archive,
 )
-from monarch.archive.format import MAGIC_BYTES, TERMINATOR_BYTES, encode_header
+from monarch.archive.format import (
+    MAGIC_BYTES,
+    TERMINATOR_BYTES,
+    encode_collection_metadata,
+    encode_header,
+)
 from monarch.errors import ArchiveError
 from tests.archive.helpers import collect, make_archive
 
@@ -46,8 +51,6 @@ def ns_header(db: str, coll: str, *, eof: bool = False, crc: int = 0) -> bytes:
 
 
 def prelude(*metas: CollectionMeta) -> bytes:
-    from monarch.archive.format import encode_collection_metadata
-
     return (
         MAGIC_BYTES
         + encode_header("7.0", "t", 1)

@@ -15,7 +15,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
 
-from monarch.archive import CollectionMeta, Method, iter_documents, open_archive
+from monarch.archive import CollectionMeta, DirectoryReader, Method, iter_documents, open_archive
 from tests.archive.helpers import collect, make_archive
 from tests.servers import MongoServer, MongoTools
 
@@ -130,8 +130,6 @@ def test_mongodump_directory_output_reads_like_its_archive(
     mongo_url: str,
     tmp_path: Path,
 ) -> None:
-    from monarch.archive import DirectoryReader
-
     mongo_db["items"].insert_many(sample_documents(50))
     run(mongo_tools.mongodump, f"--uri={mongo_url}", f"--out={tmp_path / 'dir'}", "--gzip")
     run(mongo_tools.mongodump, f"--uri={mongo_url}", f"--archive={tmp_path / 'a'}")

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
+from monarch.cli import main
 from monarch.config import Config, load_config
 from monarch.stores import open_store
 from monarch.stores.base import Store
@@ -64,8 +65,6 @@ class Project:
 
     def cli(self, *args: str, input: str | None = None) -> CliResult:
         """Run ``monarch`` in this process, through its real entry point."""
-        from monarch.cli import main
-
         logger = logging.getLogger("monarch")
         handlers = list(logger.handlers)
         runner = CliRunner()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import random
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
+from click.testing import CliRunner
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.database import Database
 
@@ -28,6 +31,7 @@ from monarch.archive import (
     iter_documents,
     open_compressed_writer,
 )
+from monarch.cli import main
 from monarch.config import Config, load_config
 from monarch.engines.mongo.journal import ASIDE_PREFIX, JOURNAL, PROBE_PREFIX, STAGING_PREFIX
 from tests.backups.helpers import server_documents
@@ -178,13 +182,6 @@ class CliRun:
 
 def run_cli(two_dbs: TwoDbs, *args: str) -> CliRun:
     """``monarch --config ... ARGS`` in this process, through the real entry point."""
-    import logging
-    import sys
-
-    from click.testing import CliRunner
-
-    from monarch.cli import main
-
     logger = logging.getLogger("monarch")
     handlers = list(logger.handlers)
     with CliRunner().isolation() as (out, err, _):

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from monarch.config import Config, load_config
@@ -52,9 +55,6 @@ class SQLProject:
 
     def process(self, *args: str, timeout: float = 120) -> CliResult:
         """Run ``python -m monarch`` as a separate process."""
-        import subprocess
-        import sys
-
         done = subprocess.run(
             [sys.executable, "-m", "monarch", "--config", str(self.config_path), *args],
             cwd=self.root, env=environ(), capture_output=True, text=True,
@@ -119,8 +119,6 @@ def flip_byte(path: Path, at: float = 0.5) -> None:
 
 def bulk_fill(url: str, rows: int) -> None:
     """Two plain tables with ``rows`` rows between them (for timing and kill tests)."""
-    import psycopg
-
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, kind text, body text);"

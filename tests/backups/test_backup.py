@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -76,8 +77,6 @@ def test_manifest_describes_source_archive_and_each_collection(shop: Project) ->
 
 
 def test_manifest_json_is_stable_and_complete(shop: Project) -> None:
-    import json
-
     result = backup(shop.config(), "development", label="nightly")
     with shop.store().reader(f"{result.name}.manifest.json") as f:
         doc: dict[str, Any] = json.load(f)

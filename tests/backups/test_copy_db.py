@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monarch import copy_db, list_backups, verify
+from monarch import copy_db, list_backups, restore, verify
 from monarch.backups.copy import CopyResult
 from monarch.config import load_config
 from monarch.errors import ConfirmationRequired, QuerySetError, UsageError
@@ -86,7 +86,6 @@ def test_copy_db_keep_backup_stores_a_listed_verifiable_backup_of_the_source(
     assert verify(config, listed.name).ok
     assert any("kept backup" in line for line in result.summary())
     # The kept backup restores to the very same data.
-    from monarch import restore
 
     two_dbs.target.extra.insert_one({})
     restore(config, listed.name, "staging")

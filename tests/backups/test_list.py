@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from monarch import backup, list_backups
+from monarch.backups.catalog import read_manifest
 from monarch.config import config_from_dict
-from monarch.errors import ConfigError
+from monarch.errors import ConfigError, ManifestError
 from tests.backups.conftest import Project
 from tests.servers.ports import free_port
 
@@ -88,9 +89,6 @@ def test_other_files_in_the_store_are_ignored(shop: Project) -> None:
 
 
 def test_a_future_manifest_format_is_refused_by_name(shop: Project) -> None:
-    from monarch.backups.catalog import read_manifest
-    from monarch.errors import ManifestError
-
     result = backup(shop.config(), "development")
     store = shop.store()
     with store.reader(result.manifest_key) as f:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from bson import Binary, Int64, ObjectId, Regex, Timestamp
 from pymongo.database import Database
 
 from monarch import backup, copy_db, generate_query_set, list_query_sets
+from monarch.archive import iter_documents
 from monarch.errors import BackupError, QuerySetError, UsageError
 from monarch.querysets.files import load_query_set, query_set_from
 from tests.backups.conftest import Project, environ, seed_shop
@@ -81,8 +86,6 @@ def test_untransformed_collections_pass_through_byte_for_byte(shop: Project) -> 
 
 
 def _split(batch: bytes) -> list[bytes]:
-    from monarch.archive import iter_documents
-
     return [bytes(d) for d in iter_documents(batch)]
 
 
@@ -101,11 +104,6 @@ def test_transform_returning_none_leaves_the_document_out(shop: Project) -> None
 
 
 def test_transform_keeps_bson_types_it_does_not_touch(project: Project) -> None:
-    import datetime
-    import uuid
-
-    from bson import Binary, Int64, ObjectId, Regex, Timestamp
-
     doc = {
         "_id": ObjectId(), "when": datetime.datetime(1960, 5, 1, 12, 30, tzinfo=datetime.UTC),
         "big": Int64(5), "small": 5, "uid": Binary.from_uuid(uuid.uuid4()),
@@ -523,8 +521,6 @@ def test_a_0_0_x_project_backs_up_through_its_query_set_by_class_name(
     tmp_path: Path, mongo_url: str, mongo_db: Database[dict[str, Any]]
 ) -> None:
     """No monarch.toml: the original's settings.py, query set file and command line."""
-    from urllib.parse import urlsplit
-
     seed_shop(mongo_db)
     mongo_db.audit_log.insert_many([{"who": "admin", "n": i} for i in range(5)])
     parts = urlsplit(mongo_url)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from pymongo.errors import PyMongoError
 
 from monarch import backup, restore
 from monarch.api.backups import recover
@@ -255,11 +259,6 @@ def test_an_archive_written_with_archive_writer_alone_restores_exactly(two_dbs: 
 
 def every_bson_value() -> list[dict[str, Any]]:
     """One document per BSON type (and edge value) that a server might store."""
-    import datetime
-    import uuid
-
-    from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
-
     values: list[Any] = [
         None, True, False, 0, -(2**31), 2**31 - 1, Int64(2**62), Int64(-(2**63)), 1.5, -0.0,
         1e308, "", "ünïcødé ✓", "x" * 10_000, ObjectId(), Binary(b"\x00\xff" * 10),
@@ -274,8 +273,6 @@ def every_bson_value() -> list[dict[str, Any]]:
 
 
 def test_every_value_the_server_stores_round_trips_byte_for_byte(two_dbs: TwoDbs) -> None:
-    from pymongo.errors import PyMongoError
-
     kept = 0
     for doc in every_bson_value():
         try:

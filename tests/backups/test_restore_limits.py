@@ -5,10 +5,12 @@ restore ceiling; either way the target is untouched and no staging is left."""
 from __future__ import annotations
 
 import gzip
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 import bson
+import psycopg
 import pytest
 
 from monarch import backup, restore, verify
@@ -55,8 +57,6 @@ def database_state(two_dbs: TwoDbs) -> tuple[list[str], int]:
 
 def database_names(url: str) -> list[str]:
     """Every database of the PostgreSQL server at ``url``."""
-    import psycopg
-
     with psycopg.connect(url, autocommit=True) as conn:
         return sorted(r[0] for r in conn.execute("SELECT datname FROM pg_database"))
 
@@ -72,8 +72,6 @@ def refused_untouched(two_dbs: TwoDbs, run: Callable[[], object], match: str) ->
 
 
 def test_a_limited_reader_passes_the_limit_exactly_and_refuses_the_byte_after() -> None:
-    import io
-
     assert LimitedReader(io.BytesIO(b"x" * 10), 10, what="w", why="y").read() == b"x" * 10
     with pytest.raises(SizeLimitExceeded, match=r"larger than y \(10 bytes\): reading "
                                                 r"stopped at byte 11") as caught:

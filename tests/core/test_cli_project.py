@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from monarch import __version__
+
 
 def monarch(
     *args: str, cwd: Path, env: dict[str, str] | None = None
@@ -29,8 +31,6 @@ def monarch(
 
 
 def test_version_is_printed(tmp_path: Path) -> None:
-    from monarch import __version__
-
     result = monarch("--version", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.strip() == f"monarch {__version__}"

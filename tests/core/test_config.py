@@ -10,6 +10,7 @@ import pytest
 
 from monarch.config import find_config, load_config
 from monarch.errors import ConfigError
+from monarch.stores import open_store
 
 
 def write(path: Path, text: str) -> Path:
@@ -111,8 +112,6 @@ def test_environment_with_an_unset_password_still_shows_what_is_known(tmp_path: 
 def test_an_unset_backup_credential_stops_only_commands_that_open_the_store(
     tmp_path: Path,
 ) -> None:
-    from monarch.stores import open_store
-
     path = write(
         tmp_path / "monarch.toml",
         '[backups]\nurl = "s3://bucket/p"\naws_secret_access_key = "${AWS_SECRET_ACCESS_KEY}"\n'

@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 
 import monarch
@@ -159,8 +160,6 @@ def test_traceback_of_a_malformed_postgres_url_never_prints_the_password(
 def test_a_failed_migration_keeps_no_decoded_password_in_its_history(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    import psycopg
-
     # The test server trusts every local connection, so any password gets in.
     scheme, _, rest = postgres_url.partition("://")
     user, _, hosts = rest.rpartition("@")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from monarch.config import config_from_dict
 from monarch.engines import engine_for
+from monarch.engines.postgres import dbprops
+from monarch.engines.postgres import restore as module
 from monarch.history import LockOwner
 
 
@@ -63,9 +65,6 @@ def restore(url: str, file: Path) -> None:
 
 
 def restore_pause(url: str, file: Path, where: str) -> None:
-    from monarch.engines.postgres import dbprops
-    from monarch.engines.postgres import restore as module
-
     def pause() -> None:
         print("paused", flush=True)
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
 import time
 from pathlib import Path
@@ -18,8 +19,6 @@ pytestmark = pytest.mark.slow
 
 
 def _expect_line(process: object, wanted: str, timeout: float = 60) -> str:
-    import selectors
-
     assert process.stdout is not None  # type: ignore[attr-defined]
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[attr-defined]

@@ -31,6 +31,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from monarch.errors import MonarchError
+from tests.fuzz.mutate import case_rng
+from tests.fuzz.samples import load_samples, read_tree, write_tree
+from tests.fuzz.targets import target
+
 ROOT = Path(__file__).resolve().parents[2]
 AS_HEADROOM = 1024 * 1024 * 1024
 """Address space a case may map beyond what the child had after loading (then MemoryError)."""
@@ -177,10 +182,6 @@ def _watch(args: dict[str, Any], targets: Sequence[str], report: Report, *, case
 def _found(args: dict[str, Any], report: Report, case: int, kind: str, detail: str) -> None:
     """Record a case that killed its child, keeping its input (made again: it is
     deterministic) where ``--replay`` finds it."""
-    from tests.fuzz.mutate import case_rng
-    from tests.fuzz.samples import load_samples
-    from tests.fuzz.targets import target
-
     targets = args["targets"]
     chosen = target(targets[case % len(targets)])
     pool = load_samples(Path(args["samples"]), chosen.kind)
@@ -229,8 +230,6 @@ def scratch_root() -> str | None:
 
 def run_case(target: Any, data: Any, scratch: Path) -> tuple[str, str | None, str]:
     """Run one case: ``(outcome, finding kind or None, traceback)``."""
-    from monarch.errors import MonarchError
-
     try:
         target.run(data, scratch)
     except MonarchError as exc:
@@ -246,8 +245,6 @@ def run_case(target: Any, data: Any, scratch: Path) -> tuple[str, str | None, st
 
 def save_input(folder: Path, target: str, data: Any, detail: str, *, seed: int, case: int) -> None:
     """Keep a finding's input where ``scripts/fuzz --replay FOLDER`` runs it again."""
-    from tests.fuzz.samples import write_tree
-
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(data, dict):
         shutil.rmtree(folder / "input", ignore_errors=True)
@@ -259,10 +256,6 @@ def save_input(folder: Path, target: str, data: Any, detail: str, *, seed: int, 
 
 
 def _child(args: dict[str, Any]) -> None:
-    from tests.fuzz.mutate import case_rng
-    from tests.fuzz.samples import load_samples
-    from tests.fuzz.targets import target
-
     targets = [target(name) for name in args["targets"]]
     samples = {t.name: load_samples(Path(args["samples"]), t.kind) for t in targets}
     for name, found in samples.items():
@@ -313,9 +306,6 @@ def _child(args: dict[str, Any]) -> None:
 def replay(folder: Path) -> tuple[str, str]:
     """Run a saved finding (or corpus entry) again in this process: its outcome (``accepted``,
     the monarch error's class name, or ``crash``...) and the traceback of a crash ("" if none)."""
-    from tests.fuzz.samples import read_tree
-    from tests.fuzz.targets import target
-
     case = json.loads((folder / "case.json").read_text())
     chosen = target(case["target"])
     source = folder / "input"

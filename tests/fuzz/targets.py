@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -28,15 +29,23 @@ from typing import Any
 
 import zstandard
 
+from monarch import list_backups, verify
 from monarch.archive import DirectoryReader, open_archive
 from monarch.archive.events import DumpReader
+from monarch.archive.limits import restore_ceiling
+from monarch.archive.zipdump import check_zip_dump
 from monarch.backups.manifest import Manifest
+from monarch.backups.naming import parse_name
+from monarch.backups.sources import open_source
 from monarch.config import Config, config_from_dict, load_config
+from monarch.engines import engine_for
 from monarch.engines.postgres.sql import split_postgres
 from monarch.engines.sqlite.sql import split_sqlite
 from monarch.engines.sqltext import has_sql
 from monarch.io import Readable
 from monarch.migrations.sqlfiles import parse as parse_sql
+from monarch.stores import open_store
+from monarch.stores.s3 import parse_part_size
 from tests.fuzz.mutate import Mutator, length_fields
 from tests.fuzz.samples import Tree, write_tree
 
@@ -149,10 +158,6 @@ def consume(reader: DumpReader) -> None:
 
 def restore_source(config: Config, name: str) -> None:
     """Open ``name`` as ``restore`` does (a backup name, an archive file or a dump folder)."""
-    from monarch.backups.sources import open_source
-    from monarch.engines import engine_for
-    from monarch.stores import open_store
-
     engine = engine_for(config.environment("dev"))
     with open_source(open_store(config.backups), name, engine, None) as source:
         assert not isinstance(source.input, Readable)  # a MongoDB dump is read as events
@@ -280,8 +285,6 @@ def _backup_parts(tree: Tree) -> tuple[bytes, bytes]:
 def mutate_backup(rng: random.Random, tree: Tree, others: Sequence[Tree]) -> Tree:
     """Damage the manifest, the archive (telling the manifest its new size and SHA-256, so that
     the archive's own checks are what must catch it), or both."""
-    import hashlib
-
     manifest, archive = _backup_parts(tree)
     roll = rng.random()
     if roll < 0.6:
@@ -307,9 +310,6 @@ def mutate_backup(rng: random.Random, tree: Tree, others: Sequence[Tree]) -> Tre
 def read_backup(tree: Tree, scratch: Path) -> None:
     """Put the backup in a local store under its own name and key, then list, verify and
     restore-read it."""
-    from monarch import list_backups, verify
-    from monarch.backups.naming import parse_name
-
     manifest, archive = _backup_parts(tree)
     try:
         doc = json.loads(manifest)
@@ -409,9 +409,6 @@ def mutate_toml(rng: random.Random, data: bytes, others: Sequence[bytes]) -> byt
 
 def _use_config(config: Config) -> None:
     """Everything a command takes from a loaded configuration, sizes included."""
-    from monarch.archive.limits import restore_ceiling
-    from monarch.stores.s3 import parse_part_size
-
     for name, env in config.environments.items():
         _ = (env.display_url, env.host, env.database, env.protected_reason)
         config.environment(name)
@@ -508,9 +505,6 @@ LEGACY_NAME = "legacy_app__2016_11_01"
 
 def read_legacy_zip(data: bytes, scratch: Path) -> None:
     """Check the zip, restore-read it as a file, then as a backup in the store."""
-    from monarch import verify
-    from monarch.archive.zipdump import check_zip_dump
-
     path = scratch / "copy.dmp.zip"
     path.write_bytes(data)
     check_zip_dump(path)

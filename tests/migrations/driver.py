@@ -13,6 +13,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from monarch.cli import main
 from monarch.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,8 +75,6 @@ class Driver:
 
     def cli(self, *args: str, input: str | None = None, tty: bool = False) -> CliResult:
         """Run ``monarch`` in this process, through its real entry point."""
-        from monarch.cli import main
-
         logger = logging.getLogger("monarch")
         handlers = list(logger.handlers)
         runner = CliRunner()

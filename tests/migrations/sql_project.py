@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from tests.migrations.driver import Driver, migration_source
 
 # Counts a migration's runs (or rollbacks) in a table, the same SQL on both engines.
@@ -97,8 +99,6 @@ class SQLProject(Driver):
     def connect(self) -> Iterator[Any]:
         """A connection of our own to the database (autocommit)."""
         if self.engine == "postgres":
-            import psycopg
-
             conn: Any = psycopg.connect(self.url, autocommit=True)
         else:
             conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import mongoengine
 import pytest
 from mongoengine.connection import ConnectionFailure, get_connection
 from pymongo.database import Database
 
+import monarch
 from tests.migrations.legacy_project import LegacyProject
 
 ADD_INDEX = "201603141200", "add_email_index"
@@ -280,10 +282,6 @@ def test_the_cli_works_end_to_end_in_the_project_folder(legacy: LegacyProject) -
 
 
 def test_monarch_reexports_click_echo_and_progressbar() -> None:
-    import click
-
-    import monarch
-
     assert monarch.echo is click.echo
     assert monarch.progressbar is click.progressbar
 

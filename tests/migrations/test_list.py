@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import monarch
+from monarch.engines import engine_for
 from monarch.history import LockOwner, Record
 from tests.migrations.conftest import Project
 
@@ -146,6 +147,4 @@ def test_library_list_migrations_returns_a_status_report(project: Project) -> No
 
 
 def _engine(project: Project) -> Any:
-    from monarch.engines import engine_for
-
     return engine_for(project.config().environment("development"))

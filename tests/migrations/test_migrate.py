@@ -9,6 +9,7 @@ import pytest
 
 import monarch
 from monarch.errors import DriftError, MigrationFailed
+from monarch.migrations.discovery import checksum
 from monarch.migrations.results import RunResult
 from tests.migrations.conftest import Project
 
@@ -42,7 +43,6 @@ def test_migrate_records_each_migration_in_monarch_migrations(project: Project) 
     assert record["version"] == monarch.__version__
     assert record["error"] is None
     assert record["run_count"] == 1
-    from monarch.migrations.discovery import checksum
 
     assert record["checksum"] == checksum(path.read_bytes())
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import monarch
 from monarch.engines import engine_for
 from monarch.history import LockOwner
 from tests.migrations.conftest import Project, SQLProject
@@ -112,8 +113,6 @@ def test_a_signal_while_waiting_for_the_lock_says_nothing_was_changed(project: P
 
 def test_a_library_caller_keeps_pythons_own_signal_handling(project: Project) -> None:
     """Only the command installs handlers: importing and calling monarch changes nothing."""
-    import monarch
-
     before = {s: signal.getsignal(s) for s in CODES}
     project.counting(A)
     monarch.migrate(project.config(), "development")

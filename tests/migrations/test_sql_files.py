@@ -17,6 +17,7 @@ from monarch.errors import MigrationError, UsageError
 from monarch.migrations.discovery import discover, load
 from monarch.migrations.migration import Migration
 from monarch.migrations.sqlfiles import SQLFileMigration, parse
+from tests.migrations.driver import Driver
 
 PG_URL = "postgresql://app@127.0.0.1:1/app"  # never connected to: generate only reads config
 
@@ -243,8 +244,6 @@ def test_generate_sql_is_refused_for_mongodb(tmp_path: Path) -> None:
 
 
 def test_cli_generate_takes_engine_and_sql(tmp_path: Path) -> None:
-    from tests.migrations.driver import Driver
-
     class Here(Driver):
         root = tmp_path
         spawned = []  # noqa: RUF012 - one throwaway instance

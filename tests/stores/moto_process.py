@@ -14,6 +14,8 @@ import urllib.request
 from types import TracebackType
 from typing import Any
 
+import boto3
+
 _SERVE = """
 import sys
 from moto.server import ThreadedMotoServer
@@ -48,8 +50,6 @@ class MotoProcess:
 
     def client(self, service: str = "s3", **credentials: str) -> Any:
         """A boto3 client for this server (admin credentials unless others are given)."""
-        import boto3
-
         make: Any = boto3.client  # the service name is a plain str here
         return make(
             service, endpoint_url=self.endpoint_url, region_name=REGION, **(credentials or ADMIN)

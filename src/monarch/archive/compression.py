@@ -22,16 +22,11 @@ from monarch.archive.errors import TruncatedArchive
 from monarch.errors import ArchiveError
 from monarch.io import Buffer, Readable, Writable
 
-
-def _load_isal() -> ModuleType | None:
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
-        return None
-    return isal_zlib
-
-
-_isal_zlib = _load_isal()
+_isal_zlib: ModuleType | None
+try:
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
+    _isal_zlib = None
 
 Method = Literal["zstd", "gzip", "none"]
 METHODS: tuple[Method, ...] = ("zstd", "gzip", "none")

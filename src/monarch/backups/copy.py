@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from monarch.backups._pipe import Pipe, Tee
 from monarch.backups.backup import refuse_query_set
 from monarch.backups.manifest import ARCHIVE_FORMAT, unit_of
+from monarch.backups.restore import stream_summary_lines, summary_lines
 from monarch.backups.writer import DEFAULT_COMPRESSION, BackupWriter
 from monarch.engines import registry
 from monarch.errors import UsageError
@@ -70,8 +71,6 @@ class CopyResult:
 
     def summary(self) -> list[str]:
         """What the CLI prints: totals, what was removed, and the kept backup."""
-        from monarch.backups.restore import stream_summary_lines, summary_lines
-
         if self.format != ARCHIVE_FORMAT:
             lines = stream_summary_lines(self.tables, self.format, None, self.seconds,
                                          self.dropped, recovered=self.recovered)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from monarch.archive.compression import METHODS, open_decompressed_reader
+from monarch.archive.limits import LimitedReader
+from monarch.errors import ArchiveError
 from monarch.io import Buffer, Readable, Writable
 
 if TYPE_CHECKING:
@@ -85,10 +88,6 @@ def open_held(raw: Readable, manifest: Manifest) -> tuple[HashingReader, Limited
     size exactly. Both raise :class:`~monarch.errors.ArchiveError` from ``read``; the caller
     still compares the stored bytes' size and SHA-256 at the end (``hashed``).
     """
-    from monarch.archive.compression import METHODS, open_decompressed_reader
-    from monarch.archive.limits import LimitedReader
-    from monarch.errors import ArchiveError
-
     archive = manifest.archive
     name = manifest.name
     if archive.compression not in METHODS:

@@ -23,7 +23,7 @@ from monarch.backups.sources import open_source
 from monarch.backups.stored import CheckedStream
 from monarch.errors import ArchiveError, ConnectionFailed, MonarchError
 from monarch.io import Readable
-from monarch.progress import Item, NullProgress, Summary
+from monarch.progress import Item, NullProgress, Summary, format_duration, format_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,8 +83,6 @@ def summary_lines(
     recovered: str | None = None,
 ) -> list[str]:
     """Human lines describing a restore or copy (shared by :class:`RestoreResult` and copy_db)."""
-    from monarch.progress import format_duration, format_size
-
     documents = sum(c.documents for c in collections)
     size = sum(c.bytes for c in collections)
     lines = []
@@ -109,8 +107,6 @@ def stream_summary_lines(
     recovered: str | None = None,
 ) -> list[str]:
     """Human lines for a restore or copy of a PostgreSQL or SQLite database."""
-    from monarch.progress import format_duration, format_size
-
     lines = [f"first: {recovered}"] if recovered else []
     through = f" from {format_size(size)} of {format}" if size else ""
     lines.append(f"{len(tables)} table{'s' if len(tables) != 1 else ''}{through} in "

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
+
 from monarch.errors import MonarchError, QuerySetError
 
 if TYPE_CHECKING:
@@ -109,8 +111,6 @@ def run_class(cls: type[QuerySet], database: Database[Any], path: Path) -> Class
     Raises QuerySetError, naming ``path`` and the class, if ``run()``, ``only()`` or
     ``exclude()`` fails or returns something else than collection names.
     """
-    import click
-
     where = f"{path}: {cls.__name__}"
     try:
         instance = cls(database)

@@ -6,8 +6,14 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import ARCHIVE_FORMAT, Capabilities, Dropped, ServerInfo
+from monarch.engines.mongo.check import check_archive
+from monarch.engines.mongo.dump import dump_archive
 from monarch.engines.mongo.errors import translated
+from monarch.engines.mongo.history import MongoHistory, ServerClock
+from monarch.engines.mongo.journal import is_operational
+from monarch.engines.mongo.lock import MongoLock
 from monarch.engines.mongo.odm import MongoengineDefault
+from monarch.engines.mongo.restore import recover_restore, restore_dump, same_database
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -18,8 +24,6 @@ if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
     from monarch.engines.base import DumpStats, Engine, RestoreStats, StreamCheck
-    from monarch.engines.mongo.history import MongoHistory, ServerClock
-    from monarch.engines.mongo.lock import MongoLock
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -83,18 +87,12 @@ class MongoEngine:
         return {"db": self.db, "client": self.client}
 
     def history(self) -> MongoHistory:
-        from monarch.engines.mongo.history import MongoHistory
-
         return MongoHistory(self, self._server_clock())
 
     def migration_lock(self, name: str = "migrate") -> MongoLock:
-        from monarch.engines.mongo.lock import MongoLock
-
         return MongoLock(self, self._server_clock(), name)
 
     def _server_clock(self) -> ServerClock:
-        from monarch.engines.mongo.history import ServerClock
-
         if self._clock is None:
             self._clock = ServerClock(self)
         return self._clock
@@ -110,27 +108,19 @@ class MongoEngine:
     ) -> RestoreStats:
         """See :meth:`monarch.engines.base.Engine.restore`: ``inp`` is a mongodump archive
         stream or an opened dump reader; ``from_db`` defaults to the dump's only database."""
-        from monarch.engines.mongo.restore import restore_dump
-
         return restore_dump(self, inp, db=from_db, progress=progress, workers=workers,
                             before_swap=before_swap)
 
     @staticmethod
     def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
         """Read a mongodump archive through: its structure, and each collection's CRC-64."""
-        from monarch.engines.mongo.check import check_archive
-
         return check_archive(inp, progress)
 
     def recover_restore(self) -> str | None:
-        from monarch.engines.mongo.restore import recover_restore
-
         return recover_restore(self)
 
     def same_database(self, other: Engine) -> bool:
-        from monarch.engines.mongo.restore import same_database
-
-        return same_database(self, other)
+        return isinstance(other, MongoEngine) and same_database(self, other)
 
     def dump(
         self,
@@ -142,17 +132,12 @@ class MongoEngine:
         action: str = "backup",
     ) -> DumpStats:
         """See :meth:`monarch.engines.base.Engine.dump` (a mongodump archive, see :mod:`.dump`)."""
-        from monarch.engines.mongo.dump import dump_archive
-
         return dump_archive(
             self, out, query_set=query_set, progress=progress, parallel=parallel, action=action
         )
 
     def drop(self) -> Dropped:
         """Drop the database (``dropDatabase``), after finishing an interrupted restore."""
-        from monarch.engines.mongo.journal import is_operational
-        from monarch.engines.mongo.restore import recover_restore
-
         database = self.environment.database
         # Not listDatabases: a user with rights on this database only may not run it.
         with translated(self.environment, "listing collections"):

@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
+
 from monarch.engines.mongo.errors import first_line
 from monarch.errors import BackupError
 
@@ -83,8 +85,6 @@ def move(db: Database[Any], old: str, new: str) -> str:
 
 
 def _copy(db: Database[Any], old: str, new: str) -> None:
-    from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
-
     source = db.get_collection(old, codec_options=DEFAULT_RAW_BSON_OPTIONS)
     options = {k: v for k, v in source.options().items() if k != "autoIndexId"}
     db.command({"create": new, **options})

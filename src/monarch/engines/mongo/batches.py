@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+
 from monarch.errors import MigrationError
 
 if TYPE_CHECKING:
@@ -86,8 +88,6 @@ def walk(
 
 def _type_class(value: object) -> str:
     """The ``$type`` alias of the class of values a ``$gt`` on ``value`` can reach."""
-    from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
-
     if value is None:
         return "null"
     if isinstance(value, bool):

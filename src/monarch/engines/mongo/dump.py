@@ -23,6 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import bson
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.errors import InvalidDocument
+
+from monarch._version import __version__
 from monarch.archive.meta import COLLECTION, VIEW, CollectionMeta
 from monarch.archive.writer import ArchiveWriter, NamespaceStats
 from monarch.engines.base import CollectionDump, DumpStats
@@ -30,6 +36,7 @@ from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.journal import is_operational, unfinished_swap
 from monarch.errors import BackupError
 from monarch.io import Writable
+from monarch.progress import Item
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -90,8 +97,6 @@ def dump_archive(
     )
     stats = {(s.db, s.collection): s for s in writer.stats}
     if progress is not None:
-        from monarch.progress import Item
-
         progress.start(action, [Item(s.meta.collection, s.documents, s.size) for s in sources])
     ended: dict[str, NamespaceStats] = {}
     for source in sources:
@@ -138,8 +143,6 @@ def dump_archive(
 
 
 def _tool_version() -> str:
-    from monarch._version import __version__
-
     return f"monarch {__version__}"
 
 
@@ -346,11 +349,6 @@ def _find(collection: Collection[Any], query: CollectionQuery | None, avg: int |
 
 def _transformer(meta: CollectionMeta, query: CollectionQuery) -> Callable[[bytes], bytes]:
     """Decode a batch, apply the query set's transform to each document, encode it again."""
-    import bson
-    from bson.binary import UuidRepresentation
-    from bson.codec_options import CodecOptions, DatetimeConversion
-    from bson.errors import InvalidDocument
-
     # Settings that give back, on encoding, exactly what was decoded: both UUID subtypes,
     # dates outside Python's range, time zones.
     options: CodecOptions[dict[str, Any]] = CodecOptions(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import bson
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
+from monarch.archive.events import CollectionEnd
 from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW, invalid_collection_name
 from monarch.archive.reader import ArchiveReader
 from monarch.engines.base import CollectionRestored, RestoreStats
@@ -187,8 +188,6 @@ class _Staging:
 
     def load(self, reader: DumpReader, source_db: str) -> dict[str, int]:
         """Insert every selected document into staging; return the acknowledged counts."""
-        from monarch.archive.events import CollectionEnd
-
         self._progress.start("restore", [Item(name) for name in self.targets])
         inserter = Inserter(self._db, self._engine.environment, self.workers, self._progress)
         pending: dict[str, tuple[list[RawBSONDocument], int]] = {}
@@ -279,16 +278,12 @@ def recover_restore(engine: MongoEngine) -> str | None:
     return recovered
 
 
-def same_database(engine: MongoEngine, other: object) -> bool:
+def same_database(engine: MongoEngine, other: MongoEngine) -> bool:
     """Whether ``other`` reaches ``engine``'s very database, asked of the servers themselves.
 
     Host names cannot tell (``localhost``, ``127.0.0.1``, a DNS alias, a replica set member):
     a uniquely named empty collection is created here and looked for there.
     """
-    from monarch.engines.mongo import MongoEngine
-
-    if not isinstance(other, MongoEngine):
-        return False
     probe = f"{PROBE_PREFIX}{secrets.token_hex(6)}"
     with translated(engine.environment, "checking whether two environments are one database"):
         try:

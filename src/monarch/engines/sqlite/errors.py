@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,8 +55,6 @@ def check_file(environment: Environment, *, must_exist: bool = False) -> Path:
 @contextmanager
 def translated(environment: Environment, doing: str) -> Iterator[None]:
     """Run a block of sqlite3 calls, turning its errors into MonarchError (``from`` them)."""
-    import sqlite3
-
     try:
         yield
     except MonarchError:
