@@ -13,7 +13,7 @@ import pytest
 from bson import ObjectId
 
 import monarch
-from monarch.migrations.progress import Progress, StreamReporter
+from monarch.migrations.progress import LoopProgress, StreamReporter
 from tests.migrations.conftest import Project
 
 A = "20240101000001_backfill"
@@ -177,23 +177,23 @@ def test_custom_checkpoints_and_progress_for_hand_written_loops(project: Project
 def test_progress_line_on_a_terminal_shows_counts_rate_and_eta() -> None:
     err = io.StringIO()
     reporter = StreamReporter(io.StringIO(), err, tty=True)
-    reporter.progress(Progress(A, "items", 2500, 10000, 0, 5.0))
+    reporter.progress(LoopProgress(A, "items", 2500, 10000, 0, 5.0))
     text = err.getvalue()
     assert text.startswith("\r")
     assert "items: 2,500/10,000 (25%), 500/s, ETA 0:00:15" in text
 
 
 def test_progress_rate_and_eta_count_only_this_runs_work() -> None:
-    resumed = Progress(A, "items", 6000, 10000, 5000, 10.0)
+    resumed = LoopProgress(A, "items", 6000, 10000, 5000, 10.0)
     assert resumed.rate == 100
     assert resumed.eta == 40
-    assert Progress(A, "items", 0, None, 0, 0.0).describe() == "items: 0"
+    assert LoopProgress(A, "items", 0, None, 0, 0.0).describe() == "items: 0"
 
 
 def test_library_reports_progress_through_a_given_reporter(project: Project) -> None:
     project.db.items.insert_many([{"_id": i} for i in range(4)])
     project.write(A, "for _ in self.batches('items', size=2): pass")
-    seen: list[Progress] = []
+    seen: list[LoopProgress] = []
 
     class Collect:
         def message(self, text: str, *, warning: bool = False) -> None:
@@ -202,7 +202,7 @@ def test_library_reports_progress_through_a_given_reporter(project: Project) -> 
         def started(self, step: object) -> None:
             pass
 
-        def progress(self, progress: Progress) -> None:
+        def progress(self, progress: LoopProgress) -> None:
             seen.append(progress)
 
         def finished(self, outcome: object) -> None:

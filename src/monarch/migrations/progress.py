@@ -23,7 +23,7 @@ TERMINAL_EVERY = 0.1
 
 
 @dataclass(frozen=True)
-class Progress:
+class LoopProgress:
     """How far one loop of a migration is: ``done`` of ``total`` items (total may be unknown).
 
     ``start_done`` is where this run started (a resumed run starts past 0); rate and ETA are
@@ -71,7 +71,7 @@ class Reporter(Protocol):
 
     def started(self, step: Step) -> None: ...
 
-    def progress(self, progress: Progress) -> None: ...
+    def progress(self, progress: LoopProgress) -> None: ...
 
     def finished(self, outcome: Outcome) -> None: ...
 
@@ -88,7 +88,7 @@ class LoggingReporter:
     def started(self, step: Step) -> None:
         log.info("%s ...", step.describe())
 
-    def progress(self, progress: Progress) -> None:
+    def progress(self, progress: LoopProgress) -> None:
         now = time.monotonic()
         if now - self._last >= PLAIN_EVERY:
             self._last = now
@@ -116,7 +116,7 @@ class StreamReporter:
         if self.tty:
             self._draw(f"{step.describe()} ...")
 
-    def progress(self, progress: Progress) -> None:
+    def progress(self, progress: LoopProgress) -> None:
         now = time.monotonic()
         if now - self._last < (TERMINAL_EVERY if self.tty else PLAIN_EVERY):
             return

@@ -27,7 +27,7 @@ from monarch.history import (
     LockHolder,
     Record,
 )
-from monarch.migrations.progress import Progress, Reporter
+from monarch.migrations.progress import LoopProgress, Reporter
 from monarch.migrations.results import Interrupted, Outcome, Step
 
 if TYPE_CHECKING:
@@ -341,7 +341,7 @@ class _Runtime:
         now = time.monotonic()
         started, start_done = self._starts.setdefault(label, (now, done))
         self.runner.reporter.progress(
-            Progress(self.record.name, label, done, total, start_done, now - started)
+            LoopProgress(self.record.name, label, done, total, start_done, now - started)
         )
 
     def checkpoint(self, key: str) -> dict[str, Any] | None:
