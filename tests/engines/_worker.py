@@ -21,12 +21,13 @@ from pathlib import Path
 
 from monarch.config import config_from_dict
 from monarch.engines import engine_for
+from monarch.engines.base import Engine
 from monarch.engines.postgres import dbprops
 from monarch.engines.postgres import restore as module
 from monarch.history import LockOwner
 
 
-def _engine(url: str) -> object:
+def _engine(url: str) -> Engine:
     data = {"environments": {"w": {"url": url}}}
     return engine_for(config_from_dict(data, None, os.environ, root=Path("/")).environment("w"))
 
@@ -36,7 +37,7 @@ def _owner() -> LockOwner:
 
 
 def race(url: str, folder: Path) -> None:
-    lock = _engine(url).migration_lock()  # type: ignore[attr-defined]
+    lock = _engine(url).migration_lock()
     print("ready", flush=True)
     while not (folder / "go").exists():
         time.sleep(0.001)
@@ -49,7 +50,7 @@ def race(url: str, folder: Path) -> None:
 
 
 def hold(url: str) -> None:
-    lock = _engine(url).migration_lock()  # type: ignore[attr-defined]
+    lock = _engine(url).migration_lock()
     while not lock.try_acquire(_owner(), 60.0).acquired:
         time.sleep(0.05)
     print("acquired", flush=True)
@@ -60,7 +61,7 @@ def hold(url: str) -> None:
 def restore(url: str, file: Path) -> None:
     engine = _engine(url)
     with file.open("rb") as dump:
-        result = engine.restore(dump)  # type: ignore[attr-defined]
+        result = engine.restore(dump)
     print(json.dumps({"tables": [c.name for c in result.collections]}), flush=True)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from monarch.engines.base import Engine
 from monarch.errors import BackupError, ConnectionFailed
 from monarch.secrets import REDACTED
 from tests.engines.conftest import PasswordServer, new_engine
@@ -130,26 +131,26 @@ def test_pg_dump_and_pg_restore_get_the_password_in_their_environment_never_argv
 
 
 def test_a_missing_pg_dump_is_reported_with_what_to_install(
-    pg: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    pg: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("MONARCH_PG_BIN", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BackupError, match="pg_dump is not installed") as caught:
-        pg.dump(io.BytesIO())  # type: ignore[attr-defined]
+        pg.dump(io.BytesIO())
     assert "postgresql-client-15" in str(caught.value.hint)
     assert "MONARCH_PG_BIN" in str(caught.value.hint)
 
 
 def test_monarch_pg_bin_without_the_tool_is_an_error(
-    pg: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    pg: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("MONARCH_PG_BIN", str(tmp_path))
     with pytest.raises(BackupError, match=f"MONARCH_PG_BIN is {tmp_path}, which holds no"):
-        pg.dump(io.BytesIO())  # type: ignore[attr-defined]
+        pg.dump(io.BytesIO())
 
 
 def test_a_pg_dump_older_than_the_server_is_refused_with_what_to_install(
-    pg: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    pg: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     fake_tool(tmp_path, "pg_dump", 'echo "pg_dump (PostgreSQL) 11.22"\n')
     monkeypatch.setenv("MONARCH_PG_BIN", str(tmp_path))
