@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # (layer, module prefixes), top first; a module belongs to its longest matching prefix
     ("cli", ["monarch.cli", "monarch.__main__"]),
     ("api", ["monarch", "monarch.api"]),
-    ("commands", ["monarch.migrations", "monarch.backups", "monarch.project", "monarch.safety"]),
+    ("features", ["monarch.migrations", "monarch.backups", "monarch.project", "monarch.safety"]),
     ("parts", ["monarch.engines", "monarch.stores", "monarch.archive", "monarch.querysets"]),
     ("base", ["monarch.config", "monarch.engines.registry", "monarch.progress", "monarch.io",
               "monarch.secrets", "monarch.errors", "monarch.retry", "monarch.sizes",
