@@ -10,6 +10,7 @@ import pytest
 
 from monarch import copy_db, list_backups, restore, verify
 from monarch.backups.copy import CopyResult
+from monarch.cli.render.backups import text
 from monarch.config import load_config
 from monarch.errors import ConfirmationRequired, QuerySetError, UsageError
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
@@ -84,7 +85,7 @@ def test_copy_db_keep_backup_stores_a_listed_verifiable_backup_of_the_source(
     assert listed.name == result.backup.name and listed.environment == "development"
     assert listed.documents == 900
     assert verify(config, listed.name).ok
-    assert any("kept backup" in line for line in result.summary())
+    assert any("kept backup" in line for line in text(result))
     # The kept backup restores to the very same data.
 
     two_dbs.target.extra.insert_one({})

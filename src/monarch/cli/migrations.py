@@ -1,7 +1,8 @@
 """Migration commands: generate, list_migrations, migrate, migrate_one, rollback, unlock.
 
-Each command calls one function of :mod:`monarch.api.migrations` and formats its result; the
-library does every check (including the final word on protected environments).
+Each command calls one function of :mod:`monarch.api.migrations` and shows its result through
+:mod:`monarch.cli.render`; the library does every check (including the final word on protected
+environments).
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from monarch.cli.output import confirm_name, echo_json, table
+from monarch.cli.output import confirm_name
 from monarch.cli.session import Session
 from monarch.engines import registry
 from monarch.errors import UsageError
 
 if TYPE_CHECKING:
     from monarch.migrations.progress import StreamReporter
-    from monarch.migrations.results import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,9 +86,9 @@ def generate(session: Session, name: str, engine: str | None, sql: bool) -> None
     environments of several engines needs --engine.
     """
     from monarch.api.migrations import generate as generate_migration
+    from monarch.cli.render.migrations import MigrationCreated, show
 
-    path = generate_migration(session.config, name, engine=engine, sql=sql)
-    click.echo(f"created {_shown(path)}")
+    show(MigrationCreated(generate_migration(session.config, name, engine=engine, sql=sql)))
 
 
 @click.command()
@@ -103,25 +103,10 @@ def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> i
     missing (recorded, file gone). --check exits 3 when anything needs to run.
     """
     from monarch.api.migrations import list_migrations as status
+    from monarch.cli.render.migrations import show
 
     report = status(session.config, env)
-    if as_json:
-        echo_json(report.to_json())
-    else:
-        rows = [(m.name, m.state.replace("_", " "), m.detail()) for m in report.migrations]
-        if rows:
-            click.echo(table(("MIGRATION", "STATE", "DETAIL"), rows))
-        else:
-            click.echo("No migrations yet: `monarch generate NAME` writes the first one.")
-        if report.lock is not None:
-            lock = report.lock
-            state = "expired" if lock.expired else "held"
-            click.echo(
-                f"\nLock {state}: {lock.describe()} since {lock.acquired_at:%Y-%m-%d %H:%M:%S} "
-                f"UTC, lease until {lock.expires_at:%H:%M:%S} UTC"
-            )
-        work = report.needs_work
-        click.echo(f"\n{len(work)} to run on {env}." if work else f"\n{env} is up to date.")
+    show(report, as_json=as_json)
     return PENDING_EXIT if check and report.needs_work else 0
 
 
@@ -138,10 +123,11 @@ def migrate(session: Session, /, env: str, to: str | None, strict: bool, **optio
     first failure stops the run. A lock keeps two runs from overlapping.
     """
     from monarch.api.migrations import migrate as run
+    from monarch.cli.render.migrations import show
 
     arguments = _run_arguments(session, env, "migrate", options)
     result = run(session.config, env, to=to, strict=strict, **arguments)
-    _summary(result)
+    show(result)
 
 
 @click.command()
@@ -162,10 +148,11 @@ def migrate_one(
     It runs even if it was applied already, and is recorded.
     """
     from monarch.api.migrations import migrate_one as run
+    from monarch.cli.render.migrations import show
 
     arguments = _run_arguments(session, env, "migrate", options)
     result = run(session.config, name, env, record_only=record_only, **arguments)
-    _summary(result)
+    show(result)
 
 
 @click.command()
@@ -190,10 +177,11 @@ def rollback(
     if one of them has none, nothing runs.
     """
     from monarch.api.migrations import rollback as run
+    from monarch.cli.render.migrations import show
 
     arguments = _run_arguments(session, env, "roll back", options)
     result = run(session.config, env, to=to, steps=steps, strict=strict, **arguments)
-    _summary(result)
+    show(result)
 
 
 @click.command()
@@ -207,6 +195,7 @@ def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
     A migrate that was killed leaves the lock until its lease expires; this clears it now.
     """
     from monarch.api.migrations import unlock as clear
+    from monarch.cli.render.migrations import show
 
     environment = session.environment(env)
     if environment.protected:
@@ -221,15 +210,7 @@ def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
             abort=True,
             err=True,
         )
-    result = clear(session.config, env, confirm=confirm)
-    if result.cleared is None:
-        click.echo(f"The migration lock of {env} was free; nothing to clear.")
-    else:
-        holder = result.cleared
-        click.echo(
-            f"Cleared the migration lock of {env}, held by {holder.describe()} since "
-            f"{holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC."
-        )
+    show(clear(session.config, env, confirm=confirm))
 
 
 def _run_arguments(
@@ -260,42 +241,6 @@ def _reporter() -> StreamReporter:
     return StreamReporter(sys.stdout, sys.stderr, tty=sys.stderr.isatty())
 
 
-def _summary(result: RunResult) -> None:
-    env = result.environment
-    verb = "roll back" if result.command == "rollback" else "run"
-    if result.dry_run:
-        for name in result.drift:
-            click.echo(f"Warning: {name} changed since it was applied", err=True)
-        if not result.planned:
-            click.echo(f"Dry run: nothing to {verb} on {env}.")
-            return
-        click.echo(f"Dry run: would {verb} {len(result.planned)} migration(s) on {env}:")
-        for step in result.planned:
-            click.echo(f"  {step.describe()}")
-        click.echo("Nothing was changed.")
-        return
-    if not result.outcomes:
-        click.echo(
-            f"Nothing to {verb} on {env}: it is up to date."
-            if verb == "run"
-            else f"Nothing to roll back on {env}."
-        )
-        return
-    total = sum(o.duration for o in result.outcomes)
-    done = "rolled back" if result.command == "rollback" else "ran"
-    line = f"{done} {len(result.outcomes)} migration(s) on {env} in {total:.2f} s"
-    if result.backup:
-        line += f" (backup: {result.backup})"
-    click.echo(line[0].upper() + line[1:] + ".")
-
-
-def _shown(path: Any) -> str:
-    from pathlib import Path
-
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 COMMANDS = [generate, list_migrations, migrate, migrate_one, rollback, unlock]

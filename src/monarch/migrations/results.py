@@ -1,17 +1,18 @@
-"""What the migration commands return: plain, frozen values (the CLI only formats them)."""
+"""What the migration commands return: plain, frozen values.
+
+The CLI renders them (:mod:`monarch.cli.render.migrations`); the ``describe()`` lines here are
+the run reporter's (:mod:`monarch.migrations.progress`), which prints them as a run goes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from monarch.history import (
     APPLIED,
     FAILED,
     INTERRUPTED,
-    NEW,
     ROLLBACK,
     ROLLED_BACK,
     RUNNING,
@@ -24,8 +25,6 @@ PENDING = "pending"
 CHANGED = "changed"  # applied, but the file changed since
 MISSING = "missing"  # recorded, but the file is gone
 NEEDS_WORK = frozenset({PENDING, FAILED, INTERRUPTED, RUNNING})
-# How monarch 0.0.x named the states its records are read as.
-_LEGACY_STATES = {APPLIED: "Completed", FAILED: "Failed", INTERRUPTED: "Processing", NEW: "New"}
 
 
 def when(value: datetime | None) -> str:
@@ -173,64 +172,6 @@ class MigrationStatus:
     def pending(self) -> bool:
         return self.state in NEEDS_WORK
 
-    def detail(self) -> str:
-        """One line: when/how long/by whom, the error, or why it is in this state."""
-        r = self.record
-        if self.state == RUNNING:
-            return f"running now: {self.running_by}"
-        if r is None:
-            return "older than an applied migration: will run out of order" * self.out_of_order
-        if r.legacy:
-            return self._legacy_detail(r)
-        if self.state in (APPLIED, CHANGED, MISSING) and r.state == APPLIED:
-            text = f"{when(r.applied_at or r.finished_at)}, {seconds(r.duration)}, by {r.who}"
-            if r.backup:
-                text += f", backup {r.backup}"
-            if self.state == CHANGED:
-                text = "file changed since it was applied; " + text
-            if self.state == MISSING:
-                text = "file missing; " + text
-            return text
-        if r.state == ROLLED_BACK:
-            return f"rolled back {when(r.finished_at)} by {r.who}"
-        if r.state == RUNNING:  # shown as interrupted: no live lock holder runs it
-            text = f"the run by {r.who} (pid {r.pid}) since {when(r.started_at)} stopped"
-            return text + ("; its transaction was rolled back" if r.transactional else "")
-        if r.state in (FAILED, INTERRUPTED):
-            action = "rollback " if r.action == ROLLBACK else ""
-            return f"{action}{r.error_line} ({when(r.started_at)}, by {r.who})"
-        return ""
-
-    def _legacy_detail(self, r: Record) -> str:
-        """A record of monarch 0.0.x (no user, host, duration or error text)."""
-        text = "recorded by monarch 0.0.x"
-        if self.state == MISSING:
-            was = _LEGACY_STATES.get(r.state, r.state)
-            text = f"file missing (it must keep its name); {text} as {was}"
-        elif r.state == APPLIED:
-            text += f" as Completed {when(r.applied_at)}".rstrip()
-        elif r.state in (FAILED, INTERRUPTED):
-            text = f"{r.error_line}; runs again only with `monarch migrate_one`"
-        if self.state == CHANGED:
-            text = "file changed since it was first seen; " + text
-        return text
-
-    def to_json(self) -> dict[str, Any]:
-        r = self.record
-        data: dict[str, Any] = {
-            "name": self.name,
-            "state": self.state,
-            "file": str(self.path) if self.path else None,
-            "out_of_order": self.out_of_order,
-            "detail": self.detail(),
-        }
-        if r is not None:
-            data["record"] = {
-                k: _plain(v) for k, v in r.to_dict().items() if k not in ("name", "checkpoint")
-            }
-            data["record"]["has_checkpoint"] = bool(r.checkpoint)
-        return data
-
 
 @dataclass(frozen=True)
 class StatusReport:
@@ -245,18 +186,6 @@ class StatusReport:
         """Migrations a ``migrate`` would run (pending, failed, interrupted, running)."""
         return [m for m in self.migrations if m.pending]
 
-    def to_json(self) -> dict[str, Any]:
-        lock = None
-        if self.lock is not None:
-            lock = {k: _plain(v) for k, v in self.lock.__dict__.items()}
-            lock["expired"] = self.lock.expired
-        return {
-            "environment": self.environment,
-            "migrations": [m.to_json() for m in self.migrations],
-            "pending": [m.name for m in self.needs_work],
-            "lock": lock,
-        }
-
 
 @dataclass(frozen=True)
 class UnlockResult:
@@ -265,7 +194,3 @@ class UnlockResult:
     environment: str
     cleared: LockHolder | None
 
-
-def _plain(value: object) -> object:
-    """JSON-ready: times as ISO 8601 strings."""
-    return value.isoformat() if isinstance(value, datetime) else value

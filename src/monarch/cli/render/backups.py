@@ -1,0 +1,349 @@
+"""Renderings of the backup commands' results: backup, list_backups, verify, prune,
+delete_backup, restore, copy_db, recover, drop_db, list_query_sets and generate_query_set.
+
+Restore and copy results are rendered from their fields only; the views below carry what a
+result does not say itself (the store's URL of an empty listing, the engine of a dropped
+database...). ``show`` and ``text`` are re-exported: imported from here, this module's
+renderers are registered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monarch.backups.catalog import BackupInfo
+from monarch.backups.copy import CopyResult
+from monarch.backups.legacy import LegacyBackup
+from monarch.backups.prune import DeleteResult, PruneResult
+from monarch.backups.restore import RestoreResult
+from monarch.backups.verify import VerifyResult
+from monarch.backups.writer import BackupResult
+from monarch.cli.output import table
+from monarch.cli.render import brief, data, show, text
+from monarch.engines import registry
+from monarch.engines.base import ARCHIVE_FORMAT, CollectionRestored, Dropped
+from monarch.progress import contents, counted, format_duration, format_size
+from monarch.querysets.files import QuerySetInfo
+
+__all__ = [
+    "BackupList",
+    "DropReport",
+    "QuerySetCreated",
+    "QuerySets",
+    "Recovered",
+    "show",
+    "text",
+]
+
+
+@dataclass(frozen=True)
+class BackupList:
+    """What ``list_backups`` found: ``env`` is the environment asked for (None: all), and
+    ``store_url`` where the store is (said when nothing was found)."""
+
+    backups: Sequence[BackupInfo | LegacyBackup]
+    env: str | None
+    store_url: str
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What ``recover`` did on ``env``: ``done`` says it, None when nothing was pending."""
+
+    env: str
+    done: str | None
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """What ``drop_db`` did to ``env``'s database (``engine`` names what it held)."""
+
+    env: str
+    engine: str
+    dropped: Dropped
+
+
+@dataclass(frozen=True)
+class QuerySets:
+    """The query sets ``list_query_sets`` found in ``folder``."""
+
+    found: Sequence[QuerySetInfo]
+    folder: Path
+
+
+@dataclass(frozen=True)
+class QuerySetCreated:
+    """The template ``generate_query_set`` wrote for query set ``name``."""
+
+    name: str
+    path: Path
+
+
+# backup ----------------------------------------------------------------------------------
+
+
+@text.register
+def _backup_text(result: BackupResult) -> list[str]:
+    m = result.manifest
+    lines = [f"Backed up {m.environment} (database {m.database} on {m.source_host or '-'}) "
+             f"as {result.name}"]
+    if m.archive.format == ARCHIVE_FORMAT:
+        rate = result.data_bytes / result.seconds if result.seconds > 0 else 0.0
+        lines.append(f"  {result.collections} collections, {result.documents:,} documents, "
+                     f"{format_size(result.data_bytes)} of BSON -> {format_size(result.size)} "
+                     f"archive ({m.archive.compression}) in {format_duration(result.seconds)} "
+                     f"({format_size(rate)}/s)")
+    else:  # another tool's dump: tables, and the dump's own size
+        lines.append(f"  {result.collections} table{_s(result.collections)}, "
+                     f"{format_size(m.archive.uncompressed_size)} of {m.archive.format} -> "
+                     f"{format_size(result.size)} ({m.archive.compression}) in "
+                     f"{format_duration(result.seconds)}")
+    if m.query_set:
+        lines.append(f"  through query set {m.query_set!r}")
+    lines.append(f"  in {result.store_url}")
+    lines.append(f"Restore it with: monarch restore {result.name}:ENV")
+    return lines
+
+
+@brief.register
+def _backup_brief(result: BackupResult) -> list[str]:
+    return [result.name]  # what a script needs to restore it
+
+
+@data.register
+def _backup_data(result: BackupResult) -> dict[str, Any]:
+    return {"name": result.name, "store": result.store_url,
+            "manifest": json.loads(result.manifest.to_json())}
+
+
+# list_backups ----------------------------------------------------------------------------
+
+
+@text.register
+def _list_text(listing: BackupList) -> list[str]:
+    backups = listing.backups
+    if not backups:
+        where = f" of {listing.env}" if listing.env else ""
+        return [f"No backups{where} in {listing.store_url}."]
+    rows = [_legacy_row(b) if isinstance(b, LegacyBackup) else _backup_row(b) for b in backups]
+    headers = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE", *_count_headers(backups),
+               "COMPRESSION")
+    return [table(headers, rows)]
+
+
+def _backup_row(b: BackupInfo) -> tuple[object, ...]:
+    return (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            format_duration(b.duration), format_size(b.size), b.collections, f"{b.documents:,}",
+            b.compression + (f" (query set {b.query_set})" if b.query_set else ""))
+
+
+def _legacy_row(b: LegacyBackup) -> tuple[object, ...]:
+    created = b.created.strftime("%Y-%m-%d %H:%M:%S UTC" if b.time_known else "%Y-%m-%d")
+    return (b.name, "-", created, "-", format_size(b.size), "-", "-",
+            f"legacy zip (monarch 0.0.x, database {b.database})")
+
+
+def _count_headers(backups: Sequence[BackupInfo | LegacyBackup]) -> tuple[str, str]:
+    """COLLECTIONS/DOCUMENTS for MongoDB backups, TABLES/ROWS for SQL ones, both when mixed."""
+    legacy = next(r.name for r in registry.engines() if r.legacy_backups)
+    names = {legacy if isinstance(b, LegacyBackup) else b.manifest.engine for b in backups}
+    found = [registry.by_name(name) for name in names]
+    used = {(row.noun, row.unit) if row is not None else ("table", "row") for row in found}
+    # In the registry's order: COLLECTIONS/TABLES, not TABLES/COLLECTIONS.
+    kinds = [k for k in dict.fromkeys((r.noun, r.unit) for r in registry.engines()) if k in used]
+    return (
+        "/".join(f"{noun.upper()}S" for noun, _ in kinds),
+        "/".join(f"{unit.upper()}S" for _, unit in kinds),
+    )
+
+
+@data.register
+def _list_data(listing: BackupList) -> list[dict[str, Any]]:
+    return [_info_data(b) for b in listing.backups]
+
+
+def _info_data(b: BackupInfo | LegacyBackup) -> dict[str, Any]:
+    if isinstance(b, LegacyBackup):
+        return {"name": b.name, "legacy": True, "database": b.database,
+                "created": b.created.isoformat(), "size": b.size, "archive": b.key}
+    return {
+        "name": b.name, "legacy": False, "environment": b.environment, "database": b.database,
+        "created": b.created.isoformat(), "finished": b.finished.isoformat(),
+        "duration_seconds": round(b.duration, 3), "size": b.size,
+        "collections": b.collections, "documents": b.documents,
+        "compression": b.compression, "label": b.label, "query_set": b.query_set,
+        "archive": b.manifest.archive.key, "sha256": b.manifest.archive.sha256,
+    }
+
+
+# verify, prune, delete_backup ------------------------------------------------------------
+
+
+@text.register
+def _verify_text(result: VerifyResult) -> list[str]:
+    if not result.ok:
+        return [f"FAILED {result.name}: {len(result.problems)} problem(s)",
+                *(f"  - {problem}" for problem in result.problems)]
+    what = ("are intact (a monarch 0.0.x zip has no manifest)" if result.legacy
+            else "match the manifest")
+    return [f"OK {result.name}: {counted(result.collections, result.unit)}, "
+            f"{contents(result.documents, result.unit)}, {format_size(result.size)}; "
+            f"{result.checked} {what}"]
+
+
+@data.register
+def _verify_data(result: VerifyResult) -> dict[str, Any]:
+    return {"name": result.name, "ok": result.ok, "legacy": result.legacy,
+            "problems": list(result.problems),
+            "collections": result.collections, "documents": result.documents,
+            "size": result.size, "seconds": round(result.seconds, 3)}
+
+
+@text.register
+def _prune_text(result: PruneResult) -> list[str]:
+    dry_run = result.dry_run
+    verb = "would remove" if dry_run else "removed"
+    lines = [f"keep    {kept.backup.name}  ({', '.join(kept.reasons)})" for kept in result.kept]
+    lines += [f"{'remove' if dry_run else 'removed'} {info.name}" for info in result.removed]
+    lines += [f"{verb} orphan archive {key}" for key in result.orphans]
+    tail = f", {result.leftovers} unfinished upload(s)" if result.leftovers else ""
+    lines.append(f"{'Dry run: ' if dry_run else ''}kept {len(result.kept)}, {verb} "
+                 f"{len(result.removed)} backup(s) and {len(result.orphans)} orphan(s){tail}.")
+    if result.legacy:
+        lines.append(f"Left {len(result.legacy)} legacy backup(s) of monarch 0.0.x alone (prune "
+                     "never deletes them); delete one with `monarch delete_backup NAME`.")
+    return lines
+
+
+@data.register
+def _prune_data(result: PruneResult) -> dict[str, Any]:
+    return {
+        "dry_run": result.dry_run, "legacy_kept": list(result.legacy),
+        "kept": [{"name": k.backup.name, "reasons": list(k.reasons)} for k in result.kept],
+        "removed": [b.name for b in result.removed],
+        "orphans": list(result.orphans), "leftovers": result.leftovers,
+    }
+
+
+@text.register
+def _delete_text(result: DeleteResult) -> list[str]:
+    what = "backup" if result.was_complete else "leftovers of backup"
+    return [f"Deleted {what} {result.name}: {', '.join(result.keys)}"]
+
+
+# restore, copy_db, recover ---------------------------------------------------------------
+
+
+@text.register
+def _restore_text(result: RestoreResult) -> list[str]:
+    if result.format != ARCHIVE_FORMAT:
+        lines = _tables_lines(result.tables, result.format, result.stream_bytes, result.seconds,
+                              result.dropped, recovered=result.recovered)
+    else:
+        lines = _collections_lines(result.collections, result.seconds, result.dropped,
+                                   result.skipped, result.recovered)
+    return [f"Restored {result.backup} into {result.environment}", *_indented(lines)]
+
+
+@text.register
+def _copy_text(result: CopyResult) -> list[str]:
+    if result.format != ARCHIVE_FORMAT:
+        lines = _tables_lines(result.tables, result.format, None, result.seconds,
+                              result.dropped, recovered=result.recovered)
+    else:
+        lines = _collections_lines(result.collections, result.seconds, result.dropped, (),
+                                   result.recovered)
+    if result.backup is not None:
+        lines.append(f"kept backup: {result.backup.name}")
+    return [f"Copied {result.source} into {result.target}", *_indented(lines)]
+
+
+@brief.register(RestoreResult)
+@brief.register(CopyResult)
+def _replaced_brief(result: object) -> list[str]:
+    return []  # success is the exit code
+
+
+def _collections_lines(collections: Sequence[CollectionRestored], seconds: float,
+                       dropped: Sequence[str], skipped: Sequence[str],
+                       recovered: str | None) -> list[str]:
+    """A restore or copy of a MongoDB database: totals, then what was removed or skipped."""
+    documents = sum(c.documents for c in collections)
+    size = sum(c.bytes for c in collections)
+    lines = [f"first: {recovered}"] if recovered else []
+    lines.append(f"{len(collections)} collection{_s(len(collections))}, {documents:,} "
+                 f"documents, {format_size(size)} in {format_duration(seconds)}")
+    if dropped:
+        lines.append("removed (not in the backup): " + ", ".join(dropped))
+    if skipped:
+        lines.append("not restored (not data): " + ", ".join(skipped))
+    return lines
+
+
+def _tables_lines(tables: Sequence[str], format: str, size: int | None, seconds: float,
+                  dropped: Sequence[str], *, recovered: str | None) -> list[str]:
+    """A restore or copy of a PostgreSQL or SQLite database (``size``: of the dump stream)."""
+    lines = [f"first: {recovered}"] if recovered else []
+    through = f" from {format_size(size)} of {format}" if size else ""
+    lines.append(f"{len(tables)} table{_s(len(tables))}{through} in {format_duration(seconds)}")
+    if dropped:
+        lines.append("removed (not in the source): " + ", ".join(dropped))
+    return lines
+
+
+@text.register
+def _recovered_text(result: Recovered) -> list[str]:
+    return [result.done or f"No interrupted restore or copy into {result.env}; nothing to do."]
+
+
+# drop_db, query sets ---------------------------------------------------------------------
+
+
+@text.register
+def _drop_text(report: DropReport) -> list[str]:
+    result, env = report.dropped, report.env
+    lines = [f"First: {result.recovered}"] if result.recovered else []
+    if not result.existed:
+        return [*lines, f"{env}'s database {result.database} does not exist; nothing to drop."]
+    count = len(result.removed)
+    row = registry.by_name(report.engine)
+    noun = (row.noun if row is not None else "table") + _s(count)
+    held = f": {', '.join(result.removed)}" if count else ""
+    return [*lines, f"Dropped {env}'s database {result.database}: {result.how}.",
+            f"  it held {count} {noun}{held}"]
+
+
+@text.register
+def _query_sets_text(listing: QuerySets) -> list[str]:
+    if not listing.found:
+        return [f"No query sets in {listing.folder}.",
+                "Create one with: monarch generate_query_set NAME"]
+    kinds = {"module": "file", "class": "class (monarch.QuerySet)"}
+    rows = [(q.name, kinds.get(q.kind, q.kind), q.path.name) for q in listing.found]
+    return [table(("NAME", "KIND", "FILE"), rows),
+            "Use one with: --query-set NAME (backup, copy_db)"]
+
+
+@data.register
+def _query_sets_data(listing: QuerySets) -> list[dict[str, Any]]:
+    return [{"name": q.name, "kind": q.kind, "path": str(q.path)} for q in listing.found]
+
+
+@text.register
+def _query_set_created_text(created: QuerySetCreated) -> list[str]:
+    return [f"created {created.path}",
+            f"Next: edit it, then `monarch backup ENV --query-set {created.name}` or "
+            f"`monarch copy_db FROM:TO --query-set {created.name}`"]
+
+
+def _indented(lines: list[str]) -> list[str]:
+    return [f"  {line}" for line in lines]
+
+
+def _s(count: int) -> str:
+    """The plural ending for ``count`` things."""
+    return "" if count == 1 else "s"
