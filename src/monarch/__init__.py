@@ -13,9 +13,44 @@ Public names are imported on first use, so ``import monarch`` stays cheap.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monarch._version import __version__
+
+if TYPE_CHECKING:  # what type checkers see of the lazy names below (and the CLI uses)
+    from click import echo as echo
+    from click import progressbar as progressbar
+
+    from monarch.api.backups import backup as backup
+    from monarch.api.backups import copy_db as copy_db
+    from monarch.api.backups import delete_backup as delete_backup
+    from monarch.api.backups import drop_db as drop_db
+    from monarch.api.backups import generate_query_set as generate_query_set
+    from monarch.api.backups import list_backups as list_backups
+    from monarch.api.backups import list_query_sets as list_query_sets
+    from monarch.api.backups import prune as prune
+    from monarch.api.backups import recover as recover
+    from monarch.api.backups import restore as restore
+    from monarch.api.backups import verify as verify
+    from monarch.api.migrations import generate as generate
+    from monarch.api.migrations import list_migrations as list_migrations
+    from monarch.api.migrations import migrate as migrate
+    from monarch.api.migrations import migrate_one as migrate_one
+    from monarch.api.migrations import rollback as rollback
+    from monarch.api.migrations import unlock as unlock
+    from monarch.config import Config as Config
+    from monarch.config import Environment as Environment
+    from monarch.config import load_config as load_config
+    from monarch.errors import ConfigError as ConfigError
+    from monarch.errors import MonarchError as MonarchError
+    from monarch.migrations.migration import Migration as Migration
+    from monarch.migrations.migration import MongoBackedMigration as MongoBackedMigration
+    from monarch.migrations.migration import MongoMigration as MongoMigration
+    from monarch.migrations.migration import PostgresMigration as PostgresMigration
+    from monarch.migrations.migration import SQLiteMigration as SQLiteMigration
+    from monarch.project import init_project as init_project
+    from monarch.project import list_environments as list_environments
+    from monarch.querysets.classes import QuerySet as QuerySet
 
 _LAZY = {
     # configuration

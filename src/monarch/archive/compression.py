@@ -7,26 +7,22 @@ and decompresses 2-3x faster. Higher levels, or a machine without it, use zlib.
 
 Memory stays bounded: input is fed to a decompressor in small slices, and output leaves as soon
 as it is produced.
+
+zstandard and isal are imported when a stream of theirs is opened: the archive format is read
+and written (by the MongoDB engine's dump and restore, say) without either.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 from types import ModuleType, TracebackType
 from typing import Literal, Protocol
 
-import zstandard
-
 from monarch.archive.errors import TruncatedArchive
 from monarch.errors import ArchiveError
 from monarch.io import Buffer, Readable, Writable
-
-_isal_zlib: ModuleType | None
-try:
-    from isal import isal_zlib as _isal_zlib
-except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
-    _isal_zlib = None
 
 Method = Literal["zstd", "gzip", "none"]
 METHODS: tuple[Method, ...] = ("zstd", "gzip", "none")
@@ -48,6 +44,16 @@ _INPUT_READ = 1024 * 1024
 _INPUT_SLICE = 4 * 1024
 """Compressed bytes per decompress() call: bounds its output (4 MiB at gzip's largest ratio),
 and names where damage was found to within this many bytes; measured as fast as 64 KiB."""
+
+
+@functools.cache
+def _isal_zlib() -> ModuleType | None:
+    """ISA-L's zlib, or None where isal is not installed."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
+        return None
+    return isal_zlib
 
 
 class _Compressor(Protocol):
@@ -131,6 +137,8 @@ def open_compressed_writer(
             raise ValueError(f"zstd level must be 1-22, not {level}")
         # Worker threads compress while the caller goes on producing the next batch.
         # The frame checksum lets a reader refuse damaged data before parsing it.
+        import zstandard
+
         compressor = zstandard.ZstdCompressor(
             level=level, threads=-1, write_checksum=True
         ).compressobj()
@@ -138,7 +146,8 @@ def open_compressed_writer(
         level = DEFAULT_GZIP_LEVEL if level is None else level
         if not 1 <= level <= 9:
             raise ValueError(f"gzip level must be 1-9, not {level}")
-        backend: ModuleType = _isal_zlib if _isal_zlib is not None and level <= 3 else zlib
+        isal = _isal_zlib()
+        backend: ModuleType = isal if isal is not None and level <= 3 else zlib
         compressor = backend.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
     elif method == "none":
         compressor = _Passthrough()
@@ -178,10 +187,12 @@ def open_decompressed_reader(raw_in: Readable, method: Method | None = None) -> 
     if method == "none":
         return source
     if method == "zstd":
+        import zstandard
+
         return _FrameReader(
             source, zstandard.ZstdDecompressor().decompressobj, "zstd", (zstandard.ZstdError,)
         )
-    backend: ModuleType = _isal_zlib if _isal_zlib is not None else zlib
+    backend: ModuleType = _isal_zlib() or zlib
     return _FrameReader(
         source, lambda: backend.decompressobj(_GZIP_WBITS), "gzip", (backend.error, zlib.error)
     )
