@@ -16,7 +16,7 @@ from monarch.backups import backup as _backup_module
 from monarch.backups import copy as _copy_module
 from monarch.backups import restore as _restore_module
 from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, scan
-from monarch.backups.legacy import LegacyBackup, list_legacy
+from monarch.backups.legacy import LegacyBackup, legacy_among, list_legacy
 from monarch.backups.prune import DeleteResult, PruneResult
 from monarch.backups.prune import delete_backup as _delete_backup
 from monarch.backups.prune import prune as _prune
@@ -97,8 +97,11 @@ def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | Le
         environment = config.environment(env)  # unknown name: a clear error with known ones
         database = environment.database if legacy_backups_of(config, env) else None
     store = open_store(config.backups)
-    found: list[BackupInfo | LegacyBackup] = [*scan(store, env).backups]
-    if env is None or database:
+    catalog = scan(store, env)
+    found: list[BackupInfo | LegacyBackup] = [*catalog.backups]
+    if env is None:  # the whole store was listed once: its 0.0.x zips are in that listing
+        found += legacy_among(catalog.others)
+    elif database:
         found += list_legacy(store, database)
     return sorted(found, key=lambda b: b.created)
 

@@ -83,6 +83,8 @@ class Listing:
     """Names of backups that have a manifest object (readable or not)."""
     archives: dict[str, list[ObjectInfo]]
     """Backup name -> its archive object(s) (and name claim), complete backups' included."""
+    others: tuple[ObjectInfo, ...] = ()
+    """Objects listed that are not monarch's backups (among them, 0.0.x backups' zips)."""
 
     def orphans(self, older_than: float, now: datetime | None = None) -> list[ObjectInfo]:
         """Archives with no manifest, last written at least ``older_than`` seconds ago."""
@@ -110,11 +112,13 @@ def list_keys(store: Store, environment: str | None = None) -> Listing:
     """List the store once; keep monarch's keys (only ``environment``'s, when given)."""
     manifests: set[str] = set()
     archives: dict[str, list[ObjectInfo]] = {}
+    others: list[ObjectInfo] = []
     # The prefix narrows the listing; the parsed name decides ("prod-" also starts
     # "prod-eu-..." backups, which belong to environment "prod-eu").
     for obj in store.list(f"{environment}-" if environment else ""):
         parsed = split_key(obj.key)
         if parsed is None:
+            others.append(obj)
             continue
         name, kind = parsed
         owner = parse_name(name)
@@ -124,7 +128,7 @@ def list_keys(store: Store, environment: str | None = None) -> Listing:
             manifests.add(name)
         else:
             archives.setdefault(name, []).append(obj)
-    return Listing(frozenset(manifests), archives)
+    return Listing(frozenset(manifests), archives, tuple(others))
 
 
 def read_manifest(store: Store, name: str) -> Manifest:
@@ -167,7 +171,7 @@ def scan(store: Store, environment: str | None = None) -> Catalog:
         if environment is None or result.environment == environment:
             backups.append(BackupInfo.from_manifest(result))
     backups.sort(key=lambda b: (b.created, b.name))
-    return Catalog(listing.manifests, listing.archives, tuple(backups), broken)
+    return Catalog(listing.manifests, listing.archives, listing.others, tuple(backups), broken)
 
 
 def remove_orphans(store: Store, older_than: float = LEFTOVER_AGE) -> list[str]:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from monarch.backups._pipe import Pipe, Tee
 from monarch.backups.backup import refuse_query_set
 from monarch.backups.manifest import ARCHIVE_FORMAT, unit_of
-from monarch.backups.restore import stream_summary_lines, summary_lines
 from monarch.backups.writer import DEFAULT_COMPRESSION, BackupWriter
 from monarch.engines import registry
 from monarch.errors import UsageError
@@ -68,18 +67,6 @@ class CopyResult:
     def size(self) -> int:
         """Bytes of BSON documents copied."""
         return sum(c.bytes for c in self.collections)
-
-    def summary(self) -> list[str]:
-        """What the CLI prints: totals, what was removed, and the kept backup."""
-        if self.format != ARCHIVE_FORMAT:
-            lines = stream_summary_lines(self.tables, self.format, None, self.seconds,
-                                         self.dropped, recovered=self.recovered)
-        else:
-            lines = summary_lines(self.collections, self.seconds, self.dropped, (),
-                                  self.recovered)
-        if self.backup is not None:
-            lines.append(f"kept backup: {self.backup.name}")
-        return lines
 
 
 def copy_db(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -108,9 +108,15 @@ def _from_object(obj: ObjectInfo) -> LegacyBackup | None:
 
 def list_legacy(store: Store, database: str | None = None) -> list[LegacyBackup]:
     """The legacy backups at the store's root (only ``database``'s when given), oldest first."""
+    return legacy_among(store.list(f"{database}__" if database else ""), database)
+
+
+def legacy_among(objects: Iterable[ObjectInfo], database: str | None = None) -> list[LegacyBackup]:
+    """The legacy backups among listed ``objects`` (only ``database``'s when given), oldest
+    first."""
     found = [
         backup
-        for obj in store.list(f"{database}__" if database else "")
+        for obj in objects
         if (backup := _from_object(obj)) is not None
         and (database is None or backup.database == database)
     ]

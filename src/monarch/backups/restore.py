@@ -23,7 +23,7 @@ from monarch.backups.sources import open_source
 from monarch.backups.stored import CheckedStream
 from monarch.errors import ArchiveError, ConnectionFailed, MonarchError
 from monarch.io import Readable
-from monarch.progress import Item, NullProgress, Summary, format_duration, format_size
+from monarch.progress import Item, NullProgress, Summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,55 +65,6 @@ class RestoreResult:
     def size(self) -> int:
         """Bytes of BSON documents restored (of the dump stream, for other formats)."""
         return sum(c.bytes for c in self.collections) or self.stream_bytes
-
-    def summary(self) -> list[str]:
-        """What the CLI prints: totals, then what was removed, skipped or recovered."""
-        if self.format != ARCHIVE_FORMAT:
-            return stream_summary_lines(self.tables, self.format, self.stream_bytes,
-                                        self.seconds, self.dropped, recovered=self.recovered)
-        return summary_lines(self.collections, self.seconds, self.dropped, self.skipped,
-                             self.recovered)
-
-
-def summary_lines(
-    collections: Sequence[CollectionRestored],
-    seconds: float,
-    dropped: Sequence[str],
-    skipped: Sequence[str] = (),
-    recovered: str | None = None,
-) -> list[str]:
-    """Human lines describing a restore or copy (shared by :class:`RestoreResult` and copy_db)."""
-    documents = sum(c.documents for c in collections)
-    size = sum(c.bytes for c in collections)
-    lines = []
-    if recovered:
-        lines.append(f"first: {recovered}")
-    lines.append(f"{len(collections)} collection{'s' if len(collections) != 1 else ''}, "
-                 f"{documents:,} documents, {format_size(size)} in {format_duration(seconds)}")
-    if dropped:
-        lines.append("removed (not in the backup): " + ", ".join(dropped))
-    if skipped:
-        lines.append("not restored (not data): " + ", ".join(skipped))
-    return lines
-
-
-def stream_summary_lines(
-    tables: Sequence[str],
-    format: str,
-    size: int | None,
-    seconds: float,
-    dropped: Sequence[str],
-    *,
-    recovered: str | None = None,
-) -> list[str]:
-    """Human lines for a restore or copy of a PostgreSQL or SQLite database."""
-    lines = [f"first: {recovered}"] if recovered else []
-    through = f" from {format_size(size)} of {format}" if size else ""
-    lines.append(f"{len(tables)} table{'s' if len(tables) != 1 else ''}{through} in "
-                 f"{format_duration(seconds)}")
-    if dropped:
-        lines.append("removed (not in the source): " + ", ".join(dropped))
-    return lines
 
 
 def restore(
