@@ -1,6 +1,11 @@
 """Backup commands: backup, list_backups, verify, prune, delete_backup, generate_query_set,
 restore and copy_db. Each parses its arguments, calls one function of
 :mod:`monarch.api.backups` and prints the result; progress goes to stderr, results to stdout.
+
+Commands call the library through :mod:`monarch`'s lazily imported names and import their
+renderers (:mod:`monarch.cli.render.backups`, which import the library's result types) when
+they run: the only imports inside functions, so that building the command line loads
+neither (tests/core/test_startup.py).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+import monarch
 from monarch.cli.output import confirm_name, yes_option
+from monarch.cli.progress import progress_for
 from monarch.cli.session import Session
 from monarch.errors import UsageError
 
@@ -35,8 +42,6 @@ def _confirm(command: F) -> F:
 
 
 def _progress(quiet: bool) -> Progress:
-    from monarch.cli.progress import progress_for
-
     return progress_for(sys.stderr, quiet=quiet)
 
 
@@ -70,14 +75,13 @@ def backup(
     compression: str | None, parallel: int, quiet: bool, as_json: bool,
 ) -> None:
     """Back up ENV's database into the backup store."""
-    from monarch.api.backups import backup as run_backup
-    from monarch.cli.render.backups import show
+    from monarch.cli.render.backups import show  # noqa: PLC0415
 
     if not env:
         raise UsageError("backup needs an environment", hint="monarch backup development")
-    result = run_backup(session.config, env, label=label, query_set=query_set,
-                        compression=compression, progress=_progress(quiet or as_json),
-                        parallel=parallel)
+    result = monarch.backup(session.config, env, label=label, query_set=query_set,
+                            compression=compression, progress=_progress(quiet or as_json),
+                            parallel=parallel)
     show(result, as_json=as_json, quiet=quiet)
 
 
@@ -90,10 +94,9 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
 
     Backups made by monarch 0.0.x (NAME__YYYY_MM_DD.dmp.zip) are listed too, marked legacy.
     """
-    from monarch.api.backups import list_backups as run_list
-    from monarch.cli.render.backups import BackupList, show
+    from monarch.cli.render.backups import BackupList, show  # noqa: PLC0415
 
-    backups = run_list(session.config, env)
+    backups = monarch.list_backups(session.config, env)
     show(BackupList(backups, env, session.config.backups.url), as_json=as_json)
 
 
@@ -108,13 +111,12 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
     A monarch 0.0.x backup (or .dmp.zip file) is checked by itself: the zip, every member's
     CRC-32, the metadata and every BSON document.
     """
-    from monarch.api.backups import verify as run_verify
-    from monarch.cli.render.backups import show
+    from monarch.cli.render.backups import show  # noqa: PLC0415
 
     if not name:
         raise UsageError("verify needs a backup name",
                          hint="monarch list_backups shows them; then monarch verify NAME")
-    result = run_verify(session.config, name, progress=_progress(quiet or as_json))
+    result = monarch.verify(session.config, name, progress=_progress(quiet or as_json))
     show(result, as_json=as_json)
     return 0 if result.ok else 1
 
@@ -134,11 +136,10 @@ def prune(
     env: str | None, dry_run: bool, as_json: bool,
 ) -> None:
     """Delete backups no --keep-* rule keeps, and leftovers of interrupted runs."""
-    from monarch.api.backups import prune as run_prune
-    from monarch.cli.render.backups import show
+    from monarch.cli.render.backups import show  # noqa: PLC0415
 
-    result = run_prune(session.config, keep_last=keep_last, keep_daily=keep_daily,
-                       keep_weekly=keep_weekly, env=env, dry_run=dry_run)
+    result = monarch.prune(session.config, keep_last=keep_last, keep_daily=keep_daily,
+                           keep_weekly=keep_weekly, env=env, dry_run=dry_run)
     show(result, as_json=as_json)
 
 
@@ -150,13 +151,12 @@ def delete_backup(session: Session, name: str | None) -> None:
 
     A monarch 0.0.x backup (NAME or NAME.dmp.zip) is its one zip.
     """
-    from monarch.api.backups import delete_backup as run_delete
-    from monarch.cli.render.backups import show
+    from monarch.cli.render.backups import show  # noqa: PLC0415
 
     if not name:
         raise UsageError("delete_backup needs a backup name",
                          hint="monarch list_backups shows them; then monarch delete_backup NAME")
-    show(run_delete(session.config, name))
+    show(monarch.delete_backup(session.config, name))
 
 
 @click.command()
@@ -165,13 +165,12 @@ def delete_backup(session: Session, name: str | None) -> None:
 @click.pass_obj
 def generate_query_set(session: Session, name: str | None, force: bool) -> None:
     """Write querysets/NAME.py, a template that narrows and transforms what is dumped."""
-    from monarch.api.backups import generate_query_set as run_generate
-    from monarch.cli.render.backups import QuerySetCreated, show
+    from monarch.cli.render.backups import QuerySetCreated, show  # noqa: PLC0415
 
     if not name:
         raise UsageError("generate_query_set needs a name", hint="monarch generate_query_set "
                          "anonymized")
-    show(QuerySetCreated(name, run_generate(session.config, name, force=force)))
+    show(QuerySetCreated(name, monarch.generate_query_set(session.config, name, force=force)))
 
 
 @click.command()
@@ -192,16 +191,15 @@ def restore(
     BACKUP may also be a backup of monarch 0.0.x: NAME__YYYY_MM_DD[.dmp.zip] in the store, or
     the path of such a zip.
     """
-    from monarch.api.backups import restore as run_restore
-    from monarch.cli.render.backups import show
+    from monarch.cli.render.backups import show  # noqa: PLC0415
 
     backup_name, env = split_spec(spec, "BACKUP:ENV", "production-20260101T120000Z:development",
                                   "restore")
     environment = session.environment(env)
     if environment.protected:
         confirm = confirm_name(environment.name, f"restore {backup_name} into it", confirm)
-    result = run_restore(session.config, backup_name, env, from_db=from_db, confirm=confirm,
-                         progress=_progress(quiet), max_size=max_size)
+    result = monarch.restore(session.config, backup_name, env, from_db=from_db, confirm=confirm,
+                             progress=_progress(quiet), max_size=max_size)
     show(result, quiet=quiet)
 
 
@@ -217,8 +215,7 @@ def copy_db(
     confirm: str | None, quiet: bool,
 ) -> None:
     """Copy FROM's database into TO (TO then holds exactly FROM's data)."""
-    from monarch.api.backups import copy_db as run_copy
-    from monarch.cli.render.backups import show
+    from monarch.cli.render.backups import show  # noqa: PLC0415
 
     source, target = split_spec(spec, "FROM:TO", "production:development", "copy_db")
     if source == target:
@@ -228,8 +225,8 @@ def copy_db(
     environment = session.environment(target)
     if environment.protected:
         confirm = confirm_name(environment.name, f"copy {source} over it", confirm)
-    result = run_copy(session.config, source, target, query_set=query_set,
-                      keep_backup=keep_backup, confirm=confirm, progress=_progress(quiet))
+    result = monarch.copy_db(session.config, source, target, query_set=query_set,
+                             keep_backup=keep_backup, confirm=confirm, progress=_progress(quiet))
     show(result, quiet=quiet)
 
 
@@ -242,13 +239,12 @@ def recover(session: Session, *, env: str, confirm: str | None) -> None:
 
     Every restore and copy_db does this first by itself; this does it without restoring again.
     """
-    from monarch.api.backups import recover as run_recover
-    from monarch.cli.render.backups import Recovered, show
+    from monarch.cli.render.backups import Recovered, show  # noqa: PLC0415
 
     environment = session.environment(env)
     if environment.protected:
         confirm = confirm_name(environment.name, "recover an interrupted restore", confirm)
-    show(Recovered(env, run_recover(session.config, env, confirm=confirm)))
+    show(Recovered(env, monarch.recover(session.config, env, confirm=confirm)))
 
 
 COMMANDS = [

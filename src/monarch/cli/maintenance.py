@@ -1,10 +1,17 @@
 """Commands kept from the original tool: list_query_sets and drop_db. Each calls one function of
-:mod:`monarch.api.backups` and prints the result."""
+:mod:`monarch.api.backups` and prints the result.
+
+Commands call the library through :mod:`monarch`'s lazily imported names and import their
+renderers (:mod:`monarch.cli.render.backups`, which import the library's result types) when
+they run: the only imports inside functions, so that building the command line loads
+neither (tests/core/test_startup.py).
+"""
 
 from __future__ import annotations
 
 import click
 
+import monarch
 from monarch.cli.output import confirm_name, yes_option
 from monarch.cli.session import Session
 
@@ -14,11 +21,10 @@ from monarch.cli.session import Session
 @click.pass_obj
 def list_query_sets(session: Session, as_json: bool) -> None:
     """List the query sets in querysets/: files, and classes based on monarch.QuerySet."""
-    from monarch.api.backups import list_query_sets as run_list
-    from monarch.cli.render.backups import QuerySets, show
+    from monarch.cli.render.backups import QuerySets, show  # noqa: PLC0415
 
     config = session.config
-    show(QuerySets(run_list(config), config.querysets_dir), as_json=as_json)
+    show(QuerySets(monarch.list_query_sets(config), config.querysets_dir), as_json=as_json)
 
 
 @click.command()
@@ -30,14 +36,13 @@ def list_query_sets(session: Session, as_json: bool) -> None:
 @click.pass_obj
 def drop_db(session: Session, *, env: str, confirm: str | None) -> None:
     """Drop ENV's database and everything in it (PostgreSQL: replace it by an empty one)."""
-    from monarch.api.backups import drop_db as run_drop
-    from monarch.cli.render.backups import DropReport, show
+    from monarch.cli.render.backups import DropReport, show  # noqa: PLC0415
 
     environment = session.environment(env)
     if environment.protected:
         confirm = confirm_name(environment.name, f"drop its database {environment.database}",
                                confirm)
-    dropped = run_drop(session.config, env, confirm=confirm)
+    dropped = monarch.drop_db(session.config, env, confirm=confirm)
     show(DropReport(env, environment.engine, dropped))
 
 

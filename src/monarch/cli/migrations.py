@@ -3,6 +3,11 @@
 Each command calls one function of :mod:`monarch.api.migrations` and shows its result through
 :mod:`monarch.cli.render`; the library does every check (including the final word on protected
 environments).
+
+Commands call the library through :mod:`monarch`'s lazily imported names and import their
+renderers (:mod:`monarch.cli.render.migrations`, which import the library's result types) when
+they run: the only imports inside functions, so that building the command line loads
+neither (tests/core/test_startup.py).
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+import monarch
 from monarch.cli.output import confirm_name
 from monarch.cli.session import Session
 from monarch.engines import registry
 from monarch.errors import UsageError
+from monarch.migrations.progress import StreamReporter
 
 if TYPE_CHECKING:
     from monarch.migrations.progress import StreamReporter
@@ -85,10 +92,9 @@ def generate(session: Session, name: str, engine: str | None, sql: bool) -> None
     and unused. The template is that of the engine all environments use; a project with
     environments of several engines needs --engine.
     """
-    from monarch.api.migrations import generate as generate_migration
-    from monarch.cli.render.migrations import MigrationCreated, show
+    from monarch.cli.render.migrations import MigrationCreated, show  # noqa: PLC0415
 
-    show(MigrationCreated(generate_migration(session.config, name, engine=engine, sql=sql)))
+    show(MigrationCreated(monarch.generate(session.config, name, engine=engine, sql=sql)))
 
 
 @click.command()
@@ -102,10 +108,9 @@ def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> i
     States: pending, applied, changed (file edited since), failed, running, interrupted,
     missing (recorded, file gone). --check exits 3 when anything needs to run.
     """
-    from monarch.api.migrations import list_migrations as status
-    from monarch.cli.render.migrations import show
+    from monarch.cli.render.migrations import show  # noqa: PLC0415
 
-    report = status(session.config, env)
+    report = monarch.list_migrations(session.config, env)
     show(report, as_json=as_json)
     return PENDING_EXIT if check and report.needs_work else 0
 
@@ -122,11 +127,10 @@ def migrate(session: Session, /, env: str, to: str | None, strict: bool, **optio
     Each runs once and is recorded in monarch_migrations (a collection, or a table); the
     first failure stops the run. A lock keeps two runs from overlapping.
     """
-    from monarch.api.migrations import migrate as run
-    from monarch.cli.render.migrations import show
+    from monarch.cli.render.migrations import show  # noqa: PLC0415
 
     arguments = _run_arguments(session, env, "migrate", options)
-    result = run(session.config, env, to=to, strict=strict, **arguments)
+    result = monarch.migrate(session.config, env, to=to, strict=strict, **arguments)
     show(result)
 
 
@@ -147,11 +151,10 @@ def migrate_one(
 
     It runs even if it was applied already, and is recorded.
     """
-    from monarch.api.migrations import migrate_one as run
-    from monarch.cli.render.migrations import show
+    from monarch.cli.render.migrations import show  # noqa: PLC0415
 
     arguments = _run_arguments(session, env, "migrate", options)
-    result = run(session.config, name, env, record_only=record_only, **arguments)
+    result = monarch.migrate_one(session.config, name, env, record_only=record_only, **arguments)
     show(result)
 
 
@@ -176,11 +179,10 @@ def rollback(
     Runs their rollback() methods or SQL rollback sections (default: the last one applied);
     if one of them has none, nothing runs.
     """
-    from monarch.api.migrations import rollback as run
-    from monarch.cli.render.migrations import show
+    from monarch.cli.render.migrations import show  # noqa: PLC0415
 
     arguments = _run_arguments(session, env, "roll back", options)
-    result = run(session.config, env, to=to, steps=steps, strict=strict, **arguments)
+    result = monarch.rollback(session.config, env, to=to, steps=steps, strict=strict, **arguments)
     show(result)
 
 
@@ -194,8 +196,7 @@ def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
 
     A migrate that was killed leaves the lock until its lease expires; this clears it now.
     """
-    from monarch.api.migrations import unlock as clear
-    from monarch.cli.render.migrations import show
+    from monarch.cli.render.migrations import show  # noqa: PLC0415
 
     environment = session.environment(env)
     if environment.protected:
@@ -210,7 +211,7 @@ def unlock(session: Session, env: str, yes: bool, confirm: str | None) -> None:
             abort=True,
             err=True,
         )
-    show(clear(session.config, env, confirm=confirm))
+    show(monarch.unlock(session.config, env, confirm=confirm))
 
 
 def _run_arguments(
@@ -236,8 +237,6 @@ def _run_arguments(
 
 
 def _reporter() -> StreamReporter:
-    from monarch.migrations.progress import StreamReporter
-
     return StreamReporter(sys.stdout, sys.stderr, tty=sys.stderr.isatty())
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import click
 
+import monarch
 from monarch.secrets import redact_text
 
 if TYPE_CHECKING:
@@ -31,9 +32,7 @@ class Session:
     def config(self) -> Config:
         """The configuration, loaded on first use; its notices are printed once."""
         if self._config is None:
-            from monarch.config import load_config
-
-            self._config = load_config(self.config_path)
+            self._config = monarch.load_config(self.config_path)
             for notice in self._config.notices:
                 click.echo(f"Note: {notice}", err=True)
             _install_log_handler(self)
