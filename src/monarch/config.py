@@ -43,8 +43,19 @@ _BACKUP_KEYS = (
     "compression",
     "part_size",
     "max_restore_size",
+    "retain_days",
+    "lock_mode",
+    "notify_url",
+    "notify_on",
 )
-_SECRET_BACKUP_KEYS = frozenset({"aws_secret_access_key", "aws_session_token"})
+# A webhook's URL often is its credential (the token is in the path): held as a Secret.
+_SECRET_BACKUP_KEYS = frozenset({"aws_secret_access_key", "aws_session_token", "notify_url"})
+# Options written as TOML numbers (kept as their text) and as lists of strings.
+_NUMBER_BACKUP_KEYS = frozenset({"retain_days"})
+_LIST_BACKUP_KEYS = frozenset({"notify_on"})
+
+BackupOption = str | Secret | tuple[str, ...]
+"""A ``[backups]`` option's value: text, a secret, or a list of words (``notify_on``)."""
 
 # URL scheme -> engine name, as monarch.engines.registry lists them.
 SCHEMES = MappingProxyType(
@@ -114,7 +125,7 @@ class StoreConfig:
     """Where backups go: a store URL (``file://...``, ``s3://...``) and its options."""
 
     url: str
-    options: Mapping[str, str | Secret] = field(default_factory=dict)
+    options: Mapping[str, BackupOption] = field(default_factory=dict)
     missing: tuple[tuple[str, str], ...] = ()  # (key, variable) pairs left unset
 
     def require(self) -> StoreConfig:
@@ -559,11 +570,16 @@ def _store_config(raw: object, base: Path, where: str, environ: Mapping[str, str
     if scheme == "file" and not expanded.missing:
         folder = user_path(rest)
         url = "file://" + str(folder if folder.is_absolute() else (base / folder))
-    options: dict[str, str | Secret] = {}
+    options: dict[str, BackupOption] = {}
     for key, value in raw.items():
         if key == "url":
             continue
-        expanded = _expand(_string(value, where, f"backups.{key}"), environ)
+        if key in _LIST_BACKUP_KEYS:
+            options[key] = _words(value, where, f"backups.{key}")
+            continue
+        number = key in _NUMBER_BACKUP_KEYS and type(value) is int  # not a bool
+        text_value = str(value) if number else value
+        expanded = _expand(_string(text_value, where, f"backups.{key}"), environ)
         # An unset credential stops only the commands that open the store.
         missing += [(key, name) for name in expanded.missing]
         text = expanded.text
@@ -590,6 +606,14 @@ def _string(value: object, where: str, key: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {key} must be a string, not {type(value).__name__}")
     return value
+
+
+def _words(value: object, where: str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{where}: {key} must be a list of strings, e.g. ["failure"]')
+    return tuple(value)
 
 
 def _path_value(value: object, base: Path, where: str, key: str) -> Path:

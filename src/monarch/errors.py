@@ -10,6 +10,7 @@ Messages must never contain a secret: build them from redacted values only.
 from __future__ import annotations
 
 import signal
+from datetime import datetime
 
 
 class MonarchError(Exception):
@@ -113,6 +114,20 @@ class StoreError(MonarchError):
 
 class BackupNotFound(StoreError):
     """No complete backup (one with a manifest) has that name."""
+
+
+class BackupLocked(StoreError):
+    """A backup cannot be deleted yet: the store holds it under a retention (Object Lock).
+
+    ``until`` is when the retention ends (an aware UTC datetime) and ``mode`` its mode
+    (``"governance"`` or ``"compliance"``).
+    """
+
+    def __init__(self, message: str, *, until: datetime, mode: str,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.until = until
+        self.mode = mode
 
 
 class ArchiveError(MonarchError):

@@ -21,6 +21,7 @@ from monarch.backups.prune import DeleteResult, PruneResult
 from monarch.backups.prune import delete_backup as _delete_backup
 from monarch.backups.prune import prune as _prune
 from monarch.backups.querysets import query_set_for
+from monarch.backups.retention import require_lockable, retention_policy
 from monarch.backups.verify import VerifyResult
 from monarch.backups.verify import verify as _verify
 from monarch.backups.writer import BackupResult, compression_method
@@ -35,10 +36,12 @@ if TYPE_CHECKING:
 
     from monarch.backups.copy import CopyResult
     from monarch.backups.restore import RestoreResult
+    from monarch.backups.retention import RetentionPolicy
     from monarch.config import Config
     from monarch.engines.base import Dropped, Engine
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
+    from monarch.stores.base import Store
 
 
 @contextmanager
@@ -72,15 +75,19 @@ def backup(
     narrows and transforms what is dumped; ``compression`` is ``"zstd"``, ``"gzip"`` or
     ``"none"`` (default: the store's ``compression`` option, else gzip). Returns once the
     manifest is written: the backup then exists and is listed. On any error nothing is listed
-    and the upload is aborted.
+    and the upload is aborted. With ``[backups] retain_days`` the archive and manifest are
+    written locked for that many days (``lock_mode``); a store that cannot lock is refused.
     """
     method = compression_method(config, compression)
+    policy = retention_policy(config.backups.options)
+    store = open_store(config.backups)
+    require_lockable(store, policy)
     with _engines(config, env_name) as (engine,):
         # First, before the store is touched: a class-based query set runs on the database.
         plan = query_set_for(config, query_set, engine)
         return _backup_module.backup(
-            open_store(config.backups), engine, compression=method, label=label,
-            query_set=plan, progress=progress, parallel=parallel or 4,
+            store, engine, compression=method, label=label,
+            query_set=plan, progress=progress, parallel=parallel or 4, retain=policy,
         )
 
 
@@ -180,6 +187,12 @@ def copy_db(
     _copy_module.refuse_same(source_environment, target_environment)
     require_confirmation(target_environment, "copy_db into it", confirm)
     method = compression_method(config, compression)
+    store: Store | None = None
+    policy: RetentionPolicy | None = None
+    if keep_backup:
+        policy = retention_policy(config.backups.options)
+        store = open_store(config.backups)
+        require_lockable(store, policy)
     with _engines(config, source_env, target_env) as (source, target):
         plan = None
         if query_set is not None:
@@ -188,8 +201,8 @@ def copy_db(
             plan = query_set_for(config, query_set, source)  # a class-based one runs there
         return _copy_module.copy_db(
             source, target, query_set=plan,
-            keep_backup_in=open_store(config.backups) if keep_backup else None,
-            compression=method, progress=progress, parallel=parallel, workers=workers,
+            keep_backup_in=store, compression=method, progress=progress, parallel=parallel,
+            workers=workers, retain=policy,
         )
 
 
@@ -218,7 +231,8 @@ def prune(
     At least one ``keep_*`` rule is required: prune never deletes every backup by default.
     With ``dry_run`` nothing is deleted and the result says what would be. Backups of monarch
     0.0.x are never pruned (``delete_backup`` deletes one). Unfinished uploads and orphan
-    archives older than ``leftover_age`` seconds are removed too.
+    archives older than ``leftover_age`` seconds are removed too. A backup the store still
+    holds under a retention is left whole, in ``result.locked`` with its date.
     """
     return _prune(config, open_store(config.backups), keep_last=keep_last, keep_daily=keep_daily,
                   keep_weekly=keep_weekly, env=env, dry_run=dry_run, leftover_age=leftover_age)
@@ -226,7 +240,8 @@ def prune(
 
 def delete_backup(config: Config, name: str) -> DeleteResult:
     """Delete backup ``name``: its manifest first (it stops existing), then its archive.
-    See :func:`monarch.backups.prune.delete_backup`."""
+    A backup under a retention raises :class:`~monarch.errors.BackupLocked` (naming the date)
+    and nothing is deleted. See :func:`monarch.backups.prune.delete_backup`."""
     return _delete_backup(open_store(config.backups), name)
 
 

@@ -23,7 +23,7 @@ from monarch.backups.naming import (
     split_key,
 )
 from monarch.errors import BackupNotFound, ManifestError, StoreError
-from monarch.stores.base import ObjectInfo, ObjectNotFound
+from monarch.stores.base import ObjectInfo, ObjectLocked, ObjectNotFound
 
 if TYPE_CHECKING:
     from monarch.stores.base import Store
@@ -182,6 +182,8 @@ def remove_orphans(store: Store, older_than: float = LEFTOVER_AGE) -> list[str]:
             store.delete(obj.key)
         except ObjectNotFound:
             continue  # someone else removed it first
+        except ObjectLocked:
+            continue  # under a retention: it goes once that ends, never blocking a backup
         removed.append(obj.key)
     return removed
 

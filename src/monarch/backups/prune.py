@@ -11,6 +11,11 @@ Days and weeks are UTC, like backup names. A backup is deleted manifest first, s
 existing at once; then its archive. Prune also removes what killed runs left: orphan archives
 (no manifest) and unfinished uploads older than an hour.
 
+A backup the store holds under a retention (``[backups] retain_days``, S3 Object Lock) is not
+deleted before the retention ends: prune keeps it and says until when (``locked``), and
+``delete_backup`` refuses with :class:`~monarch.errors.BackupLocked`. Nothing of a locked backup
+is touched, so it stays listed and restorable.
+
 Backups of monarch 0.0.x (``*.dmp.zip``) are never pruned: the rules are for monarch's own
 backups, and an old zip may be the only copy of something. Prune names the ones it left;
 ``delete_backup NAME`` deletes one.
@@ -34,9 +39,10 @@ from monarch.backups.legacy import (
     parse_legacy_name,
 )
 from monarch.backups.naming import archive_key, check_name, claim_key, manifest_key
+from monarch.backups.retention import backup_lock
 from monarch.engines import registry
-from monarch.errors import BackupNotFound, ManifestError, UsageError
-from monarch.stores.base import ObjectNotFound
+from monarch.errors import BackupLocked, BackupNotFound, ManifestError, UsageError
+from monarch.stores.base import ObjectLocked, ObjectNotFound, Retention
 
 if TYPE_CHECKING:
     from monarch.config import Config
@@ -52,6 +58,19 @@ class Kept:
 
 
 @dataclass(frozen=True)
+class Locked:
+    """A backup no rule keeps that cannot be deleted yet: the store's retention holds it."""
+
+    backup: BackupInfo
+    retention: Retention
+
+    @property
+    def until(self) -> datetime:
+        """When the backup can be deleted."""
+        return self.retention.until
+
+
+@dataclass(frozen=True)
 class PruneResult:
     """What prune kept and removed (or, with ``dry_run``, would remove)."""
 
@@ -64,6 +83,10 @@ class PruneResult:
     dry_run: bool
     legacy: tuple[str, ...] = ()
     """Backups of monarch 0.0.x in scope, left alone: prune never deletes them."""
+    locked: tuple[Locked, ...] = ()
+    """Backups no rule keeps, left whole because their retention has not ended."""
+    locked_orphans: tuple[str, ...] = ()
+    """Orphan archives left because their retention has not ended."""
 
 
 @dataclass(frozen=True)
@@ -140,18 +163,34 @@ def prune(
         row = registry.by_name(environment.engine)
         if row is not None and row.legacy_backups:
             legacy = list_legacy(store, environment.database)
+    locked: list[Locked] = []
+    for info in list(removed):
+        retention = backup_lock(store, _keys_of(info))
+        if retention is not None:
+            removed.remove(info)
+            locked.append(Locked(info, retention))
+    held = [key for key in orphans if backup_lock(store, [key]) is not None]
+    orphans = [key for key in orphans if key not in held]
     leftovers = 0
     if not dry_run:
-        for info in removed:
-            _delete(store, info.name, info.manifest.archive.key)
+        for info in list(removed):
+            try:
+                _delete(store, info.name, info.manifest.archive.key)
+            except ObjectLocked as exc:  # locked since we looked: left whole all the same
+                removed.remove(info)
+                locked.append(Locked(info, exc.retention))
         for key in orphans:
             try:
                 store.delete(key)
             except ObjectNotFound:
                 continue
+            except ObjectLocked:
+                held.append(key)
+        orphans = [key for key in orphans if key not in held]
         leftovers = store.cleanup(leftover_age)
+    locked.sort(key=lambda item: (item.backup.created, item.backup.name))
     return PruneResult(tuple(kept), tuple(removed), tuple(orphans), leftovers, dry_run,
-                       tuple(b.name for b in legacy))
+                       tuple(b.name for b in legacy), tuple(locked), tuple(held))
 
 
 def delete_backup(store: Store, name: str) -> DeleteResult:
@@ -161,7 +200,8 @@ def delete_backup(store: Store, name: str) -> DeleteResult:
     or backup) has the archive removed; one whose manifest cannot be read (damaged, not
     JSON) is removed with whatever archive its name has. A backup of monarch 0.0.x (``NAME``
     or ``NAME.dmp.zip``) is its one zip. Raises :class:`~monarch.errors.BackupNotFound` when
-    neither exists.
+    neither exists, and :class:`~monarch.errors.BackupLocked` (deleting nothing) when the
+    store still holds any of its objects under a retention.
     """
     if parse_legacy_name(name) is not None:
         legacy = find_legacy(store, name)
@@ -177,6 +217,7 @@ def delete_backup(store: Store, name: str) -> DeleteResult:
         keys = [k for k in keys if k in _archive_keys(name)]
         if not keys:
             raise
+        _refuse_locked(store, name, keys)
         for key in keys:
             _delete_quietly(store, key)
         return DeleteResult(name, tuple(keys), was_complete=False)
@@ -186,10 +227,37 @@ def delete_backup(store: Store, name: str) -> DeleteResult:
         # backup, and nothing could restore it anyway.
         keys = [manifest_key(name)] + [o.key for o in store.list(name + ".")
                                        if o.key in _archive_keys(name)]
+        _refuse_locked(store, name, keys)
         for key in keys:
             _delete_quietly(store, key)
         return DeleteResult(name, tuple(keys), was_complete=False)
-    return DeleteResult(name, _delete(store, name, manifest.archive.key), was_complete=True)
+    _refuse_locked(store, name, [manifest_key(name), manifest.archive.key])
+    try:
+        deleted = _delete(store, name, manifest.archive.key)
+    except ObjectLocked as exc:
+        raise _locked_error(store, name, exc.retention) from exc
+    return DeleteResult(name, deleted, was_complete=True)
+
+
+def _keys_of(info: BackupInfo) -> list[str]:
+    return [manifest_key(info.name), info.manifest.archive.key]
+
+
+def _refuse_locked(store: Store, name: str, keys: list[str]) -> None:
+    retention = backup_lock(store, keys)
+    if retention is not None:
+        raise _locked_error(store, name, retention)
+
+
+def _locked_error(store: Store, name: str, retention: Retention) -> BackupLocked:
+    return BackupLocked(
+        f"backup {name!r} in {store.display_url} is locked until "
+        f"{retention.until:%Y-%m-%d %H:%M:%S} UTC ({retention.mode} retention); nothing was "
+        "deleted",
+        until=retention.until, mode=retention.mode,
+        hint="it can be deleted once its retention ends (retain_days in [backups] sets how "
+             "long new backups are locked)",
+    )
 
 
 def _delete(store: Store, name: str, archive: str) -> tuple[str, ...]:

@@ -43,9 +43,10 @@ from monarch.errors import StoreError, UsageError
 from monarch.stores.base import AlreadyExists, ObjectNotFound
 
 if TYPE_CHECKING:
+    from monarch.backups.retention import RetentionPolicy
     from monarch.config import Config, Environment
     from monarch.engines.base import CollectionDump, DumpStats
-    from monarch.stores.base import Store
+    from monarch.stores.base import Retention, Store
 
 _CLAIM_SETTLE = 0.2
 """Seconds between writing a name's claim and reading it back: long enough for a rival write
@@ -64,6 +65,8 @@ class BackupResult:
     name: str
     manifest: Manifest
     store_url: str
+    retention: Retention | None = None
+    """The lock its archive and manifest were written under (None: not locked)."""
 
     @property
     def archive_key(self) -> str:
@@ -123,7 +126,8 @@ class BackupWriter:
     """
 
     def __init__(self, store: Store, environment: Environment, *, compression: Method,
-                 label: str | None = None, query_set: str | None = None) -> None:
+                 label: str | None = None, query_set: str | None = None,
+                 retain: RetentionPolicy | None = None) -> None:
         check_environment_name(environment.name)
         if label is not None:
             check_label(label)
@@ -134,11 +138,13 @@ class BackupWriter:
         self._query_set = query_set
         clean_leftovers(store)
         self.started = datetime.now(UTC)
+        # Both objects get the same date, counted from the start: the backup is locked as one.
+        self.retention = None if retain is None else retain.retention_from(self.started)
         self.name = claim_name(store, environment.name, label)
         self.committed: BackupResult | None = None
         try:
             self._key = archive_key(self.name, compression)
-            self._upload = store.writer(self._key, exclusive=True)
+            self._upload = store.writer(self._key, exclusive=True, retention=self.retention)
             self._hashed = HashingWriter(self._upload)
             self._compressed = open_compressed_writer(self._hashed, compression)
             self.out = CountingWriter(self._compressed)
@@ -169,7 +175,8 @@ class BackupWriter:
                     format=backup_format),
                 collections=tuple(collection_entry(c) for c in dump.collections),
             )
-            with self._store.writer(manifest_key(self.name), exclusive=True) as upload:
+            with self._store.writer(manifest_key(self.name), exclusive=True,
+                                    retention=self.retention) as upload:
                 upload.write(manifest.to_json().encode("utf-8"))
         except BaseException:
             # Failed or interrupted between the archive and its manifest: the archive would
@@ -178,7 +185,8 @@ class BackupWriter:
             raise
         finally:
             release_name(self._store, self.name)
-        self.committed = BackupResult(self.name, manifest, self._store.display_url)
+        self.committed = BackupResult(self.name, manifest, self._store.display_url,
+                                      self.retention)
         return self.committed
 
     def abort(self, *, interrupted: bool = False) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, cast
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 
 from monarch.errors import StoreError
-from monarch.stores.base import UploadBase
+from monarch.stores.base import Retention, UploadBase
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -66,11 +66,28 @@ class S3Upload(UploadBase):
     ``abort()``) the multipart upload is aborted, so no parts are left behind to pay for.
     """
 
-    def __init__(self, store: StreamStore, key: str, full_key: str, exclusive: bool) -> None:
+    def __init__(
+        self,
+        store: StreamStore,
+        key: str,
+        full_key: str,
+        exclusive: bool,
+        retention: Retention | None = None,
+    ) -> None:
         self._store = store
         self._key = key
         self._full_key = full_key
         self._exclusive = exclusive
+        self._lock_args: dict[str, Any] = (
+            {}
+            if retention is None
+            else {
+                # Given at creation (PutObject, or CreateMultipartUpload, whose object
+                # CompleteMultipartUpload then makes visible under that retention).
+                "ObjectLockMode": retention.mode.upper(),
+                "ObjectLockRetainUntilDate": retention.until,
+            }
+        )
         self._buffer = bytearray()
         self._sent = 0  # parts handed to the pool
         self._parts: list[CompletedPartTypeDef] = []
@@ -108,6 +125,7 @@ class S3Upload(UploadBase):
                     Key=self._full_key,
                     Body=_as_body(body),
                     **store.object_args(),
+                    **self._lock_args,
                 )
             else:
                 if self._buffer:
@@ -161,7 +179,11 @@ class S3Upload(UploadBase):
     def _start(self) -> None:
         store = self._store
         response = store.client.create_multipart_upload(
-            Bucket=store.bucket, Key=self._full_key, **self._checksum(), **store.object_args()
+            Bucket=store.bucket,
+            Key=self._full_key,
+            **self._checksum(),
+            **store.object_args(),
+            **self._lock_args,
         )
         self._upload_id = response["UploadId"]
         self._pool = ThreadPoolExecutor(store.in_flight, thread_name_prefix="monarch-s3-part")

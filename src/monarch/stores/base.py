@@ -23,6 +23,14 @@ Contract:
 - ``delete(key)`` removes an object; deleting a missing key raises ``ObjectNotFound``.
 - ``cleanup(older_than)`` removes leftovers of uploads started more than ``older_than`` seconds
   ago (temporary files, pending multipart uploads) and returns how many it removed.
+- Retention (immutable objects): a store whose ``can_lock`` is true takes
+  ``writer(key, retention=Retention(mode, until))`` and commits the object so that the backend
+  itself refuses to delete or overwrite it before ``until`` (S3 Object Lock). ``retention(key)``
+  reads an object's retention back (None when it has none; a missing key raises
+  ``ObjectNotFound``), and ``delete(key)`` of an object whose retention has not ended raises
+  :class:`ObjectLocked` and removes nothing. A store that cannot lock (a local folder, memory)
+  says so: ``can_lock`` is false, a ``writer`` asked for a retention raises ``StoreError``
+  before anything is written, and ``retention(key)`` is always None.
 
 Every failure of the backend is raised as :class:`monarch.errors.StoreError` (or a subclass),
 with a message that names the store (never a secret) and what to check.
@@ -34,7 +42,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
@@ -47,6 +55,32 @@ class ObjectNotFound(StoreError):
 
 class AlreadyExists(StoreError):
     """An exclusive write found its key taken (another writer committed it first)."""
+
+
+LOCK_MODES = ("governance", "compliance")
+"""S3 Object Lock's two modes. Under ``governance`` a user with the special permission
+``s3:BypassGovernanceRetention`` could still delete (monarch never asks to); under
+``compliance`` nobody can, not even the account's root, until the date passes."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """An object's lock: ``mode`` (one of :data:`LOCK_MODES`) and the UTC time it ends."""
+
+    mode: str
+    until: datetime
+
+    def holds(self, now: datetime | None = None) -> bool:
+        """Whether the object still cannot be deleted at ``now`` (default: this moment)."""
+        return self.until > (now or datetime.now(UTC))
+
+
+class ObjectLocked(StoreError):
+    """A delete was refused: the object is under a retention that has not ended."""
+
+    def __init__(self, message: str, *, retention: Retention, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retention = retention
 
 
 @dataclass(frozen=True)
@@ -138,7 +172,14 @@ class Store(Protocol):
     display_url: str
     """The store's URL as it may be printed (no secrets)."""
 
-    def writer(self, key: str, *, exclusive: bool = False) -> Upload: ...
+    can_lock: bool
+    """Whether objects can be written under a retention the backend enforces."""
+
+    def writer(
+        self, key: str, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> Upload: ...
+
+    def retention(self, key: str) -> Retention | None: ...
 
     def reader(self, key: str) -> BinaryIO: ...
 
@@ -147,3 +188,13 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
 
     def cleanup(self, older_than: float = 3600.0) -> int: ...
+
+
+def refuse_retention(store_url: str, retention: Retention | None) -> None:
+    """What a store that cannot lock does when a writer is asked for a retention."""
+    if retention is not None:
+        raise StoreError(
+            f"{store_url} cannot lock objects: only S3 buckets with Object Lock keep a "
+            "backup from being deleted before its retention ends",
+            hint="remove retain_days from [backups], or keep backups in such a bucket",
+        )

@@ -22,7 +22,13 @@ from typing import BinaryIO
 
 from monarch.config import StoreConfig
 from monarch.errors import StoreError
-from monarch.stores.base import ObjectInfo, ObjectNotFound, UploadBase
+from monarch.stores.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    Retention,
+    UploadBase,
+    refuse_retention,
+)
 
 TEMP_PREFIX = ".tmp-"
 _MAX_SEGMENT_BYTES = 200
@@ -64,8 +70,14 @@ class LocalStore:
         self.root = Path(path)
         self.display_url = f"file://{self.root}"
 
-    def writer(self, key: str, *, exclusive: bool = False) -> LocalUpload:
-        """Start writing ``key``; see :class:`LocalUpload`."""
+    can_lock = False
+    """A folder cannot keep its own files from being deleted: no retention here."""
+
+    def writer(
+        self, key: str, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> LocalUpload:
+        """Start writing ``key``; see :class:`LocalUpload`. A ``retention`` is refused."""
+        refuse_retention(self.display_url, retention)
         path = self.root / check_key(key)
         with self._errors("create a temporary file"):
             _make_folders(path.parent)
@@ -104,6 +116,12 @@ class LocalStore:
                         modified = datetime.fromtimestamp(info.st_mtime, UTC)
                         found.append(ObjectInfo(key, info.st_size, modified))
         yield from sorted(found, key=lambda item: item.key)
+
+    def retention(self, key: str) -> Retention | None:
+        """None: a local file has no retention (a missing key raises ObjectNotFound)."""
+        if not (self.root / check_key(key)).is_file():
+            raise self._not_found(key)
+        return None
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key raises :class:`ObjectNotFound`."""

@@ -18,7 +18,13 @@ from typing import BinaryIO, ClassVar
 
 from monarch.config import StoreConfig
 from monarch.errors import StoreError
-from monarch.stores.base import ObjectInfo, ObjectNotFound, UploadBase
+from monarch.stores.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    Retention,
+    UploadBase,
+    refuse_retention,
+)
 from monarch.stores.local import check_key
 
 
@@ -60,8 +66,14 @@ class MemoryStore:
         with self._space.lock:
             return len(self._space.pending)
 
-    def writer(self, key: str, *, exclusive: bool = False) -> MemoryUpload:
-        """Start writing ``key``; nothing is visible until ``commit()``."""
+    can_lock = False
+    """Memory holds no retention: tests of locking use an S3 server that enforces it."""
+
+    def writer(
+        self, key: str, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> MemoryUpload:
+        """Start writing ``key``; nothing is visible until ``commit()``. No ``retention``."""
+        refuse_retention(self.display_url, retention)
         return MemoryUpload(self, check_key(key), exclusive)
 
     def reader(self, key: str) -> BinaryIO:
@@ -79,6 +91,13 @@ class MemoryStore:
         for key, (data, modified) in items:
             if key.startswith(prefix):
                 yield ObjectInfo(key, len(data), modified)
+
+    def retention(self, key: str) -> Retention | None:
+        """None: memory objects have no retention (a missing key raises ObjectNotFound)."""
+        with self._space.lock:
+            if check_key(key) not in self._space.objects:
+                raise self._not_found(key)
+        return None
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key raises :class:`ObjectNotFound`."""

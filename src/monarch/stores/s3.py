@@ -43,7 +43,13 @@ from monarch.errors import ConfigError, StoreError
 from monarch.secrets import Secret, redact_text
 from monarch.sizes import parse_size
 from monarch.stores._s3_io import S3Stream, S3Upload
-from monarch.stores.base import AlreadyExists, ObjectInfo, ObjectNotFound
+from monarch.stores.base import (
+    AlreadyExists,
+    ObjectInfo,
+    ObjectLocked,
+    ObjectNotFound,
+    Retention,
+)
 from monarch.stores.local import check_key
 
 if TYPE_CHECKING:
@@ -146,6 +152,7 @@ class S3Store:
         self.part_size = self.options.part_size
         self._client: S3Client | None = None
         self._lock = threading.Lock()
+        self._lock_checked = False
 
     @property
     def client(self) -> S3Client:
@@ -156,9 +163,59 @@ class S3Store:
                     self._client = self._make_client()
             return self._client
 
-    def writer(self, key: str, *, exclusive: bool = False) -> S3Upload:
-        """Start a streamed upload of ``key``; see :class:`monarch.stores._s3_io.S3Upload`."""
-        return S3Upload(self, check_key(key), self.prefix + key, exclusive)
+    can_lock = True
+    """S3 Object Lock: a bucket created with it enforces each object's retention. A bucket
+    without it refuses a write that asks for one (a clear error, nothing written)."""
+
+    def writer(
+        self, key: str, *, exclusive: bool = False, retention: Retention | None = None
+    ) -> S3Upload:
+        """Start a streamed upload of ``key``; see :class:`monarch.stores._s3_io.S3Upload`.
+
+        With ``retention``, the object is created under Object Lock (mode and date are sent
+        with the PutObject or the CreateMultipartUpload): S3 then refuses to delete it, or
+        to shorten its retention, before the date. A bucket without Object Lock is refused here,
+        before anything is written.
+        """
+        check_key(key)
+        if retention is not None:
+            self._require_object_lock()
+        return S3Upload(self, key, self.prefix + key, exclusive, retention)
+
+    def _require_object_lock(self) -> None:
+        """Refuse a retention on a bucket without Object Lock (asked once per store)."""
+        if self._lock_checked:
+            return
+        with self.errors("read the Object Lock configuration of"):
+            try:
+                answer = self.client.get_object_lock_configuration(Bucket=self.bucket)
+                enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            except ClientError as exc:
+                code = _code(exc)
+                if code in ("AccessDenied", "NotImplemented") or _status(exc) in (403, 501):
+                    # Not allowed to ask (or no such call): the write itself will tell.
+                    self._lock_checked = True
+                    return
+                if code != "ObjectLockConfigurationNotFoundError":
+                    raise
+                enabled = None
+        if enabled != "Enabled":
+            raise StoreError(
+                f"bucket {self.bucket!r} ({self.display_url}) has no Object Lock, so it cannot "
+                "keep a backup from being deleted; nothing was written",
+                hint="retain_days needs a bucket created with Object Lock enabled; use one, or "
+                     "remove retain_days (and lock_mode) from [backups]",
+            )
+        self._lock_checked = True
+
+    def retention(self, key: str) -> Retention | None:
+        """The Object Lock retention of ``key``'s current version, as S3 reports it."""
+        full_key = self.prefix + check_key(key)
+        with self.errors("read the retention of", key):
+            head = self._head(full_key)
+        if head is None:
+            raise ObjectNotFound(f"no object {key!r} in {self.display_url}")
+        return _retention_of(head)
 
     def reader(self, key: str) -> BinaryIO:
         """Stream ``key``; a dropped connection resumes where it stopped (same version only)."""
@@ -185,8 +242,20 @@ class S3Store:
         full_key = self.prefix + check_key(key)
         with self.errors("delete", key):
             # S3 reports success for deleting a missing key; the contract wants to know.
-            if not self.exists(full_key):
+            head = self._head(full_key)
+            if head is None:
                 raise ObjectNotFound(f"no object {key!r} in {self.display_url}")
+            # In a bucket with Object Lock (so with versioning), a delete without a version
+            # only hides a locked object behind a delete marker, which S3 allows: a backup
+            # would vanish from every listing while its bytes stay locked. Refuse instead.
+            retention = _retention_of(head)
+            if retention is not None and retention.holds():
+                raise ObjectLocked(
+                    f"{key!r} in {self.display_url} is locked until "
+                    f"{retention.until:%Y-%m-%d %H:%M:%S} UTC ({retention.mode} retention)",
+                    retention=retention,
+                    hint="it can be deleted once its retention ends",
+                )
             self.client.delete_object(Bucket=self.bucket, Key=full_key)
 
     def cleanup(self, older_than: float = 3600.0) -> int:
@@ -214,15 +283,19 @@ class S3Store:
 
     def exists(self, full_key: str) -> bool:
         """Whether an object is stored under ``full_key`` (the prefix included)."""
+        return self._head(full_key) is not None
+
+    def _head(self, full_key: str) -> dict[str, Any] | None:
+        """HeadObject's answer for ``full_key``, or None when there is no such object."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=full_key)
+            head: dict[str, Any] = dict(self.client.head_object(Bucket=self.bucket, Key=full_key))
         except ClientError as exc:
             if _status(exc) != 404:
                 raise
             # HEAD answers a bare 404 for a missing bucket too; ask the bucket to tell them apart.
             self.client.head_bucket(Bucket=self.bucket)
-            return False
-        return True
+            return None
+        return head
 
     def object_args(self) -> dict[str, Any]:
         """Encryption and storage-class arguments for PutObject and CreateMultipartUpload."""
@@ -328,6 +401,11 @@ def error_for(
             hint = "fix storage_class in [backups] (e.g. STANDARD, STANDARD_IA, GLACIER_IR)"
         elif code.startswith("KMS.") or "KMS" in code:
             hint = "check sse_kms_key_id and that these credentials may use that KMS key"
+        elif code in ("InvalidRequest", "InvalidArgument") and "lock" in server_says.lower():
+            message = (f"cannot {doing} {what}: bucket {store.bucket!r} does not take a "
+                       f"retention ({server_says})")
+            hint = ("retain_days needs a bucket created with Object Lock enabled; create one, "
+                    "or remove retain_days (and lock_mode) from [backups]")
         elif code == "NoSuchUpload":
             message = f"cannot {doing} {what}: the multipart upload was aborted meanwhile"
             hint = "a cleanup or lifecycle rule removed it; run the backup again"
@@ -361,6 +439,14 @@ def error_for(
     secrets = (store.options.secret_access_key, store.options.session_token)
     scrubbed = [secret.reveal() for secret in secrets if secret]
     return cls(redact_text(message, scrubbed), hint=redact_text(hint, scrubbed) if hint else None)
+
+
+def _retention_of(head: dict[str, Any]) -> Retention | None:
+    """The retention a HeadObject answer reports, if any."""
+    mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+    if not mode or not isinstance(until, datetime):
+        return None
+    return Retention(str(mode).lower(), until.astimezone(UTC))
 
 
 def _code(exc: ClientError) -> str:

@@ -105,6 +105,9 @@ def _backup_text(result: BackupResult) -> list[str]:
     if m.query_set:
         lines.append(f"  through query set {m.query_set!r}")
     lines.append(f"  in {result.store_url}")
+    if result.retention is not None:
+        lines.append(f"  locked until {result.retention.until:%Y-%m-%d %H:%M:%S} UTC "
+                     f"({result.retention.mode} retention)")
     lines.append(f"Restore it with: monarch restore {result.name}:ENV")
     return lines
 
@@ -116,7 +119,10 @@ def _backup_brief(result: BackupResult) -> list[str]:
 
 @data.register
 def _backup_data(result: BackupResult) -> dict[str, Any]:
+    lock = result.retention
     return {"name": result.name, "store": result.store_url,
+            "locked_until": lock.until.isoformat() if lock else None,
+            "lock_mode": lock.mode if lock else None,
             "manifest": json.loads(result.manifest.to_json())}
 
 
@@ -209,10 +215,18 @@ def _prune_text(result: PruneResult) -> list[str]:
     verb = "would remove" if dry_run else "removed"
     lines = [f"keep    {kept.backup.name}  ({', '.join(kept.reasons)})" for kept in result.kept]
     lines += [f"{'remove' if dry_run else 'removed'} {info.name}" for info in result.removed]
+    lines += [f"locked  {item.backup.name}  (cannot be deleted until "
+              f"{item.until:%Y-%m-%d %H:%M:%S} UTC, {item.retention.mode} retention)"
+              for item in result.locked]
     lines += [f"{verb} orphan archive {key}" for key in result.orphans]
+    lines += [f"locked  orphan archive {key} (left until its retention ends)"
+              for key in result.locked_orphans]
     tail = f", {result.leftovers} unfinished upload(s)" if result.leftovers else ""
+    held = (f"; {len(result.locked)} locked backup(s) left until their retention ends"
+            if result.locked else "")
     lines.append(f"{'Dry run: ' if dry_run else ''}kept {len(result.kept)}, {verb} "
-                 f"{len(result.removed)} backup(s) and {len(result.orphans)} orphan(s){tail}.")
+                 f"{len(result.removed)} backup(s) and {len(result.orphans)} orphan(s){tail}"
+                 f"{held}.")
     if result.legacy:
         lines.append(f"Left {len(result.legacy)} legacy backup(s) of monarch 0.0.x alone (prune "
                      "never deletes them); delete one with `monarch delete_backup NAME`.")
@@ -225,7 +239,10 @@ def _prune_data(result: PruneResult) -> dict[str, Any]:
         "dry_run": result.dry_run, "legacy_kept": list(result.legacy),
         "kept": [{"name": k.backup.name, "reasons": list(k.reasons)} for k in result.kept],
         "removed": [b.name for b in result.removed],
-        "orphans": list(result.orphans), "leftovers": result.leftovers,
+        "locked": [{"name": item.backup.name, "until": item.until.isoformat(),
+                    "mode": item.retention.mode} for item in result.locked],
+        "orphans": list(result.orphans), "locked_orphans": list(result.locked_orphans),
+        "leftovers": result.leftovers,
     }
 
 
