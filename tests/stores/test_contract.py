@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monarch.errors import StoreError
-from monarch.stores.base import ObjectNotFound, Store
+from monarch.stores.base import ObjectNotFound, Retention, Store
 from tests.stores.conftest import Backend
 
 MiB = 1 << 20
@@ -257,3 +257,18 @@ def test_a_store_opened_twice_sees_the_same_objects(backend: Backend) -> None:
 def test_display_url_names_the_store(backend: Backend, store: Store) -> None:
     assert store.display_url.split("://")[0] == backend.url.split("://")[0]
     assert backend.url.rstrip("/").endswith(store.display_url.split("://")[1].rstrip("/"))
+
+
+def test_retention_is_read_back_where_the_store_can_lock_and_refused_where_it_cannot(
+    store: Store,
+) -> None:
+    put(store, "plain", b"x")
+    assert store.retention("plain") is None  # written without one: none reported
+    with pytest.raises(ObjectNotFound):
+        store.retention("missing")
+    until = datetime.now(UTC) + timedelta(days=1)
+    if store.can_lock:
+        return  # S3: writes under a retention are tested on locked buckets (test_s3.py)
+    with pytest.raises(StoreError, match="cannot lock objects"):
+        store.writer("locked", retention=Retention("governance", until))
+    assert [o.key for o in store.list()] == ["plain"]
