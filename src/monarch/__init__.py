@@ -82,6 +82,8 @@ _LAZY = {
     "backup": "monarch.api.backups",
     "list_backups": "monarch.api.backups",
     "restore": "monarch.api.backups",
+    "restore_preview": "monarch.api.backups",
+    "Selection": "monarch.engines.selection",
     "copy_db": "monarch.api.backups",
     "verify": "monarch.api.backups",
     "prune": "monarch.api.backups",

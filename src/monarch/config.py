@@ -11,14 +11,14 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote
 
 from monarch.engines import registry
-from monarch.errors import ConfigError
+from monarch.errors import ConfigError, UsageError
 from monarch.legacy import NOTICE as LEGACY_NOTICE
 from monarch.legacy import read_legacy_settings
 from monarch.secrets import Secret, redact_text, redact_url, split_userinfo, url_secrets
@@ -113,6 +113,23 @@ class Environment:
         if self.missing:
             raise _unset(self.missing[0], f"environments.{self.name}.{self.missing_key}")
         return self
+
+    def with_database(self, database: str) -> Environment:
+        """This environment aimed at ``database``, another database of the same server.
+
+        The URL, its credentials, and the protection rules stay this environment's (the name
+        too: a protected environment's confirmation is still its name). Refused (UsageError)
+        for an engine whose URL names a file, and for a name its server cannot have.
+        """
+        row = registry.by_name(self.engine)
+        if row is None or row.file_url:
+            raise UsageError(
+                f"environment {self.name!r} is a file, not a server with other databases; "
+                "--database does not apply",
+                hint="restore into another environment instead",
+            )
+        _check_database_name(row, database, f"--database {database}")
+        return replace(self, database=database)
 
     @property
     def host(self) -> str:

@@ -17,6 +17,8 @@ from monarch.backups import copy as _copy_module
 from monarch.backups import restore as _restore_module
 from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, scan
 from monarch.backups.legacy import LegacyBackup, legacy_among, list_legacy
+from monarch.backups.preview import RestorePreview
+from monarch.backups.preview import preview as _preview
 from monarch.backups.prune import DeleteResult, PruneResult
 from monarch.backups.prune import delete_backup as _delete_backup
 from monarch.backups.prune import prune as _prune
@@ -39,21 +41,39 @@ if TYPE_CHECKING:
     from monarch.backups.retention import RetentionPolicy
     from monarch.config import Config
     from monarch.engines.base import Dropped, Engine
+    from monarch.engines.selection import Selection
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
     from monarch.stores.base import Store
 
 
 @contextmanager
-def _engines(config: Config, *names: str) -> Iterator[list[Engine]]:
-    """Engines for environments ``names`` (unconnected), closed afterwards whatever happens."""
+def _engines(config: Config, *names: str, database: str | None = None,
+             ) -> Iterator[list[Engine]]:
+    """Engines for environments ``names`` (unconnected), closed afterwards whatever happens.
+
+    ``database``: the last one is aimed at that database of its server instead of its own
+    (``--database``; the same URL and credentials, see :meth:`Environment.with_database`).
+    """
     with ExitStack() as stack:
         engines = []
-        for name in names:
-            engine = engine_for(config.environment(name))
+        for index, name in enumerate(names):
+            environment = config.environment(name)
+            if database is not None and index == len(names) - 1:
+                environment = environment.with_database(database)
+            engine = engine_for(environment)
             stack.callback(engine.close)
             engines.append(engine)
         yield engines
+
+
+def _ceiling(config: Config, max_size: str | int | None) -> tuple[str | int | None, str]:
+    """The restore ceiling of a dump without a manifest, and where it was set."""
+    if max_size is not None:
+        return (max_size, "--max-size")
+    configured = config.backups.options.get("max_restore_size")
+    return (configured if isinstance(configured, str | int) else None,
+            "[backups] max_restore_size")
 
 
 def backup(
@@ -129,6 +149,8 @@ def restore(
     progress: Progress | None = None,
     workers: int | None = None,
     max_size: str | int | None = None,
+    selection: Selection | None = None,
+    database: str | None = None,
 ) -> RestoreResult:
     """Replace environment ``env_name``'s database with the backup ``backup_name``, exactly.
 
@@ -143,19 +165,43 @@ def restore(
     collections not in the backup are gone. Any failure raises before the swap, leaving the
     target as it was; a crash during the swap is finished by the next restore (or
     :func:`recover`). See :func:`monarch.backups.restore.restore`.
+
+    ``selection`` (a :class:`~monarch.engines.selection.Selection`) restores only some
+    collections (tables), possibly renamed, leaving the rest of the database untouched.
+    ``database`` restores into that database of the environment's server instead of its own,
+    with the environment's URL and credentials; a protected environment still needs
+    ``confirm``.
     """
     environment = config.environment(env_name)
     require_confirmation(environment, "restore", confirm)
-    ceiling: tuple[str | int | None, str] = (max_size, "--max-size")
-    if max_size is None:
-        configured = config.backups.options.get("max_restore_size")
-        ceiling = (configured if isinstance(configured, str | int) else None,
-                   "[backups] max_restore_size")
-    with _engines(config, env_name) as (engine,):
+    with _engines(config, env_name, database=database) as (engine,):
         return _restore_module.restore(
             open_store(config.backups), engine, backup_name, from_db=from_db,
-            progress=progress, workers=workers, ceiling=ceiling,
+            progress=progress, workers=workers, ceiling=_ceiling(config, max_size),
+            selection=selection,
         )
+
+
+def restore_preview(
+    config: Config,
+    backup_name: str,
+    env_name: str,
+    *,
+    from_db: str | None = None,
+    max_size: str | int | None = None,
+    selection: Selection | None = None,
+    database: str | None = None,
+) -> RestorePreview:
+    """What :func:`restore` with the same arguments would replace, add and remove (per
+    collection or table, counts before -> after), changing nothing (``restore --dry-run``).
+
+    Needs no confirmation: it writes nothing. Refuses what the restore would refuse for its
+    names. See :func:`monarch.backups.preview.preview`.
+    """
+    config.environment(env_name)
+    with _engines(config, env_name, database=database) as (engine,):
+        return _preview(open_store(config.backups), engine, backup_name, from_db=from_db,
+                        selection=selection, ceiling=_ceiling(config, max_size))
 
 
 def copy_db(
@@ -170,6 +216,7 @@ def copy_db(
     parallel: int | None = None,
     workers: int | None = None,
     compression: str | None = None,
+    selection: Selection | None = None,
 ) -> CopyResult:
     """Replace ``target_env``'s database with ``source_env``'s, exactly, streaming.
 
@@ -181,6 +228,8 @@ def copy_db(
     Refuses a source and target that are the same environment, or the same database under two
     names (asked of the server, not judged from URLs), and environments of different engines.
     The target changes only in the final swap, as for a restore (docs/restore.md).
+    ``selection`` copies only some collections (tables), possibly renamed, as for
+    :func:`restore`.
     """
     source_environment = config.environment(source_env)
     target_environment = config.environment(target_env)
@@ -202,7 +251,7 @@ def copy_db(
         return _copy_module.copy_db(
             source, target, query_set=plan,
             keep_backup_in=store, compression=method, progress=progress, parallel=parallel,
-            workers=workers, retain=policy,
+            workers=workers, retain=policy, selection=selection,
         )
 
 

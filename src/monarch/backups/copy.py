@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from monarch.backups.writer import BackupResult
     from monarch.config import Environment
     from monarch.engines.base import CollectionRestored, DumpStats, Engine
+    from monarch.engines.selection import Selection
     from monarch.io import Writable
     from monarch.progress import Item, Progress
     from monarch.querysets.plan import QueryPlan
@@ -81,6 +82,7 @@ def copy_db(
     parallel: int | None = None,
     workers: int | None = None,
     retain: RetentionPolicy | None = None,
+    selection: Selection | None = None,
 ) -> CopyResult:
     """Replace ``target``'s database with ``source``'s, exactly, streaming.
 
@@ -91,6 +93,10 @@ def copy_db(
 
     Refuses the same database under two names (asked of the server, not judged from URLs).
     The target changes only in the final swap, as for a restore (docs/restore.md).
+
+    A partial ``selection`` copies only what it selects, renamed as it says, every other
+    collection (table) of the target untouched, as for a selective restore; the source then
+    dumps only those, unless a kept backup needs the whole database.
     """
     progress = progress or NullProgress()
     started = time.monotonic()
@@ -101,11 +107,13 @@ def copy_db(
         keep = None if keep_backup_in is None else BackupWriter(
             keep_backup_in, source.environment, compression=compression,
             query_set=query_set.name if query_set is not None else None, retain=retain)
-        stream = _Stream(source, query_set, parallel, progress, keep)
+        dumped = selection if keep is None else None  # a kept backup is a whole one
+        stream = _Stream(source, query_set, parallel, progress, keep, selection=dumped)
         try:
             stats = target.restore(
                 stream.reader(), from_db=source.environment.database,
                 progress=_RestoreSide(progress), workers=workers, before_swap=stream.before_swap,
+                selection=selection,
             )
         finally:
             stream.stop()
@@ -179,8 +187,10 @@ class _Stream:
     """The dump thread and the pipe it writes into (and the kept backup, if any)."""
 
     def __init__(self, source: Engine, query_set: QueryPlan | None, parallel: int | None,
-                 progress: Progress, keep: BackupWriter | None) -> None:
+                 progress: Progress, keep: BackupWriter | None, *,
+                 selection: Selection | None = None) -> None:
         self._source = source
+        self._selection = selection
         self._query_set = query_set
         self._parallel = parallel or 4
         self._progress = _DumpSide(progress)
@@ -200,7 +210,7 @@ class _Stream:
         try:
             self._stats = self._source.dump(
                 out, query_set=self._query_set, progress=self._progress,
-                parallel=self._parallel, action="copy_db",
+                parallel=self._parallel, action="copy_db", selection=self._selection,
             )
         except BaseException as exc:
             self._error = exc

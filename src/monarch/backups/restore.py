@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from monarch.backups.sources import Source
     from monarch.engines.base import CollectionRestored, Engine
+    from monarch.engines.selection import Selection
     from monarch.progress import Progress
     from monarch.stores.base import Store
 
@@ -55,6 +56,9 @@ class RestoreResult:
     tables: tuple[str, ...] = ()
     stream_bytes: int = 0
     """Bytes of the (uncompressed) dump stream restored, for formats other than an archive."""
+    selection: str | None = None
+    """What a selective restore took (e.g. ``only users; orders as orders_old``); None when
+    it restored the whole database."""
 
     @property
     def documents(self) -> int:
@@ -76,6 +80,7 @@ def restore(
     progress: Progress | None = None,
     workers: int | None = None,
     ceiling: tuple[str | int | None, str] = (None, "--max-size"),
+    selection: Selection | None = None,
 ) -> RestoreResult:
     """Replace ``engine``'s database with the backup ``backup_name``, exactly.
 
@@ -92,6 +97,10 @@ def restore(
     failure raises before the swap, leaving the target as it was; a crash during the swap is
     finished by the next restore (or ``recover``). A backup of another engine is refused before
     anything is touched.
+
+    A partial ``selection`` (:mod:`monarch.engines.selection`) restores only what it selects,
+    under its target names, each replaced atomically; everything else in the database stays
+    as it was, and nothing is dropped.
     """
     progress = progress or NullProgress()
     started = time.monotonic()
@@ -101,6 +110,7 @@ def restore(
             stats = engine.restore(
                 source.input, from_db=source.database,
                 progress=_Announce(progress, "restore", source.expected), workers=workers,
+                selection=selection,
             )
         except MonarchError as exc:
             progress.finish(None)
@@ -133,6 +143,7 @@ def restore(
         format=backup_format,
         tables=tuple(c.name for c in stats.collections) if opaque else (),
         stream_bytes=stream_bytes,
+        selection=selection.describe() if selection is not None and selection.partial else None,
     )
 
 

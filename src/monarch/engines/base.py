@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
+    from monarch.engines.selection import Selection
     from monarch.history import HistoryStore, MigrationLock
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
@@ -148,6 +149,8 @@ class Capabilities:
     """``dump`` applies a query set (selects and transforms collections and documents)."""
     mongodump_input: bool = False
     """``restore`` also takes mongodump archives and directory dumps, and monarch 0.0.x's zips."""
+    schemas: bool = False
+    """Names are ``schema.table``; a selection may name schemas (PostgreSQL)."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ class Engine(Protocol):
         progress: Progress | None = None,
         parallel: int = 4,
         action: str = "backup",
+        selection: Selection | None = None,
     ) -> DumpStats:
         """Write this database to ``out`` as one complete stream of ``backup_format``,
         uncompressed (monarch compresses).
@@ -207,7 +211,9 @@ class Engine(Protocol):
         Memory stays bounded whatever the database size. ``out`` is neither flushed nor
         closed; on error it holds an incomplete stream that the caller must discard.
         ``query_set``: only with ``capabilities.query_sets`` (else UsageError). ``progress``
-        hears ``start(action, ...)``, advances and item ends, never ``finish``.
+        hears ``start(action, ...)``, advances and item ends, never ``finish``. ``selection``:
+        dump only the collections (tables) it selects, under their own names (its renames are
+        for the restore); None dumps everything.
         """
         ...
 
@@ -219,6 +225,7 @@ class Engine(Protocol):
         progress: Progress | None = None,
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
+        selection: Selection | None = None,
     ) -> RestoreStats:
         """Replace this database with the dump read from ``inp``, exactly and atomically.
 
@@ -228,6 +235,12 @@ class Engine(Protocol):
         itself (a checksum that does not match), leave the target as it was. ``before_swap``
         runs when all is loaded and verified; if it raises, nothing is swapped. ``from_db``:
         the database to take from a dump that holds several (mongodump's).
+
+        ``selection`` (see :mod:`monarch.engines.selection`): a partial one restores only the
+        collections (tables) it selects, under their target names, each replaced atomically;
+        every other one of this database stays untouched and ``dropped`` is empty. A rename
+        onto an existing name is refused (UsageError, nothing done) unless
+        ``selection.replace_existing``. An engine that cannot select raises UsageError.
         """
         ...
 
@@ -236,6 +249,11 @@ class Engine(Protocol):
         """Read a whole stream of ``backup_format`` and say what is wrong with it, touching no
         database (a damaged stream is an answer, not an error). A static method: verify calls
         it on the engine's class, with no environment at hand."""
+        ...
+
+    def inventory(self) -> dict[str, int]:
+        """What this database holds now: each collection's (table's) documents (rows), by the
+        name a selection matches (``schema.table`` for PostgreSQL). Changes nothing."""
         ...
 
     def recover_restore(self) -> str | None:

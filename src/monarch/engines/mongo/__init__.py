@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import ARCHIVE_FORMAT, Capabilities, Dropped, ServerInfo
+from monarch.engines.mongo._moves import names
 from monarch.engines.mongo.check import check_archive
 from monarch.engines.mongo.dump import dump_archive
 from monarch.engines.mongo.errors import translated
@@ -14,6 +15,7 @@ from monarch.engines.mongo.journal import is_operational
 from monarch.engines.mongo.lock import MongoLock
 from monarch.engines.mongo.odm import MongoengineDefault
 from monarch.engines.mongo.restore import recover_restore, restore_dump, same_database
+from monarch.engines.selection import WHOLE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
     from monarch.engines.base import DumpStats, Engine, RestoreStats, StreamCheck
+    from monarch.engines.selection import Selection
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -105,11 +108,19 @@ class MongoEngine:
         progress: Progress | None = None,
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
+        selection: Selection | None = None,
     ) -> RestoreStats:
         """See :meth:`monarch.engines.base.Engine.restore`: ``inp`` is a mongodump archive
         stream or an opened dump reader; ``from_db`` defaults to the dump's only database."""
         return restore_dump(self, inp, db=from_db, progress=progress, workers=workers,
-                            before_swap=before_swap)
+                            before_swap=before_swap, selection=selection or WHOLE)
+
+    def inventory(self) -> dict[str, int]:
+        """Each collection's document count (views: 0), monarch's own left out."""
+        with translated(self.environment, "counting documents"):
+            found = names(self.db)
+            return {name: (self.db[name].count_documents({}) if kind == "collection" else 0)
+                    for name, kind in sorted(found.items()) if not is_operational(name)}
 
     @staticmethod
     def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:
@@ -130,10 +141,12 @@ class MongoEngine:
         progress: Progress | None = None,
         parallel: int = 4,
         action: str = "backup",
+        selection: Selection | None = None,
     ) -> DumpStats:
         """See :meth:`monarch.engines.base.Engine.dump` (a mongodump archive, see :mod:`.dump`)."""
         return dump_archive(
-            self, out, query_set=query_set, progress=progress, parallel=parallel, action=action
+            self, out, query_set=query_set, progress=progress, parallel=parallel, action=action,
+            selection=selection,
         )
 
     def drop(self) -> Dropped:

@@ -136,7 +136,8 @@ def _roll_forward(db: Database[Any], doc: dict[str, Any]) -> None:
         set_state(db, token, "dropping")
     keep = {final for _, final in placing} | {str(v["create"]) for v in views}
     drop_all(db, [moved for _, moved in aside])
-    drop_all(db, [n for n in names(db) if n not in keep and not is_operational(n)])
+    if "scope" not in doc:  # a selective restore leaves names outside its scope alone
+        drop_all(db, [n for n in names(db) if n not in keep and not is_operational(n)])
     db.drop_collection(JOURNAL)
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
     from monarch.engines.mongo import MongoEngine
+    from monarch.engines.selection import Selection
     from monarch.progress import Progress
     from monarch.querysets.plan import CollectionQuery, QueryPlan
 
@@ -72,11 +73,13 @@ def dump_archive(
     progress: Progress | None = None,
     parallel: int = DEFAULT_PARALLEL,
     action: str = "backup",
+    selection: Selection | None = None,
 ) -> DumpStats:
     """Write ``engine``'s database to ``out`` as a complete mongodump archive.
 
     Every collection (views and options and indexes included; ``system.*`` and monarch's own
-    bookkeeping such as locks and staging collections left out, the migration history kept) is
+    bookkeeping such as locks and staging collections left out, the migration history kept),
+    or only those ``selection`` selects (under their own names), is
     read by up to ``parallel`` threads. ``query_set`` narrows and transforms what is read;
     ``progress`` hears about each batch under ``action``. Returns per-collection counts,
     bytes and CRC-64s, which are also in the archive.
@@ -88,6 +91,9 @@ def dump_archive(
     info = engine.server_info()
     _refuse_unfinished_restore(engine, action)
     sources = _plan(engine, query_set)
+    if selection is not None and selection.partial:
+        # Renames are the restore's business: the dump keeps the source's names.
+        sources = [s for s in sources if selection.selects(s.meta.collection)]
     writer = ArchiveWriter(out)
     writer.write_header(
         [s.meta for s in sources],

@@ -143,6 +143,8 @@ class SwapPlan:
 
     placing: Sequence[tuple[str, str]]
     views: Sequence[dict[str, Any]] = field(default_factory=list)
+    scope: frozenset[str] | None = None
+    """The only names the swap may touch (a selective restore), or None: the whole database."""
 
     @property
     def finals(self) -> set[str]:
@@ -262,7 +264,7 @@ class Journal:
                 # Views and time-series collections cannot be renamed: they are dropped instead
                 # (in the swap, so only once the backup is wholly loaded and verified).
                 mine = {n: str(c.get("type", "collection")) for n, c in present.items()
-                        if not is_operational(n)}
+                        if not is_operational(n) and (plan.scope is None or n in plan.scope)}
                 old = sorted(n for n, k in mine.items() if k == "collection")
                 views = sorted(n for n, k in mine.items() if k != "collection")
                 aside = [
@@ -283,6 +285,9 @@ class Journal:
                     # As text: a pipeline's "$" keys are not storable on every server.
                     "views": [json_util.dumps(v) for v in plan.views],
                 }
+                if plan.scope is not None:
+                    # A selective restore: the roll forward must leave every other name alone.
+                    record["scope"] = sorted(plan.scope)
                 self._docs.update_one({"_id": LOCK_ID, "token": self.token}, {"$set": record})
                 doc = self._docs.find_one({"_id": LOCK_ID, "token": self.token})
             if doc is None or doc.get("state") != "aside":
@@ -324,19 +329,22 @@ class Journal:
             self._release()
         return sorted(set(old) - plan.finals) + sorted(set(views) - plan.finals)
 
-    def probe(self, placing: Iterable[tuple[str, str]]) -> None:
+    def probe(self, placing: Iterable[tuple[str, str]],
+              scope: frozenset[str] | None = None) -> None:
         """Prove, on scratch collections, that every move of the swap will work.
 
         ``placing`` pairs staging names with final names, as in :class:`SwapPlan`. The moves
         are these and the target's collections to their aside names, each tried on names of
-        the same shape (see :mod:`monarch.engines.mongo._moves`).
+        the same shape (see :mod:`monarch.engines.mongo._moves`); with ``scope``, only the
+        target's collections of those names.
         Raises :class:`BackupError` naming a collection the server cannot move, target untouched.
         """
         db_name = self._engine.environment.database
         with translated(self._engine.environment, "checking that the swap will work"):
             present = names(self._db)
             old = [n for n, kind in present.items()
-                   if kind == "collection" and not is_operational(n)]
+                   if kind == "collection" and not is_operational(n)
+                   and (scope is None or n in scope)]
             moves = [(n, derived_name(ASIDE_PREFIX, self.token, n, db_name)) for n in old]
             moves += list(placing)
             probe(self._db, self.token, moves)

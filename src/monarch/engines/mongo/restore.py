@@ -32,6 +32,7 @@ from monarch.engines.mongo.journal import (
     is_operational,
     name_fits,
 )
+from monarch.engines.selection import WHOLE, Selection
 from monarch.errors import (
     ArchiveError,
     BackupError,
@@ -68,6 +69,7 @@ BATCH_BYTES = 16 * 1024 * 1024
 class _Target:
     meta: CollectionMeta
     staging: str
+    final: str
     indexes: list[dict[str, Any]] = field(default_factory=list)
     expected: int | None = None
     size: int = 0
@@ -82,6 +84,7 @@ def restore_dump(
     workers: int | None = None,
     before_swap: Callable[[], None] | None = None,
     command: str = "monarch restore",
+    selection: Selection = WHOLE,
 ) -> RestoreStats:
     """Replace ``engine``'s database with database ``db`` of the dump ``inp``, exactly.
 
@@ -93,25 +96,40 @@ def restore_dump(
     :class:`BackupError` for anything else that stops it; in every case before the swap the
     target is as it was. ``before_swap`` runs once everything is verified, just before the
     swap; if it raises, the restore stops there, target unchanged.
+
+    With a partial ``selection`` only the selected collections are loaded (under their target
+    names) and the swap touches those names only: every other collection of the target stays
+    as it is, and nothing is dropped. A renamed collection whose new name the target already
+    has is refused (UsageError, nothing done) unless ``selection.replace_existing``.
     """
     started = time.monotonic()
     env = engine.environment
     reader = ArchiveReader(inp) if isinstance(inp, Readable) else inp
     db = db if db is not None else _only_database(reader)
-    wanted = [m for m in reader.collections if m.db == db and not _skipped(m)]
+    available = [m for m in reader.collections if m.db == db and not _skipped(m)]
+    selection.require_matches([m.collection for m in available], "collection",
+                              f"the dump of {db!r}")
+    wanted = [m for m in available if selection.selects(m.collection)]
     skipped = [m.namespace for m in reader.collections if m.db == db and _skipped(m)]
-    _check_supported(wanted, env.database)
+    finals = {m.collection: selection.target_name(m.collection, db) for m in wanted}
+    _check_supported(wanted, env.database, finals)
+    scope = frozenset(finals.values()) if selection.partial else None
+    if selection.partial:
+        with translated(env, "listing collections"):
+            present = engine.db.list_collection_names()
+        selection.refuse_overwrite(finals, present, f"environment {env.name!r}")
     if workers is None:
         with translated(env, "connecting"):
             ferret = engine.server_info().details == "FerretDB"
         workers = FERRETDB_WORKERS if ferret else DEFAULT_WORKERS
     journal = Journal(engine)
     # Built (and so validated) before the journal is taken: nothing to undo if it fails.
-    staging = _Staging(engine, journal, wanted, progress or NullProgress(), max(1, workers))
+    staging = _Staging(engine, journal, wanted, finals, progress=progress or NullProgress(),
+                       workers=max(1, workers))
     journal.acquire(command)
     try:
         # Before anything is loaded: a name the swap could not move is refused now.
-        journal.probe((t.staging, name) for name, t in staging.targets.items())
+        journal.probe(((t.staging, t.final) for t in staging.targets.values()), scope)
         with translated(env, "loading the staging collections"):
             staging.create()
             inserted = staging.load(reader, db)
@@ -129,11 +147,12 @@ def restore_dump(
             journal.abandon(settle=settle)
         raise
     with translated(env, "swapping the restored collections in"):
-        placing = [(t.staging, name) for name, t in staging.targets.items()]
-        dropped = journal.swap(SwapPlan(placing, staging.views))
+        placing = [(t.staging, t.final) for t in staging.targets.values()]
+        dropped = journal.swap(SwapPlan(placing, staging.views, scope))
     restored = [
         CollectionRestored(
-            name, inserted.get(name, 0), t.size, tuple(str(spec["name"]) for spec in t.indexes)
+            t.final, inserted.get(name, 0), t.size,
+            tuple(str(spec["name"]) for spec in t.indexes)
         )
         for name, t in staging.targets.items()
     ] + [CollectionRestored(str(v["create"]), 0, 0, (), VIEW) for v in staging.views]
@@ -157,6 +176,8 @@ class _Staging:
         engine: MongoEngine,
         journal: Journal,
         metas: list[CollectionMeta],
+        finals: dict[str, str],
+        *,
         progress: Progress,
         workers: int,
     ) -> None:
@@ -166,11 +187,13 @@ class _Staging:
         self._progress = progress
         self.workers = workers
         self.targets = {
-            m.data_collection: _Target(m, journal.staging_name(m.collection), _index_specs(m))
+            m.data_collection: _Target(m, journal.staging_name(finals[m.collection]),
+                                       finals[m.collection], _index_specs(m))
             for m in metas
             if m.type == COLLECTION
         }
-        self.views = [_view_command(m) for m in metas if m.type == VIEW]
+        self.views = [{**_view_command(m), "create": finals[m.collection]}
+                      for m in metas if m.type == VIEW]
         self.timings: dict[str, float] = {}
 
     def create(self) -> None:
@@ -316,7 +339,8 @@ def _skipped(meta: CollectionMeta) -> bool:
     return not meta.db or is_operational(meta.collection)
 
 
-def _check_supported(metas: list[CollectionMeta], target_db: str) -> None:
+def _check_supported(metas: list[CollectionMeta], target_db: str,
+                     finals: dict[str, str]) -> None:
     for meta in metas:
         if meta.type == TIMESERIES:
             raise BackupError(
@@ -329,7 +353,10 @@ def _check_supported(metas: list[CollectionMeta], target_db: str) -> None:
                 f"{meta.namespace!r} has type {meta.type!r}, which monarch cannot "
                 "restore; nothing was done"
             )
-        name = meta.collection
+        name = finals.get(meta.collection, meta.collection)
+        if is_operational(name):
+            raise UsageError(f"{name!r} is a name monarch or the server keeps for itself; "
+                             "nothing was done", hint="rename it to another name")
         reason = invalid_collection_name(name)
         if reason is not None:
             raise ArchiveError(f"{name!r} is not a valid collection name ({reason}); nothing "

@@ -15,7 +15,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import Capabilities, ServerInfo
-from monarch.engines.opaque import byte_stream, refuse_query_set
+from monarch.engines.opaque import byte_stream, refuse_query_set, refuse_selection
 from monarch.engines.postgres.check import check as check_dump
 from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.drop import drop as drop_to_empty
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
     from monarch.engines.base import Dropped, DumpStats, Engine, RestoreStats, StreamCheck
+    from monarch.engines.selection import Selection
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -46,7 +47,7 @@ class PostgresEngine:
 
     name = "postgres"
     backup_format = "pg_dump-custom"
-    capabilities = Capabilities()
+    capabilities = Capabilities(schemas=True)
 
     def __init__(self, environment: Environment) -> None:
         # Every part of the engine imports psycopg lazily: without the extra, say so once, here,
@@ -110,6 +111,7 @@ class PostgresEngine:
         progress: Progress | None = None,
         parallel: int = 4,
         action: str = "backup",
+        selection: Selection | None = None,
     ) -> DumpStats:
         """Stream ``pg_dump --format=custom --compress=0`` of the database into ``out``.
 
@@ -118,6 +120,7 @@ class PostgresEngine:
         is neither flushed nor closed, and on error holds an incomplete dump to discard.
         """
         refuse_query_set(query_set, self.name, self.environment)
+        refuse_selection(selection, "a dump", self.environment)
         return dump_database(self, out, progress=progress, action=action)
 
     def restore(
@@ -128,6 +131,7 @@ class PostgresEngine:
         progress: Progress | None = None,
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
+        selection: Selection | None = None,
         privileges: bool = True,
     ) -> RestoreStats:
         """Replace the database with the custom-format dump read from ``inp``, exactly.
@@ -139,6 +143,7 @@ class PostgresEngine:
         dump's GRANTs (for a server that lacks the roles they name).
         """
         stream = byte_stream(inp, self.backup_format)
+        refuse_selection(selection, "a restore", self.environment)
         return restore_dump(
             self, stream, progress=progress, before_swap=before_swap, privileges=privileges
         )
@@ -158,6 +163,25 @@ class PostgresEngine:
         if not isinstance(other, PostgresEngine):
             return False
         return self._identity() == other._identity()
+
+    def inventory(self) -> dict[str, int]:
+        """Rows of each table (``schema.table``), counted exactly; views are left out."""
+        from psycopg import sql
+
+        with translated(self.environment, "counting rows"):
+            tables = self.connection.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') "
+                "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND n.nspname !~ '^pg_toast' AND NOT c.relispartition ORDER BY 1, 2"
+            ).fetchall()
+            found = {}
+            for schema, table in tables:
+                query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+                row = self.connection.execute(query).fetchone()
+                found[f"{schema}.{table}"] = int(row[0]) if row else 0
+        return found
 
     def recover_restore(self) -> str | None:
         """Remove what an interrupted restore into this database left; say what (None: nothing)."""

@@ -74,8 +74,9 @@ def parameters(environment: Environment, dbname: str | None = None) -> dict[str,
     params = {key: str(value) for key, value in raw.items() if value is not None}
     params.setdefault("connect_timeout", str(connect_timeout()))
     params.setdefault("application_name", "monarch")
-    if dbname is not None:
-        params["dbname"] = dbname
+    # The environment's database, which is the URL's unless a command chose another of the
+    # same server (restore --database); the URL's credentials and settings stay.
+    params["dbname"] = dbname if dbname is not None else environment.database
     return params
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import Capabilities, ServerInfo
-from monarch.engines.opaque import byte_stream, refuse_query_set
+from monarch.engines.opaque import byte_stream, refuse_query_set, refuse_selection
 from monarch.engines.sqlite.check import check as check_file_stream
 from monarch.engines.sqlite.dump import dump as dump_database
+from monarch.engines.sqlite.dump import row_counts
 from monarch.engines.sqlite.errors import check_file, translated
 from monarch.engines.sqlite.files import BUSY_TIMEOUT
 from monarch.engines.sqlite.history import MigrationConnection, SQLiteHistory
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
     from monarch.engines.base import Dropped, DumpStats, Engine, RestoreStats, StreamCheck
+    from monarch.engines.selection import Selection
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -132,6 +134,7 @@ class SQLiteEngine:
         progress: Progress | None = None,
         parallel: int = 4,
         action: str = "backup",
+        selection: Selection | None = None,
     ) -> DumpStats:
         """Write a consistent copy of the database file to ``out``, uncompressed, with each
         table's rows counted on the copy.
@@ -141,6 +144,7 @@ class SQLiteEngine:
         caller must discard.
         """
         refuse_query_set(query_set, self.name, self.environment)
+        refuse_selection(selection, "a dump", self.environment)
         return dump_database(self, out, progress=progress, action=action)
 
     def restore(
@@ -151,6 +155,7 @@ class SQLiteEngine:
         progress: Progress | None = None,
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
+        selection: Selection | None = None,
     ) -> RestoreStats:
         """Replace the database file with the SQLite database read from ``inp``, atomically.
 
@@ -160,6 +165,7 @@ class SQLiteEngine:
         ``from_db`` and ``workers`` are ignored (one file).
         """
         stream = byte_stream(inp, self.backup_format)
+        refuse_selection(selection, "a restore", self.environment)
         return restore_file(self, stream, progress=progress, before_swap=before_swap)
 
     @staticmethod
@@ -182,6 +188,12 @@ class SQLiteEngine:
             return mine.samefile(theirs)
         except OSError:
             return False
+
+    def inventory(self) -> dict[str, int]:
+        """Rows of each table, counted (an absent file holds nothing: it is not created)."""
+        if not self.exists():
+            return {}
+        return row_counts(self.environment, self.path)
 
     def recover_restore(self) -> str | None:
         """Remove what an interrupted restore left; say what (None: nothing)."""
