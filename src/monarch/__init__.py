@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names below (and the CLI
     from monarch.api.backups import prune as prune
     from monarch.api.backups import recover as recover
     from monarch.api.backups import restore as restore
+    from monarch.api.backups import restore_preview as restore_preview
     from monarch.api.backups import verify as verify
     from monarch.api.migrations import generate as generate
     from monarch.api.migrations import list_migrations as list_migrations
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names below (and the CLI
     from monarch.config import Config as Config
     from monarch.config import Environment as Environment
     from monarch.config import load_config as load_config
+    from monarch.engines.selection import Selection as Selection
     from monarch.errors import ConfigError as ConfigError
     from monarch.errors import MonarchError as MonarchError
     from monarch.migrations.migration import Migration as Migration

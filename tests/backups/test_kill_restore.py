@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -50,17 +51,19 @@ def fill(db: Database[Any], version: int, names: tuple[str, str, str] = NAMES["p
     db[f"{only}{version}"].insert_many({"n": i} for i in range(100 + version))
 
 
-def restore_command(two_dbs: TwoDbs, name: str) -> list[str]:
+def restore_command(two_dbs: TwoDbs, name: str, extra: Sequence[str] = ()) -> list[str]:
+    """``monarch restore NAME:staging --quiet``, with ``extra`` options (a selection)."""
     return [sys.executable, "-m", "monarch", "--config", str(two_dbs.config_path), "restore",
-            f"{name}:staging", "--quiet"]
+            f"{name}:staging", "--quiet", *extra]
 
 
 def start_and_wait_for_journal(
-    two_dbs: TwoDbs, name: str, stderr: int = subprocess.DEVNULL
+    two_dbs: TwoDbs, name: str, stderr: int = subprocess.DEVNULL, extra: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start a restore process; return it once its journal exists (it has begun), and when."""
     journal = two_dbs.target[JOURNAL]
-    process = subprocess.Popen(restore_command(two_dbs, name), cwd=two_dbs.root, env=environ(),
+    process = subprocess.Popen(restore_command(two_dbs, name, extra), cwd=two_dbs.root,
+                               env=environ(),
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=stderr)
     while process.poll() is None and journal.find_one({}, {"_id": 1}) is None:
@@ -77,11 +80,11 @@ def wait_for_swap(two_dbs: TwoDbs, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.001)
 
 
-def calibrate(two_dbs: TwoDbs, name: str) -> tuple[float, float, float]:
+def calibrate(two_dbs: TwoDbs, name: str, extra: Sequence[str] = ()) -> tuple[float, float, float]:
     """One undisturbed restore, watched: from its journal's appearance, when its swap starts
     (the journal leaves ``loading``) and ends (the journal is gone), and when it exits."""
     journal = two_dbs.target[JOURNAL]
-    process, began = start_and_wait_for_journal(two_dbs, name)
+    process, began = start_and_wait_for_journal(two_dbs, name, extra=extra)
     swap_from = swap_to = None
     while process.poll() is None:
         doc = journal.find_one({}, {"state": 1})

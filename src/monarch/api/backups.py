@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from monarch.backups import backup as _backup_module
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from monarch.backups.copy import CopyResult
     from monarch.backups.restore import RestoreResult
     from monarch.backups.retention import RetentionPolicy
-    from monarch.config import Config
+    from monarch.config import Config, Environment
     from monarch.engines.base import Dropped, Engine
     from monarch.engines.selection import Selection
     from monarch.progress import Progress
@@ -175,11 +176,12 @@ def restore(
     environment = config.environment(env_name)
     require_confirmation(environment, "restore", confirm)
     with _engines(config, env_name, database=database) as (engine,):
-        return _restore_module.restore(
+        result = _restore_module.restore(
             open_store(config.backups), engine, backup_name, from_db=from_db,
             progress=progress, workers=workers, ceiling=_ceiling(config, max_size),
             selection=selection,
         )
+    return replace(result, other_database=_elsewhere(environment, database))
 
 
 def restore_preview(
@@ -198,10 +200,16 @@ def restore_preview(
     Needs no confirmation: it writes nothing. Refuses what the restore would refuse for its
     names. See :func:`monarch.backups.preview.preview`.
     """
-    config.environment(env_name)
+    environment = config.environment(env_name)
     with _engines(config, env_name, database=database) as (engine,):
-        return _preview(open_store(config.backups), engine, backup_name, from_db=from_db,
-                        selection=selection, ceiling=_ceiling(config, max_size))
+        found = _preview(open_store(config.backups), engine, backup_name, from_db=from_db,
+                         selection=selection, ceiling=_ceiling(config, max_size))
+    return replace(found, other_database=_elsewhere(environment, database))
+
+
+def _elsewhere(environment: Environment, database: str | None) -> bool:
+    """Whether ``database`` (``--database``) is another than the environment's own."""
+    return database is not None and database != environment.database
 
 
 def copy_db(

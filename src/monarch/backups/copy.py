@@ -59,6 +59,8 @@ class CopyResult:
     """The engine's backup format; for PostgreSQL and SQLite ``collections`` is empty and
     ``tables`` names what the target holds now."""
     tables: tuple[str, ...] = ()
+    selection: str | None = None
+    """What a selective copy took; None when it copied the whole database."""
 
     @property
     def documents(self) -> int:
@@ -137,6 +139,7 @@ def copy_db(
         backup=keep.committed if keep is not None else None,
         format=source.backup_format,
         tables=tuple(c.name for c in stats.collections) if opaque else (),
+        selection=selection.describe() if selection is not None and selection.partial else None,
     )
 
 

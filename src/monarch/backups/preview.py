@@ -62,25 +62,9 @@ class RestorePreview:
     selection: str | None
     counted_from: str
     """Where the backup's counts come from: ``"manifest"`` or ``"dump"`` (read through)."""
-
-    def summary(self) -> list[str]:
-        """Human lines: one per change, then totals and what is left alone."""
-        width = max((len(c.name) for c in self.changes), default=0)
-        lines = []
-        for change in self.changes:
-            before = "-" if change.before is None else f"{change.before:,}"
-            after = "-" if change.after is None else f"{change.after:,}"
-            renamed = f" (from {change.source})" if change.source != change.name else ""
-            lines.append(f"{change.action:<8} {change.name:<{width}}  {before} -> {after}"
-                         f"{renamed}")
-        counts = {a: sum(c.action == a for c in self.changes) for a in (REPLACE, ADD, REMOVE)}
-        lines.append(", ".join(f"{n} to {a}" for a, n in counts.items()) + f" ({self.noun}s)")
-        if self.selection is not None:
-            lines.append(f"selected: {self.selection}")
-        if self.untouched:
-            lines.append("left as they are: " + ", ".join(self.untouched))
-        lines.append("dry run: nothing was changed")
-        return lines
+    other_database: bool = False
+    """True when the target is another database of the environment's server (``--database``)
+    than its own."""
 
 
 def preview(

@@ -59,6 +59,9 @@ class RestoreResult:
     selection: str | None = None
     """What a selective restore took (e.g. ``only users; orders as orders_old``); None when
     it restored the whole database."""
+    other_database: bool = False
+    """True when the target is another database of the environment's server (``--database``)
+    than its own."""
 
     @property
     def documents(self) -> int:

@@ -23,6 +23,7 @@ from monarch.cli.session import Session
 from monarch.errors import UsageError
 
 if TYPE_CHECKING:
+    from monarch.engines.selection import Selection
     from monarch.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -173,51 +174,110 @@ def generate_query_set(session: Session, name: str | None, force: bool) -> None:
     show(QuerySetCreated(name, monarch.generate_query_set(session.config, name, force=force)))
 
 
+def _selection_options(command: F) -> F:
+    """The options that choose what a restore or copy_db takes, and under which names."""
+    options = [
+        click.option("--collection", "--table", "include", multiple=True, metavar="NAME",
+                     help="Only this collection (table); shell globs allowed; repeatable."),
+        click.option("--exclude-collection", "--exclude-table", "exclude", multiple=True,
+                     metavar="NAME", help="Leave this collection (table) out; globs; repeatable."),
+        click.option("--schema", "schemas", multiple=True, metavar="NAME",
+                     help="PostgreSQL: only the tables of this schema; repeatable."),
+        click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
+                     help="Restore OLD under the name NEW (e.g. users=users_restored)."),
+        click.option("--ns-from", "--nsFrom", "ns_from", multiple=True, metavar="PATTERN",
+                     help="mongorestore-style rename source, e.g. 'shop.$c$'; pairs with --ns-to."),
+        click.option("--ns-to", "--nsTo", "ns_to", multiple=True, metavar="PATTERN",
+                     help="mongorestore-style rename target, e.g. 'shop.old_$c$'."),
+        click.option("--replace-existing", is_flag=True,
+                     help="Let a renamed collection (table) replace one of the same name."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _selection(options: dict[str, Any]) -> Selection | None:
+    """The Selection the options ask for (None: the whole database, as before)."""
+    chosen = monarch.Selection.from_options(
+        include=options.pop("include"), exclude=options.pop("exclude"),
+        schemas=options.pop("schemas"), renames=options.pop("renames"),
+        ns_from=options.pop("ns_from"), ns_to=options.pop("ns_to"),
+        replace_existing=options.pop("replace_existing"),
+    )
+    if chosen.whole and chosen.replace_existing:
+        raise UsageError("--replace-existing applies to renamed collections or tables; "
+                         "nothing is renamed", hint="add --rename OLD=NEW or --ns-from/--ns-to")
+    return chosen if chosen.partial else None
+
+
 @click.command()
 @click.argument("spec", metavar="BACKUP:ENV", required=False)
 @click.option("--from-db", metavar="NAME", help="The database to take from a multi-db dump.")
 @click.option("--max-size", metavar="SIZE",
               help="Most a mongodump archive or folder may decompress to, e.g. 50G "
                    "(default: [backups] max_restore_size, else 100x its size on disk).")
+@_selection_options
+@click.option("--database", metavar="NAME",
+              help="Restore into this database of ENV's server (ENV's credentials and rules).")
+@click.option("--dry-run", is_flag=True,
+              help="Say what would be replaced, added and removed (counts); change nothing.")
 @_confirm
 @_quiet
+@_as_json
 @click.pass_obj
 def restore(
-    session: Session, *, spec: str | None, from_db: str | None, max_size: str | None,
-    confirm: str | None, quiet: bool,
+    session: Session, /, *, spec: str | None, from_db: str | None, max_size: str | None,
+    database: str | None, dry_run: bool, confirm: str | None, quiet: bool, as_json: bool,
+    **options: Any,
 ) -> None:
     """Restore BACKUP (a backup name, or a mongodump archive or folder) into ENV.
 
     BACKUP may also be a backup of monarch 0.0.x: NAME__YYYY_MM_DD[.dmp.zip] in the store, or
-    the path of such a zip.
+    the path of such a zip. With --collection/--table/--schema/--rename only those are
+    restored, each replaced atomically, and the rest of ENV is left as it is.
     """
     from monarch.cli.render.backups import show  # noqa: PLC0415
 
     backup_name, env = split_spec(spec, "BACKUP:ENV", "production-20260101T120000Z:development",
                                   "restore")
+    selection = _selection(options)
     environment = session.environment(env)
+    if dry_run:
+        found = monarch.restore_preview(session.config, backup_name, env, from_db=from_db,
+                                        max_size=max_size, selection=selection,
+                                        database=database)
+        show(found, as_json=as_json)
+        return
     if environment.protected:
         confirm = confirm_name(environment.name, f"restore {backup_name} into it", confirm)
     result = monarch.restore(session.config, backup_name, env, from_db=from_db, confirm=confirm,
-                             progress=_progress(quiet), max_size=max_size)
-    show(result, quiet=quiet)
+                             progress=_progress(quiet or as_json), max_size=max_size,
+                             selection=selection, database=database)
+    show(result, quiet=quiet, as_json=as_json)
 
 
 @click.command()
 @click.argument("spec", metavar="FROM:TO", required=False)
 @click.option("--query-set", metavar="NAME", help="Copy through query set NAME (list_query_sets).")
 @click.option("--keep-backup", is_flag=True, help="Also store the copied data as a backup.")
+@_selection_options
 @_confirm
 @_quiet
 @click.pass_obj
 def copy_db(
-    session: Session, *, spec: str | None, query_set: str | None, keep_backup: bool,
-    confirm: str | None, quiet: bool,
+    session: Session, /, *, spec: str | None, query_set: str | None, keep_backup: bool,
+    confirm: str | None, quiet: bool, **options: Any,
 ) -> None:
-    """Copy FROM's database into TO (TO then holds exactly FROM's data)."""
+    """Copy FROM's database into TO (TO then holds exactly FROM's data).
+
+    With --collection/--table/--schema/--rename only those are copied, each replaced
+    atomically, and the rest of TO is left as it is.
+    """
     from monarch.cli.render.backups import show  # noqa: PLC0415
 
     source, target = split_spec(spec, "FROM:TO", "production:development", "copy_db")
+    selection = _selection(options)
     if source == target:
         raise UsageError(f"copy_db {spec}: source and target are the same environment",
                          hint="name two environments, e.g. monarch copy_db production:development")
@@ -226,7 +286,8 @@ def copy_db(
     if environment.protected:
         confirm = confirm_name(environment.name, f"copy {source} over it", confirm)
     result = monarch.copy_db(session.config, source, target, query_set=query_set,
-                             keep_backup=keep_backup, confirm=confirm, progress=_progress(quiet))
+                             keep_backup=keep_backup, confirm=confirm, progress=_progress(quiet),
+                             selection=selection)
     show(result, quiet=quiet)
 
 

@@ -67,6 +67,22 @@ class Selection:
                 raise UsageError(f"--ns-to {target!r} uses a variable that --ns-from "
                                  f"{source!r} does not set")
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        schemas: Sequence[str] = (),
+        renames: Sequence[str] = (),
+        ns_from: Sequence[str] = (),
+        ns_to: Sequence[str] = (),
+        replace_existing: bool = False,
+    ) -> Selection:
+        """The selection command-line options ask for; ``renames`` as ``OLD=NEW`` strings."""
+        return cls(tuple(include), tuple(exclude), tuple(schemas), parse_renames(renames),
+                   tuple(ns_from), tuple(ns_to), replace_existing)
+
     @property
     def whole(self) -> bool:
         """True when this selects everything under its own name (a whole-database restore)."""

@@ -18,6 +18,7 @@ from typing import Any
 from monarch.backups.catalog import BackupInfo
 from monarch.backups.copy import CopyResult
 from monarch.backups.legacy import LegacyBackup
+from monarch.backups.preview import ADD, REMOVE, REPLACE, RestorePreview
 from monarch.backups.prune import DeleteResult, PruneResult
 from monarch.backups.restore import RestoreResult
 from monarch.backups.verify import VerifyResult
@@ -263,7 +264,71 @@ def _restore_text(result: RestoreResult) -> list[str]:
     else:
         lines = _collections_lines(result.collections, result.seconds, result.dropped,
                                    result.skipped, result.recovered)
-    return [f"Restored {result.backup} into {result.environment}", *_indented(lines)]
+    if result.selection is not None:
+        lines.append(f"selected: {result.selection}; everything else left as it was")
+    into = result.environment
+    if result.other_database:
+        into = f"database {result.database} of {result.environment}"
+    return [f"Restored {result.backup} into {into}", *_indented(lines)]
+
+
+@data.register
+def _restore_data(result: RestoreResult) -> dict[str, Any]:
+    return {
+        "backup": result.backup, "environment": result.environment,
+        "database": result.database, "source": result.source,
+        "source_database": result.source_database, "format": result.format,
+        "collections": [{"name": c.name, "type": c.type, "documents": c.documents,
+                         "bytes": c.bytes, "indexes": list(c.indexes)}
+                        for c in result.collections],
+        "tables": list(result.tables), "dropped": list(result.dropped),
+        "skipped": list(result.skipped), "recovered": result.recovered,
+        "selection": result.selection, "other_database": result.other_database,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+@text.register
+def _preview_text(result: RestorePreview) -> list[str]:
+    into = result.environment
+    if result.other_database:
+        into = f"database {result.database} of {result.environment}"
+    lines = [f"Restoring {result.backup} into {into} would:"]
+    rows = [(c.action, c.name, "-" if c.before is None else f"{c.before:,}",
+             "-" if c.after is None else f"{c.after:,}",
+             f"from {c.source}" if c.source != c.name else "")
+            for c in result.changes]
+    unit = "documents" if result.noun == "collection" else "rows"
+    if rows:
+        lines += _indented(table(["action", result.noun, f"{unit} now", "after", ""],
+                                 rows).splitlines())
+    counts = {a: sum(c.action == a for c in result.changes) for a in (REPLACE, ADD, REMOVE)}
+    summary = ", ".join(f"{a} {n}" for a, n in counts.items())
+    extra = []
+    if result.selection is not None:
+        extra.append(f"selected: {result.selection}")
+    if result.untouched:
+        extra.append("left as they are: " + ", ".join(result.untouched))
+    if result.counted_from == "dump":
+        extra.append("the backup's counts were read from the dump (it has no manifest)")
+    return [*lines, *_indented([f"{summary} ({result.noun}s)", *extra]),
+            "Dry run: nothing was changed."]
+
+
+@data.register
+def _preview_data(result: RestorePreview) -> dict[str, Any]:
+    return {
+        "dry_run": True, "backup": result.backup, "environment": result.environment,
+        "database": result.database, "other_database": result.other_database,
+        "noun": result.noun, "selection": result.selection,
+        "counted_from": result.counted_from,
+        "changes": [{"action": c.action, "name": c.name, "source": c.source,
+                     "before": c.before, "after": c.after} for c in result.changes],
+        "untouched": list(result.untouched),
+    }
+
+
+
 
 
 @text.register
