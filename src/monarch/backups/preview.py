@@ -91,7 +91,8 @@ def preview(
     where = f"the backup {backup_name!r}"
     selection.require_matches(counts, noun, where, qualified=qualified)
     chosen = {name: n for name, n in counts.items() if _selects(selection, name, qualified)}
-    finals = {name: selection.target_name(name, source.database) for name in chosen}
+    finals = {name: (selection.qualified_target(name) if qualified
+                     else selection.target_name(name, source.database)) for name in chosen}
     present = engine.inventory()
     selection.refuse_overwrite(finals, present, f"environment {env.name!r}", noun)
     changes = [

@@ -16,7 +16,6 @@ from monarch.errors import UsageError
 if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
-    from monarch.engines.selection import Selection
     from monarch.io import Readable
     from monarch.querysets.plan import QueryPlan
 
@@ -40,13 +39,3 @@ def byte_stream(inp: Readable | DumpReader, backup_format: str) -> Readable:
         )
     return cast("Readable", inp)
 
-
-def refuse_selection(selection: Selection | None, what: str, environment: Environment) -> None:
-    """UsageError for a partial ``selection`` where ``what`` (a dump, a restore) of this engine
-    takes the whole database."""
-    if selection is not None and selection.partial:
-        raise UsageError(
-            f"{what} of environment {environment.name!r} ({environment.engine}) takes the whole "
-            f"database; it cannot select ({selection.describe()})",
-            hint="run it without --collection/--table/--schema/--rename",
-        )

@@ -127,6 +127,20 @@ class Selection:
                 return found
         return name
 
+    def qualified_target(self, qualified: str) -> str:
+        """``schema.table`` in the target of the dump's ``schema.table`` (PostgreSQL).
+
+        A rename may name the qualified table or the bare one, and give a bare new name (the
+        same schema) or a qualified one (another schema).
+        """
+        schema, table = split_qualified(qualified)
+        renamed = self.target_name(qualified)
+        if renamed == qualified:
+            renamed = self.target_name(table)
+            if renamed == table:
+                return qualified
+        return renamed if "." in renamed or schema is None else f"{schema}.{renamed}"
+
     def renamed(self, name: str, database: str = "") -> bool:
         """Whether :meth:`target_name` gives ``name`` another name."""
         return self.target_name(name, database) != name
@@ -151,7 +165,7 @@ class Selection:
                 raise UsageError(f"{where} has no schema {schema!r}; nothing was restored",
                                  hint=hint)
         for old, _ in self.renames:
-            if old not in available:
+            if old not in available and not any(name == old for _, name in split):
                 raise UsageError(f"--rename {old}=...: {where} has no {noun} {old!r}; nothing "
                                  "was restored", hint=hint)
 

@@ -15,7 +15,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import Capabilities, ServerInfo
-from monarch.engines.opaque import byte_stream, refuse_query_set, refuse_selection
+from monarch.engines.opaque import byte_stream, refuse_query_set
 from monarch.engines.postgres.check import check as check_dump
 from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.drop import drop as drop_to_empty
@@ -23,6 +23,7 @@ from monarch.engines.postgres.dump import dump as dump_database
 from monarch.engines.postgres.errors import translated
 from monarch.engines.postgres.history import PostgresHistory, ServerClock
 from monarch.engines.postgres.lock import PostgresLock
+from monarch.engines.postgres.partial import restore_selected
 from monarch.engines.postgres.restore import recover
 from monarch.engines.postgres.restore import restore as restore_dump
 from monarch.engines.postgres.sql import PostgresSQL
@@ -120,7 +121,7 @@ class PostgresEngine:
         is neither flushed nor closed, and on error holds an incomplete dump to discard.
         """
         refuse_query_set(query_set, self.name, self.environment)
-        refuse_selection(selection, "a dump", self.environment)
+        # Dumped whole: a selective restore picks its tables from a scratch copy of all of it.
         return dump_database(self, out, progress=progress, action=action)
 
     def restore(
@@ -143,7 +144,9 @@ class PostgresEngine:
         dump's GRANTs (for a server that lacks the roles they name).
         """
         stream = byte_stream(inp, self.backup_format)
-        refuse_selection(selection, "a restore", self.environment)
+        if selection is not None and selection.partial:
+            return restore_selected(self, stream, selection, progress=progress,
+                                    before_swap=before_swap, privileges=privileges)
         return restore_dump(
             self, stream, progress=progress, before_swap=before_swap, privileges=privileges
         )

@@ -44,8 +44,10 @@ from monarch.progress import Item, NullProgress
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from typing import IO
 
+    from monarch.config import Environment
     from monarch.engines.postgres import PostgresEngine
     from monarch.io import Readable
     from monarch.progress import Progress
@@ -82,24 +84,7 @@ def restore(
             # Inside the try: an interrupt during CREATE DATABASE may find it done after all.
             with translated(env, "preparing the restore", dbname=admin_db):
                 admin.execute(dbprops.create_statement(scratch, props))
-            child_env, dbname = child_environment(env, scratch)
-            argv = [str(tool_path), "--no-password", "--exit-on-error", "--no-owner"]
-            argv += [] if privileges else ["--no-privileges"]
-            tool = Tool([*argv, f"--dbname={dbname}"], child_env, stdin=subprocess.PIPE)
-            try:
-                assert tool.process.stdin is not None
-                complete = _pump(inp, tool.process.stdin, progress, db)
-                status = tool.wait()
-            except BaseException:
-                tool.kill()
-                raise
-            if status != 0:
-                raise tool_failed(env, "pg_restore", status, tool.stderr)
-            if not complete:
-                raise BackupError(
-                    f"pg_restore ended before reading all of the dump for database {db!r}; "
-                    "the dump may be corrupt, so the target was left as it was"
-                )
+            load_scratch(env, inp, scratch, tool_path, progress, privileges=privileges)
             tables = list_tables(env, scratch) or ()
             before = list_tables(env, db) if props is not None else ()
             if before_swap is not None:
@@ -122,6 +107,34 @@ def restore(
         recovered=recovered,
         seconds=time.monotonic() - started,
     )
+
+
+def load_scratch(env: Environment, inp: Readable, scratch: str, tool_path: Path,
+                 progress: Progress, *, privileges: bool) -> None:
+    """pg_restore the dump read from ``inp`` into the (new, empty) database ``scratch``.
+
+    Raises unless pg_restore exited 0 having read the whole dump; ``progress`` hears the
+    bytes read under the target's name.
+    """
+    db = env.database
+    child_env, dbname = child_environment(env, scratch)
+    argv = [str(tool_path), "--no-password", "--exit-on-error", "--no-owner"]
+    argv += [] if privileges else ["--no-privileges"]
+    tool = Tool([*argv, f"--dbname={dbname}"], child_env, stdin=subprocess.PIPE)
+    try:
+        assert tool.process.stdin is not None
+        complete = _pump(inp, tool.process.stdin, progress, db)
+        status = tool.wait()
+    except BaseException:
+        tool.kill()
+        raise
+    if status != 0:
+        raise tool_failed(env, "pg_restore", status, tool.stderr)
+    if not complete:
+        raise BackupError(
+            f"pg_restore ended before reading all of the dump for database {db!r}; "
+            "the dump may be corrupt, so the target was left as it was"
+        )
 
 
 def _pump(inp: Readable, sink: IO[bytes], progress: Progress, item: str) -> bool:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.base import Capabilities, ServerInfo
-from monarch.engines.opaque import byte_stream, refuse_query_set, refuse_selection
+from monarch.engines.opaque import byte_stream, refuse_query_set
+from monarch.engines.selection import WHOLE
 from monarch.engines.sqlite.check import check as check_file_stream
 from monarch.engines.sqlite.dump import dump as dump_database
 from monarch.engines.sqlite.dump import row_counts
@@ -144,7 +145,7 @@ class SQLiteEngine:
         caller must discard.
         """
         refuse_query_set(query_set, self.name, self.environment)
-        refuse_selection(selection, "a dump", self.environment)
+        # The file is copied whole: the restore's selection picks the tables from it.
         return dump_database(self, out, progress=progress, action=action)
 
     def restore(
@@ -165,8 +166,8 @@ class SQLiteEngine:
         ``from_db`` and ``workers`` are ignored (one file).
         """
         stream = byte_stream(inp, self.backup_format)
-        refuse_selection(selection, "a restore", self.environment)
-        return restore_file(self, stream, progress=progress, before_swap=before_swap)
+        return restore_file(self, stream, progress=progress, before_swap=before_swap,
+                            selection=selection or WHOLE)
 
     @staticmethod
     def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:

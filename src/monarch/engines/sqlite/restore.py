@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monarch.engines.base import CollectionRestored, Dropped, RestoreStats
+from monarch.engines.selection import WHOLE, Selection
+from monarch.engines.sqlite import partial
 from monarch.engines.sqlite.dump import CHUNK, HEADER, list_tables
 from monarch.engines.sqlite.errors import check_file, translated, where
 from monarch.engines.sqlite.files import (
@@ -57,11 +59,13 @@ def restore(
     *,
     progress: Progress | None = None,
     before_swap: Callable[[], None] | None = None,
+    selection: Selection = WHOLE,
 ) -> RestoreStats:
     """Replace the database file with the one read from ``inp`` (see the module doc).
 
     ``progress`` hears ``start("restore", ...)`` with one item, the database, advanced by the
-    bytes read, and its ``finish_item`` once the file is in place.
+    bytes read, and its ``finish_item`` once the file is in place. A partial ``selection``
+    replaces only the tables it selects, in one transaction (see :mod:`.partial`).
     """
     started = time.monotonic()
     env = engine.environment
@@ -80,11 +84,21 @@ def restore(
                     file.write(chunk)
                     progress.advance(database, 0, len(chunk))
             tables = _verify(env, staging)
+            if selection.partial:
+                finals = partial.prepare(env, staging, selection)
+                selection.refuse_overwrite(finals, partial.present_tables(env, target),
+                                           where(env), "table")
+                tables = tuple(sorted(finals.values()))
             fsync_file(staging)
             before = list_tables(env, target) if target.exists() else ()
             if before_swap is not None:
                 before_swap()
-            _replace(env, staging, target)
+            if selection.partial:
+                partial.merge(env, staging, target, list(tables))
+                before = tables  # nothing else is dropped
+                _remove(staging)
+            else:
+                _replace(env, staging, target)
         except BaseException:
             _remove(staging)
             raise
