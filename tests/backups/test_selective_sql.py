@@ -26,6 +26,8 @@ from tests.backups.sql_support import (  # noqa: F401 - fixtures
     SQLProject,
     local_project_fixture,
 )
+from tests.engines.test_postgres_kill import wait_for_restore_lock_free
+from tests.servers import PostgresServer
 
 PG_SCHEMA = """
 CREATE TABLE users (id serial PRIMARY KEY, email text UNIQUE NOT NULL);
@@ -190,7 +192,7 @@ def test_pg_database_restores_into_another_database_of_the_server(
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_pg_selective_restore_killed_at_random_moments_is_old_or_new(
-    pg: tuple[SQLProject, str],
+    pg: tuple[SQLProject, str], postgres_server: PostgresServer,
 ) -> None:
     p, name = pg
     selected = ("public.users", "public.orders")
@@ -214,6 +216,7 @@ def test_pg_selective_restore_killed_at_random_moments_is_old_or_new(
         time.sleep(rng.uniform(0.2, 1.2) * whole)
         os.killpg(process.pid, signal.SIGKILL)  # monarch and its pg_dump/pg_restore
         process.wait()
+        wait_for_restore_lock_free(postgres_server.uri, p.urls["staging"].rsplit("/", 1)[1])
         monarch.recover(p.config(), "staging")
         now = pg_state(p.urls["staging"])
         assert now in (old, new), "a mix of old and new tables"

@@ -341,6 +341,8 @@ def _copy_text(result: CopyResult) -> list[str]:
                                    result.recovered)
     if result.backup is not None:
         lines.append(f"kept backup: {result.backup.name}")
+    if result.selection is not None:
+        lines.append(f"selected: {result.selection}; everything else left as it was")
     return [f"Copied {result.source} into {result.target}", *_indented(lines)]
 
 
