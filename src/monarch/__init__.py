@@ -94,6 +94,7 @@ _LAZY = {
     "list_query_sets": "monarch.api.backups",
     "drop_db": "monarch.api.backups",
     "recover": "monarch.api.backups",
+    "check_backups": "monarch.api.backups",
     "QuerySet": "monarch.querysets.classes",
 }
 

@@ -8,5 +8,6 @@ calls nothing else.
 
 ``migrations.py``: generate, list_migrations, migrate, migrate_one, rollback, unlock.
 ``backups.py``: backup, list_backups, restore, copy_db, verify, prune, delete_backup, drop_db,
-recover, generate_query_set, list_query_sets.
+recover, generate_query_set, list_query_sets, check_backups;
+``reporting.py``: the metrics file and webhook events of backup and verify.
 """

@@ -8,16 +8,29 @@ on failure; none prints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from monarch.api.reporting import RunReport
 from monarch.backups import backup as _backup_module
 from monarch.backups import copy as _copy_module
 from monarch.backups import restore as _restore_module
 from monarch.backups.catalog import LEFTOVER_AGE, BackupInfo, scan
+from monarch.backups.health import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MIN_RATIO,
+    DEFAULT_WINDOW,
+    HealthReport,
+    record_verify,
+)
+from monarch.backups.health import check_backups as _check_backups
 from monarch.backups.legacy import LegacyBackup, legacy_among, list_legacy
+from monarch.backups.naming import parse_name
+from monarch.backups.notify import NotifyTarget
 from monarch.backups.preview import RestorePreview
 from monarch.backups.preview import preview as _preview
 from monarch.backups.prune import DeleteResult, PruneResult
@@ -29,9 +42,11 @@ from monarch.backups.verify import VerifyResult
 from monarch.backups.verify import verify as _verify
 from monarch.backups.writer import BackupResult, compression_method
 from monarch.engines import engine_for, registry
+from monarch.errors import ManifestError, StoreError, UsageError
 from monarch.querysets import files as _querysets
 from monarch.querysets.files import QuerySetInfo
 from monarch.safety import require_confirmation
+from monarch.sizes import parse_duration, parse_size
 from monarch.stores import open_store
 
 if TYPE_CHECKING:
@@ -46,6 +61,9 @@ if TYPE_CHECKING:
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
     from monarch.stores.base import Store
+
+
+log = logging.getLogger("monarch.backups")
 
 
 @contextmanager
@@ -86,6 +104,8 @@ def backup(
     compression: str | None = None,
     progress: Progress | None = None,
     parallel: int | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
+    notify: str | NotifyTarget | None = None,
 ) -> BackupResult:
     """Back up environment ``env_name``'s database into the backup store.
 
@@ -98,18 +118,32 @@ def backup(
     manifest is written: the backup then exists and is listed. On any error nothing is listed
     and the upload is aborted. With ``[backups] retain_days`` the archive and manifest are
     written locked for that many days (``lock_mode``); a store that cannot lock is refused.
+
+    ``metrics_file`` (a path) records the run in Prometheus textfile format; ``notify`` (a
+    webhook URL, else ``[backups] notify_url``) is sent a JSON event on failure (and on success
+    with ``notify_on = ["failure", "success"]``). See :mod:`monarch.api.reporting`: neither
+    can turn a successful backup into a failure.
     """
-    method = compression_method(config, compression)
-    policy = retention_policy(config.backups.options)
-    store = open_store(config.backups)
-    require_lockable(store, policy)
-    with _engines(config, env_name) as (engine,):
-        # First, before the store is touched: a class-based query set runs on the database.
-        plan = query_set_for(config, query_set, engine)
-        return _backup_module.backup(
-            store, engine, compression=method, label=label,
-            query_set=plan, progress=progress, parallel=parallel or 4, retain=policy,
-        )
+    report = RunReport(config, "backup", env_name, metrics_file=metrics_file, notify_to=notify)
+    try:
+        method = compression_method(config, compression)
+        policy = retention_policy(config.backups.options)
+        store = open_store(config.backups)
+        require_lockable(store, policy)
+        with _engines(config, env_name) as (engine,):
+            # First, before the store is touched: a class-based query set runs on the database.
+            plan = query_set_for(config, query_set, engine)
+            result = _backup_module.backup(
+                store, engine, compression=method, label=label,
+                query_set=plan, progress=progress, parallel=parallel or 4, retain=policy,
+            )
+    except BaseException as exc:
+        report.failed(exc)
+        raise
+    lock = result.retention
+    report.finished(ok=True, size=result.size, documents=result.documents, backup=result.name,
+                    locked_until=lock.until.isoformat() if lock else None)
+    return result
 
 
 def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | LegacyBackup]:
@@ -263,14 +297,83 @@ def copy_db(
         )
 
 
-def verify(config: Config, name: str, *, progress: Progress | None = None) -> VerifyResult:
+def verify(
+    config: Config,
+    name: str,
+    *,
+    progress: Progress | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
+    notify: str | NotifyTarget | None = None,
+) -> VerifyResult:
     """Read backup ``name``'s whole archive from the store and check it against its manifest.
 
     Returns a result listing every problem found (a damaged backup is an answer, not an
     error). Raises :class:`~monarch.errors.BackupNotFound` if there is no such backup. No
     database is contacted. See :func:`monarch.backups.verify.verify`.
+
+    The outcome is stored beside the backup (``NAME.verified.json``), where
+    :func:`check_backups` finds it; a store that refuses that write only costs a warning.
+    ``metrics_file`` and ``notify`` report the run as for :func:`backup` (a verify that finds
+    problems is a failure).
     """
-    return _verify(open_store(config.backups), name, progress=progress)
+    parsed = parse_name(name)
+    report = RunReport(config, "verify", parsed.environment if parsed else None,
+                       metrics_file=metrics_file, notify_to=notify)
+    try:
+        store = open_store(config.backups)
+        try:
+            result = _verify(store, name, progress=progress)
+        except ManifestError as exc:  # a backup whose manifest is damaged failed its verify
+            _record_quietly(store, VerifyResult(name, (str(exc),), 0, 0, 0, 0.0))
+            raise
+    except BaseException as exc:
+        report.failed(exc)
+        raise
+    if not result.legacy:
+        _record_quietly(store, result)
+    report.finished(ok=result.ok, size=result.size, documents=result.documents,
+                    backup=result.name, problems=list(result.problems[:20]))
+    return result
+
+
+def _record_quietly(store: Store, result: VerifyResult) -> None:
+    try:
+        record_verify(store, result)
+    except (StoreError, ValueError) as exc:
+        log.warning("warning: could not record the outcome of verify %s in the store: %s",
+                    result.name, exc)
+
+
+def check_backups(
+    config: Config,
+    env: str | Sequence[str] | None = None,
+    *,
+    max_age: str | float = DEFAULT_MAX_AGE,
+    min_size: str | int | None = None,
+    min_ratio: float = DEFAULT_MIN_RATIO,
+    window: int = DEFAULT_WINDOW,
+) -> HealthReport:
+    """Are backups still happening? Judge the newest complete backup of ``env`` (a name or
+    several; default: every environment that has backups in the store).
+
+    Unhealthy when it finished more than ``max_age`` ago (seconds, or ``"26h"``, ``"2d"``...),
+    its archive is smaller than ``min_size`` (bytes or ``"10MB"``), or smaller than
+    ``min_ratio`` times the median of the ``window`` backups before it, or when the
+    environment's last ``verify`` failed. Reads the store only: no database is contacted.
+    Returns a :class:`~monarch.backups.health.HealthReport` (``.ok``, ``.failing``, each
+    environment's one-line ``reason()``); see :mod:`monarch.backups.health`.
+    """
+    age = parse_duration(max_age, "--max-age")
+    smallest = None if min_size is None else parse_size(min_size, "--min-size")
+    if isinstance(min_ratio, bool) or not 0 <= min_ratio < 1:
+        raise UsageError(f"--min-ratio must be at least 0 and below 1, not {min_ratio!r}")
+    if isinstance(window, bool) or window < 1:
+        raise UsageError(f"--window must be a positive number, not {window!r}")
+    names = [env] if isinstance(env, str) else list(env) if env is not None else None
+    for name in names or ():
+        config.environment(name)  # a misspelt name: say so, rather than "no backup"
+    return _check_backups(open_store(config.backups), names, max_age=age, min_size=smallest,
+                          min_ratio=min_ratio, window=window)
 
 
 def prune(

@@ -25,6 +25,9 @@ from monarch.errors import UsageError
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 MANIFEST_SUFFIX = ".manifest.json"
 CLAIM_SUFFIX = ".claim"
+VERIFIED_SUFFIX = ".verified.json"
+"""``<name>.verified.json``: the outcome of the backup's last verify (monarch.backups.health).
+Not part of the backup: listing and restoring ignore it; deleting the backup removes it."""
 ARCHIVE_SUFFIXES = {"none": ".archive", "gzip": ".archive.gz", "zstd": ".archive.zst"}
 """Compression name -> archive key suffix; the names are what manifests record."""
 
@@ -99,6 +102,11 @@ def check_name(name: str) -> str:
 def manifest_key(name: str) -> str:
     """The store key of a backup's manifest."""
     return name + MANIFEST_SUFFIX
+
+
+def verified_key(name: str) -> str:
+    """The store key of a backup's last verify record."""
+    return name + VERIFIED_SUFFIX
 
 
 def claim_key(name: str) -> str:

@@ -38,7 +38,13 @@ from monarch.backups.legacy import (
     list_legacy,
     parse_legacy_name,
 )
-from monarch.backups.naming import archive_key, check_name, claim_key, manifest_key
+from monarch.backups.naming import (
+    archive_key,
+    check_name,
+    claim_key,
+    manifest_key,
+    verified_key,
+)
 from monarch.backups.retention import backup_lock
 from monarch.engines import registry
 from monarch.errors import BackupLocked, BackupNotFound, ManifestError, UsageError
@@ -264,6 +270,7 @@ def _delete(store: Store, name: str, archive: str) -> tuple[str, ...]:
     _delete_quietly(store, manifest_key(name))
     _delete_quietly(store, archive)
     _delete_quietly(store, claim_key(name))  # left only by a run killed after its manifest
+    _delete_quietly(store, verified_key(name))  # its last verify's outcome goes with it
     return manifest_key(name), archive
 
 
@@ -273,7 +280,8 @@ def _delete_quietly(store: Store, key: str) -> None:
 
 
 def _archive_keys(name: str) -> set[str]:
-    return {archive_key(name, method) for method in ("none", "gzip", "zstd")} | {claim_key(name)}
+    return {archive_key(name, method) for method in ("none", "gzip", "zstd")} | {
+        claim_key(name), verified_key(name)}
 
 
 _Rule = tuple[str, int, Callable[[datetime], object]]

@@ -32,6 +32,14 @@ _quiet = click.option(
     "-q", "--quiet", is_flag=True, help="No progress; print only the essential result."
 )
 _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+_metrics_file = click.option(
+    "--metrics-file", metavar="PATH",
+    help="Write Prometheus textfile metrics of this run to PATH (for node_exporter).",
+)
+_notify = click.option(
+    "--notify", metavar="URL",
+    help="POST a JSON event to this webhook on failure (default: [backups] notify_url).",
+)
 _confirm_name = click.option(
     "--confirm", metavar="NAME", help="Type the protected target's name (for scripts and CI)."
 )
@@ -68,12 +76,15 @@ def split_spec(spec: str | None, shape: str, example: str, command: str) -> tupl
 )
 @click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Collections read at once.")
+@_metrics_file
+@_notify
 @_quiet
 @_as_json
 @click.pass_obj
 def backup(
     session: Session, *, env: str | None, label: str | None, query_set: str | None,
-    compression: str | None, parallel: int, quiet: bool, as_json: bool,
+    compression: str | None, parallel: int, metrics_file: str | None, notify: str | None,
+    quiet: bool, as_json: bool,
 ) -> None:
     """Back up ENV's database into the backup store."""
     from monarch.cli.render.backups import show  # noqa: PLC0415
@@ -82,7 +93,7 @@ def backup(
         raise UsageError("backup needs an environment", hint="monarch backup development")
     result = monarch.backup(session.config, env, label=label, query_set=query_set,
                             compression=compression, progress=_progress(quiet or as_json),
-                            parallel=parallel)
+                            parallel=parallel, metrics_file=metrics_file, notify=notify)
     show(result, as_json=as_json, quiet=quiet)
 
 
@@ -103,10 +114,13 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name", metavar="BACKUP", required=False)
+@_metrics_file
+@_notify
 @_quiet
 @_as_json
 @click.pass_obj
-def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> int:
+def verify(session: Session, name: str | None, *, metrics_file: str | None, notify: str | None,
+           quiet: bool, as_json: bool) -> int:
     """Read BACKUP's whole archive and check it against its manifest (exit 1 if unsound).
 
     A monarch 0.0.x backup (or .dmp.zip file) is checked by itself: the zip, every member's
@@ -117,7 +131,8 @@ def verify(session: Session, name: str | None, quiet: bool, as_json: bool) -> in
     if not name:
         raise UsageError("verify needs a backup name",
                          hint="monarch list_backups shows them; then monarch verify NAME")
-    result = monarch.verify(session.config, name, progress=_progress(quiet or as_json))
+    result = monarch.verify(session.config, name, progress=_progress(quiet or as_json),
+                            metrics_file=metrics_file, notify=notify)
     show(result, as_json=as_json)
     return 0 if result.ok else 1
 
@@ -308,7 +323,34 @@ def recover(session: Session, *, env: str, confirm: str | None) -> None:
     show(Recovered(env, monarch.recover(session.config, env, confirm=confirm)))
 
 
+@click.command()
+@click.argument("envs", metavar="[ENV]...", nargs=-1)
+@click.option("--max-age", default="26h", show_default=True, metavar="AGE",
+              help="Fail when the newest backup finished longer ago (e.g. 26h, 90m, 2d).")
+@click.option("--min-size", metavar="SIZE",
+              help="Fail when the newest backup's archive is smaller (e.g. 10MB).")
+@click.option("--min-ratio", type=float, default=0.5, show_default=True, metavar="R",
+              help="Fail when it is smaller than R times the median of the 5 before it "
+                   "(0 turns this off).")
+@_as_json
+@click.pass_obj
+def check_backups(session: Session, *, envs: tuple[str, ...], max_age: str,
+                  min_size: str | None, min_ratio: float, as_json: bool) -> int:
+    """Check that ENV's backups are still happening (exit 1 with a reason per failing ENV).
+
+    Each ENV's newest complete backup must be younger than --max-age, not too small, and
+    the environment's last verify must not have failed. Without ENV: every environment
+    that has backups in the store. For cron, CI and monitoring.
+    """
+    from monarch.cli.render.backups import show  # noqa: PLC0415
+
+    report = monarch.check_backups(session.config, list(envs) or None, max_age=max_age,
+                                   min_size=min_size, min_ratio=min_ratio)
+    show(report, as_json=as_json)
+    return 0 if report.ok else 1
+
+
 COMMANDS = [
     backup, list_backups, verify, prune, delete_backup, generate_query_set, restore, copy_db,
-    recover,
+    recover, check_backups,
 ]

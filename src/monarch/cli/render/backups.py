@@ -17,6 +17,7 @@ from typing import Any
 
 from monarch.backups.catalog import BackupInfo
 from monarch.backups.copy import CopyResult
+from monarch.backups.health import HealthReport, format_age
 from monarch.backups.legacy import LegacyBackup
 from monarch.backups.preview import ADD, REMOVE, REPLACE, RestorePreview
 from monarch.backups.prune import DeleteResult, PruneResult
@@ -244,6 +245,45 @@ def _prune_data(result: PruneResult) -> dict[str, Any]:
                     "mode": item.retention.mode} for item in result.locked],
         "orphans": list(result.orphans), "locked_orphans": list(result.locked_orphans),
         "leftovers": result.leftovers,
+    }
+
+
+# check_backups -----------------------------------------------------------------------------
+
+
+@text.register
+def _health_text(report: HealthReport) -> list[str]:
+    if not report.ok:
+        return [f"FAIL {e.environment}: {e.reason()}" for e in report.failing]
+    parts = []
+    for e in report.environments:
+        assert e.newest is not None  # a healthy environment has a newest backup
+        verified = ""
+        if e.last_verify is not None and e.last_verify.name == e.newest.name:
+            verified = ", verified"
+        parts.append(f"{e.environment} ({e.newest.name}, {format_age(e.age or 0)} old, "
+                     f"{format_size(e.newest.size)}{verified})")
+    return [f"OK {len(parts)} environment{_s(len(parts))}: " + "; ".join(parts)]
+
+
+@data.register
+def _health_data(report: HealthReport) -> dict[str, Any]:
+    return {
+        "ok": report.ok, "store": report.store_url, "checked_at": report.checked_at.isoformat(),
+        "max_age_seconds": report.max_age, "min_size": report.min_size,
+        "min_ratio": report.min_ratio,
+        "environments": [{
+            "environment": e.environment, "ok": e.ok, "problems": list(e.problems),
+            "newest": e.newest.name if e.newest else None,
+            "finished": e.newest.finished.isoformat() if e.newest else None,
+            "age_seconds": round(e.age, 1) if e.age is not None else None,
+            "size": e.newest.size if e.newest else None,
+            "median_size": e.median_size,
+            "last_verify": None if e.last_verify is None else {
+                "name": e.last_verify.name, "ok": e.last_verify.ok,
+                "verified_at": e.last_verify.verified_at.isoformat(),
+                "problems": list(e.last_verify.problems)},
+        } for e in report.environments],
     }
 
 
