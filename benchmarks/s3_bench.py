@@ -6,6 +6,7 @@ measurement runs in a child process of its own, so its peak RSS is its own.
 
     python benchmarks/s3_bench.py                      # moto, 256 MiB, 3 rounds
     python benchmarks/s3_bench.py --server seaweedfs   # a real S3-compatible server
+    python benchmarks/s3_bench.py --server both        # moto, then SeaweedFS, same settings
     python benchmarks/s3_bench.py --mib 1024 --rounds 5
 
 Reported: the best and median speed of the rounds in MiB/s; the client's CPU time (user + system,
@@ -123,9 +124,10 @@ def main() -> None:
     parser.add_argument("--part-size", default="8MiB", help="monarch's part_size (default 8MiB)")
     parser.add_argument(
         "--server",
-        choices=LOCAL_KINDS,
+        choices=[*LOCAL_KINDS, "both"],
         default="moto",
-        help="the S3 server to start (default moto; $MONARCH_TEST_S3_ENDPOINT overrides)",
+        help="the S3 server to start, or both in turn (default moto; "
+        "$MONARCH_TEST_S3_ENDPOINT overrides)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -137,7 +139,19 @@ def main() -> None:
 
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    with start_s3("external" if os.environ.get(ENV_ENDPOINT) else args.server) as server:
+    if os.environ.get(ENV_ENDPOINT):
+        kinds = ["external"]
+    else:
+        kinds = list(LOCAL_KINDS) if args.server == "both" else [args.server]
+    for number, kind in enumerate(kinds):
+        if number:
+            print()
+        measure(kind, args)
+
+
+def measure(kind: str, args: Any) -> None:
+    """Every case, ``args.rounds`` times, against a server of ``kind``; print the table."""
+    with start_s3(kind) as server:
         # The children find the server's credentials and region where boto3 looks first.
         os.environ["AWS_ACCESS_KEY_ID"] = server.access_key_id
         os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_access_key
