@@ -292,3 +292,15 @@ def test_retention_settings_read_from_toml(tmp_path: Path) -> None:
     config: Config = load_config(path)
     assert retention_policy(config.backups.options) == RetentionPolicy(30, "compliance")
     assert retention_policy({}) is None
+
+
+def test_copy_db_keeps_its_backup_locked_too(locked_project: tuple[Path, S3Bucket]) -> None:
+    path, bucket = locked_project
+    path.write_text(path.read_text() + '\n[environments.twin]\nurl = "sqlite:///twin.db"\n')
+    config = load_config(path)
+    monarch.copy_db(config, "lite", "twin", keep_backup=True)
+    (kept,) = monarch.list_backups(config, "lite")
+    mode, until = head_lock(bucket, f"{kept.name}.manifest.json")
+    assert mode == "GOVERNANCE" and until > datetime.now(UTC) + timedelta(days=1, hours=23)
+    with pytest.raises(BackupLocked):
+        monarch.delete_backup(config, kept.name)
