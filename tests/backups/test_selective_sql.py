@@ -330,3 +330,61 @@ def test_sqlite_cli_dry_run_json_then_selective_restore(lite: tuple[SQLProject, 
     assert done.code == 0, done.stderr
     assert "selected: only orders" in done.stdout
     assert lite_state(p.lite("lite_copy"))["orders"] == lite_state(p.lite())["orders"]
+
+
+def test_pg_copy_db_takes_a_selection_and_leaves_the_rest(pg: tuple[SQLProject, str]) -> None:
+    p, _ = pg
+    before, source = pg_state(p.urls["staging"]), pg_state(p.urls["development"])
+
+    result = monarch.copy_db(p.config(), "development", "staging",
+                             selection=Selection(schemas=("audit",),
+                                                 renames=(("log", "log_copy"),)))
+
+    after = pg_state(p.urls["staging"])
+    assert result.tables == ("audit.log_copy",) and result.dropped == ()
+    assert after["audit.log_copy"][0] == source["audit.log"][0]
+    assert without(after, "audit.log_copy") == before
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sqlite_selective_restore_killed_at_random_moments_is_old_or_new(
+    local_project: SQLProject,
+) -> None:
+    p = local_project
+    lite_fill(p.lite(), 2, 20_000)
+    lite_fill(p.lite("lite_copy"), 1, 50)
+    conn = sqlite3.connect(p.lite("lite_copy"))
+    conn.executescript("CREATE TABLE mine (n); INSERT INTO mine VALUES (1);")
+    conn.close()
+    new_backup = monarch.backup(p.config(), "lite").name
+    old_backup = monarch.backup(p.config(), "lite_copy").name
+    old = lite_state(p.lite("lite_copy"))
+    back = Selection(include=("users", "orders"))
+    argv = [sys.executable, "-m", "monarch", "--config", str(p.config_path), "restore",
+            f"{new_backup}:lite_copy", "--table", "users", "--table", "orders", "--quiet"]
+    started = time.monotonic()
+    subprocess.run(argv, cwd=p.root, env=environ(), check=True, capture_output=True)
+    whole = time.monotonic() - started
+    new = lite_state(p.lite("lite_copy"))
+    assert new["users"] == lite_state(p.lite())["users"] and new["mine"] == old["mine"]
+    monarch.restore(p.config(), old_backup, "lite_copy", selection=back)
+    assert lite_state(p.lite("lite_copy")) == old
+    rng = random.Random(7)
+    seen = []
+    for _ in range(10):
+        process = subprocess.Popen(argv, cwd=p.root, env=environ(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.3) * whole)  # some land after the commit
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        monarch.recover(p.config(), "lite_copy")
+        now = lite_state(p.lite("lite_copy"))
+        assert now in (old, new), "a mix of old and new tables"
+        check = sqlite3.connect(p.lite("lite_copy"))
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        check.close()
+        seen.append("new" if now == new else "old")
+        if now == new:
+            monarch.restore(p.config(), old_backup, "lite_copy", selection=back)
+    print(f"\nselective sqlite restore of {whole:.2f}s killed 10 times: {seen}")
