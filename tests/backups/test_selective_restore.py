@@ -11,7 +11,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from monarch import Selection, backup, copy_db, restore, restore_preview
+from monarch import Selection, backup, copy_db, recover, restore, restore_preview
+from monarch.engines.mongo.journal import ASIDE_PREFIX, JOURNAL, STAGING_PREFIX, derived_name
 from monarch.errors import ConfirmationRequired, UsageError
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
@@ -20,6 +21,14 @@ from tests.backups.restore_support import (  # noqa: F401 - fixtures
     seed,
     snapshot,
     two_dbs_fixture,
+)
+from tests.backups.test_restore_recovery import (
+    NEW,
+    OLD,
+    TOKEN,
+    contents,
+    dead_pid,
+    loaded_but_not_swapped,
 )
 
 
@@ -240,3 +249,43 @@ def test_cli_selective_restore_rename_and_dry_run_end_to_end(
     after = snapshot(two_dbs.target)
     assert after["users_restored"] == snapshot(two_dbs.source)["users"]
     assert {k: v for k, v in after.items() if k != "users_restored"} == before
+
+
+def scoped_swap_steps(db: Database[Any]) -> list[Any]:
+    """Every write of a selective swap of ``a`` alone, in the order a restore makes them."""
+    aside = derived_name(ASIDE_PREFIX, TOKEN, "a", db.name)
+    staging = derived_name(STAGING_PREFIX, TOKEN, "a", db.name)
+    journal = db[JOURNAL]
+    plan = {"state": "aside", "old_views": [], "views": [], "scope": ["a"],
+            "aside": [{"from": "a", "to": aside}], "placing": [{"from": staging, "to": "a"}]}
+    return [
+        lambda: journal.update_one({"_id": "restore"}, {"$set": plan}),
+        lambda: db["a"].rename(aside),
+        lambda: journal.update_one({"_id": "restore"}, {"$set": {"state": "placing"}}),
+        lambda: db[staging].rename("a"),
+        lambda: journal.update_one({"_id": "restore"}, {"$set": {"state": "dropping"}}),
+        lambda: db.drop_collection(aside),
+        lambda: db.drop_collection(JOURNAL),
+    ]
+
+
+@pytest.mark.parametrize("done", range(8))
+def test_a_selective_swap_killed_after_any_step_never_touches_the_other_collections(
+    two_dbs: TwoDbs, done: int
+) -> None:
+    db = two_dbs.target
+    loaded_but_not_swapped(db, pid=dead_pid())
+    db.bystander.insert_many([{"_id": 9, "v": "mine"}])
+    for name in list(NEW):  # only ``a`` was selected: no staging for the others
+        if name != "a":
+            db.drop_collection(derived_name(STAGING_PREFIX, TOKEN, name, db.name))
+    steps = scoped_swap_steps(db)
+    for step in steps[:done]:
+        step()
+
+    recover(two_dbs.config(), "staging")
+
+    expected = {"a": NEW["a"] if done else OLD["a"], "b": OLD["b"],
+                "bystander": [{"_id": 9, "v": "mine"}]}
+    assert contents(db) == expected
+    assert leftovers(db) == []
