@@ -141,10 +141,6 @@ class Selection:
                 return qualified
         return renamed if "." in renamed or schema is None else f"{schema}.{renamed}"
 
-    def renamed(self, name: str, database: str = "") -> bool:
-        """Whether :meth:`target_name` gives ``name`` another name."""
-        return self.target_name(name, database) != name
-
     def require_matches(self, names: Iterable[str], noun: str, where: str, *,
                         qualified: bool = False) -> None:
         """Refuse an ``include`` pattern, schema or rename that selects nothing of ``names``.
