@@ -47,6 +47,10 @@ _BACKUP_KEYS = (
     "lock_mode",
     "notify_url",
     "notify_on",
+    "encrypt_to",
+    "passphrase_env",
+    "identity",
+    "manifest_key_env",
 )
 # A webhook's URL often is its credential (the token is in the path): held as a Secret.
 _SECRET_BACKUP_KEYS = frozenset({"aws_secret_access_key", "aws_session_token", "notify_url"})
@@ -144,6 +148,10 @@ class StoreConfig:
     url: str
     options: Mapping[str, BackupOption] = field(default_factory=dict)
     missing: tuple[tuple[str, str], ...] = ()  # (key, variable) pairs left unset
+    encrypt_to: tuple[str, ...] = ()
+    """age recipients (``age1...``) every backup is encrypted to (``[backups] encrypt_to``)."""
+    identity: Path | None = None
+    """The age identity file restores decrypt with (``[backups] identity``), if set."""
 
     def require(self) -> StoreConfig:
         """Return this store configuration, or raise the ConfigError naming an unset variable."""
@@ -588,8 +596,11 @@ def _store_config(raw: object, base: Path, where: str, environ: Mapping[str, str
         folder = user_path(rest)
         url = "file://" + str(folder if folder.is_absolute() else (base / folder))
     options: dict[str, BackupOption] = {}
+    encrypt_to = _recipients(raw.get("encrypt_to", []), where)
+    identity = (_path_value(raw["identity"], base, where, "backups.identity")
+                if "identity" in raw else None)
     for key, value in raw.items():
-        if key == "url":
+        if key in ("url", "encrypt_to", "identity"):
             continue
         if key in _LIST_BACKUP_KEYS:
             options[key] = _words(value, where, f"backups.{key}")
@@ -601,7 +612,17 @@ def _store_config(raw: object, base: Path, where: str, environ: Mapping[str, str
         missing += [(key, name) for name in expanded.missing]
         text = expanded.text
         options[key] = Secret(text) if key in _SECRET_BACKUP_KEYS else text
-    return StoreConfig(url=url, options=MappingProxyType(options), missing=tuple(missing))
+    return StoreConfig(url=url, options=MappingProxyType(options), missing=tuple(missing),
+                       encrypt_to=encrypt_to, identity=identity)
+
+
+def _recipients(value: object, where: str) -> tuple[str, ...]:
+    """``encrypt_to``: one age recipient or a list of them (checked when a backup starts)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
+        raise ConfigError(f"{where}: backups.encrypt_to must be a list of age recipients",
+                          hint='encrypt_to = ["age1..."] (from `age-keygen -y key.txt`)')
+    return tuple(v.strip() for v in items)
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str, prefix: str) -> None:

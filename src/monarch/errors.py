@@ -142,6 +142,16 @@ class ManifestError(BackupError):
     """A backup's manifest is unreadable or not one monarch understands."""
 
 
+class ManifestTampered(ManifestError):
+    """A backup's manifest does not carry the authentication tag the configured key gives it:
+    it was edited (or written without the key). The backup is refused."""
+
+
+class EncryptionError(BackupError):
+    """A backup cannot be encrypted or decrypted: the age library, a recipient, the identity or
+    the passphrase is missing or wrong. Nothing was written or touched."""
+
+
 class QuerySetError(ConfigError):
     """A query set file is missing, fails to load, or has an invalid shape."""
 

@@ -28,6 +28,7 @@ from monarch.backups.health import (
     record_verify,
 )
 from monarch.backups.health import check_backups as _check_backups
+from monarch.backups.keys import keys_for
 from monarch.backups.legacy import LegacyBackup, legacy_among, list_legacy
 from monarch.backups.naming import parse_name
 from monarch.backups.notify import NotifyTarget
@@ -122,11 +123,14 @@ def backup(
     ``metrics_file`` (a path) records the run in Prometheus textfile format; ``notify`` (a
     webhook URL, else ``[backups] notify_url``) is sent a JSON event on failure (and on success
     with ``notify_on = ["failure", "success"]``). See :mod:`monarch.api.reporting`: neither
-    can turn a successful backup into a failure.
+    can turn a successful backup into a failure. A store configured for encryption
+    (``[backups] encrypt_to``, ``passphrase_env``) gets an encrypted backup or none
+    (docs/security.md).
     """
     report = RunReport(config, "backup", env_name, metrics_file=metrics_file, notify_to=notify)
     try:
         method = compression_method(config, compression)
+        keys = keys_for(config.backups)
         policy = retention_policy(config.backups.options)
         store = open_store(config.backups)
         require_lockable(store, policy)
@@ -136,6 +140,7 @@ def backup(
             result = _backup_module.backup(
                 store, engine, compression=method, label=label,
                 query_set=plan, progress=progress, parallel=parallel or 4, retain=policy,
+                keys=keys,
             )
     except BaseException as exc:
         report.failed(exc)
@@ -186,6 +191,7 @@ def restore(
     max_size: str | int | None = None,
     selection: Selection | None = None,
     database: str | None = None,
+    identity: str | Path | None = None,
 ) -> RestoreResult:
     """Replace environment ``env_name``'s database with the backup ``backup_name``, exactly.
 
@@ -195,6 +201,8 @@ def restore(
     insertion threads (default: measured best for one server). ``max_size`` (bytes, or a size
     such as ``"50G"``) caps what a dump without a manifest may decompress to (default:
     ``[backups] max_restore_size``, else 100 times its size on disk, at least 256 MiB).
+    ``identity`` is the age identity file of an encrypted backup (default:
+    ``$MONARCH_AGE_IDENTITY``, else ``[backups] identity``).
 
     Afterwards the database holds exactly the backup's collections, documents and indexes;
     collections not in the backup are gone. Any failure raises before the swap, leaving the
@@ -209,11 +217,12 @@ def restore(
     """
     environment = config.environment(env_name)
     require_confirmation(environment, "restore", confirm)
+    keys = keys_for(config.backups, identity=identity)
     with _engines(config, env_name, database=database) as (engine,):
         result = _restore_module.restore(
             open_store(config.backups), engine, backup_name, from_db=from_db,
             progress=progress, workers=workers, ceiling=_ceiling(config, max_size),
-            selection=selection,
+            selection=selection, keys=keys,
         )
     return replace(result, other_database=_elsewhere(environment, database))
 
@@ -280,7 +289,9 @@ def copy_db(
     method = compression_method(config, compression)
     store: Store | None = None
     policy: RetentionPolicy | None = None
+    keys = None
     if keep_backup:
+        keys = keys_for(config.backups)
         policy = retention_policy(config.backups.options)
         store = open_store(config.backups)
         require_lockable(store, policy)
@@ -293,7 +304,7 @@ def copy_db(
         return _copy_module.copy_db(
             source, target, query_set=plan,
             keep_backup_in=store, compression=method, progress=progress, parallel=parallel,
-            workers=workers, retain=policy, selection=selection,
+            workers=workers, retain=policy, selection=selection, keys=keys,
         )
 
 
@@ -304,12 +315,15 @@ def verify(
     progress: Progress | None = None,
     metrics_file: str | os.PathLike[str] | None = None,
     notify: str | NotifyTarget | None = None,
+    identity: str | Path | None = None,
 ) -> VerifyResult:
     """Read backup ``name``'s whole archive from the store and check it against its manifest.
 
     Returns a result listing every problem found (a damaged backup is an answer, not an
     error). Raises :class:`~monarch.errors.BackupNotFound` if there is no such backup. No
-    database is contacted. See :func:`monarch.backups.verify.verify`.
+    database is contacted. ``identity`` as for :func:`restore`: an encrypted backup is
+    decrypted to be checked; an edited manifest (with ``[backups] manifest_key_env``) raises
+    ManifestTampered. See :func:`monarch.backups.verify.verify`.
 
     The outcome is stored beside the backup (``NAME.verified.json``), where
     :func:`check_backups` finds it; a store that refuses that write only costs a warning.
@@ -320,9 +334,10 @@ def verify(
     report = RunReport(config, "verify", parsed.environment if parsed else None,
                        metrics_file=metrics_file, notify_to=notify)
     try:
+        keys = keys_for(config.backups, identity=identity)
         store = open_store(config.backups)
         try:
-            result = _verify(store, name, progress=progress)
+            result = _verify(store, name, progress=progress, keys=keys)
         except ManifestError as exc:  # a backup whose manifest is damaged failed its verify
             _record_quietly(store, VerifyResult(name, (str(exc),), 0, 0, 0, 0.0))
             raise

@@ -16,6 +16,7 @@ from monarch.progress import NullProgress, Summary
 
 if TYPE_CHECKING:
     from monarch.archive.compression import Method
+    from monarch.backups.keys import BackupKeys
     from monarch.backups.retention import RetentionPolicy
     from monarch.engines.base import Engine
     from monarch.progress import Progress
@@ -33,13 +34,16 @@ def backup(
     progress: Progress | None = None,
     parallel: int = 4,
     retain: RetentionPolicy | None = None,
+    keys: BackupKeys | None = None,
 ) -> BackupResult:
     """Back up ``engine``'s database into ``store``; return once the manifest is written.
 
     On any error (or interrupt) nothing is listed and the upload is aborted. The server is
     asked first, so an unreachable one fails before the store is touched. With ``retain``,
     archive and manifest are written locked for that many days (the store must be able to
-    lock: see :func:`monarch.backups.retention.require_lockable`).
+    lock: see :func:`monarch.backups.retention.require_lockable`). ``keys``: the store's
+    encryption and manifest keys (keys.keys_for); a store that encrypts gets an encrypted
+    backup or none.
     """
     progress = progress or NullProgress()
     refuse_query_set(engine, query_set, "a backup")
@@ -47,7 +51,7 @@ def backup(
         engine.server_info()
         with BackupWriter(store, engine.environment, compression=compression, label=label,
                           query_set=query_set.name if query_set is not None else None,
-                          retain=retain) as writer:
+                          retain=retain, keys=keys) as writer:
             stats = engine.dump(writer.out, query_set=query_set, progress=progress,
                                 parallel=parallel)
             result = writer.commit(stats, engine.backup_format)

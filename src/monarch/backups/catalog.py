@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from monarch.backups.manifest import Manifest
+from monarch.backups.encryption import unseal
+from monarch.backups.manifest import Manifest, check_tag
 from monarch.backups.naming import (
     check_name,
     manifest_key,
@@ -26,6 +27,7 @@ from monarch.errors import BackupNotFound, ManifestError, StoreError
 from monarch.stores.base import ObjectInfo, ObjectLocked, ObjectNotFound
 
 if TYPE_CHECKING:
+    from monarch.backups.keys import BackupKeys
     from monarch.stores.base import Store
 
 log = logging.getLogger("monarch.backups")
@@ -51,6 +53,8 @@ class BackupInfo:
     label: str | None
     query_set: str | None
     manifest: Manifest = field(repr=False)
+    encrypted: bool = False
+    """Encrypted: then ``collections`` and ``documents`` are 0, being sealed in the manifest."""
 
     @property
     def duration(self) -> float:
@@ -72,6 +76,7 @@ class BackupInfo:
             label=manifest.label,
             query_set=manifest.query_set,
             manifest=manifest,
+            encrypted=manifest.encryption is not None,
         )
 
 
@@ -132,13 +137,41 @@ def list_keys(store: Store, environment: str | None = None) -> Listing:
 
 
 def read_manifest(store: Store, name: str) -> Manifest:
-    """Read and parse backup ``name``'s manifest. A missing one raises BackupNotFound."""
+    """Read and parse backup ``name``'s manifest. A missing one raises BackupNotFound.
+
+    An encrypted backup's comes back sealed (its clear part only): enough to list or delete
+    it. Restoring and verifying take :func:`open_manifest`."""
     key = manifest_key(check_name(name))
+    return _parse(key, name, _read(store, key, name))
+
+
+def open_manifest(store: Store, name: str, keys: BackupKeys) -> Manifest:
+    """Backup ``name``'s whole manifest, checked and opened with ``keys``: its HMAC tag when a
+    manifest key is configured (ManifestTampered when it does not match), then, for an
+    encrypted backup, its sealed contents, decrypted with the identity (EncryptionError
+    without one that opens it). Reads nothing but the manifest."""
+    key = manifest_key(check_name(name))
+    text = _read(store, key, name)
+    check_tag(text, keys.manifest_key.reveal() if keys.manifest_key else None,
+              f"backup {name!r}'s manifest")
+    manifest = _parse(key, name, text)
+    encryption = manifest.encryption
+    if encryption is None:
+        return manifest
+    what = f"backup {name!r}"
+    return manifest.opened(unseal(encryption.sealed, keys.identities(encryption, what),
+                                  f"{what}'s sealed manifest"))
+
+
+def _read(store: Store, key: str, name: str) -> bytes:
     try:
         with store.reader(key) as stream:
-            text = stream.read()
+            return stream.read()
     except ObjectNotFound:
         raise _not_found(store, name) from None
+
+
+def _parse(key: str, name: str, text: bytes) -> Manifest:
     manifest = Manifest.from_json(text, key)
     if manifest.name != name:
         raise ManifestError(f"{key} describes backup {manifest.name!r}, not {name!r}")

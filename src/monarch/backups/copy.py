@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from monarch.archive.compression import Method
+    from monarch.backups.keys import BackupKeys
     from monarch.backups.retention import RetentionPolicy
     from monarch.backups.writer import BackupResult
     from monarch.config import Environment
@@ -85,12 +86,13 @@ def copy_db(
     workers: int | None = None,
     retain: RetentionPolicy | None = None,
     selection: Selection | None = None,
+    keys: BackupKeys | None = None,
 ) -> CopyResult:
     """Replace ``target``'s database with ``source``'s, exactly, streaming.
 
     ``query_set`` narrows and transforms what is copied, as for a backup (for an engine that
     takes them). With ``keep_backup_in`` the stream is also written there as a normal, listed
-    backup of the source (``compression`` and ``retain`` as for a backup), committed just
+    backup of the source (``compression``, ``retain`` and ``keys`` as for a backup), committed just
     before the swap. ``parallel`` collections are read at once; ``workers`` threads insert.
 
     Refuses the same database under two names (asked of the server, not judged from URLs).
@@ -108,7 +110,8 @@ def copy_db(
         refuse_same_database(source, target)
         keep = None if keep_backup_in is None else BackupWriter(
             keep_backup_in, source.environment, compression=compression,
-            query_set=query_set.name if query_set is not None else None, retain=retain)
+            query_set=query_set.name if query_set is not None else None, retain=retain,
+            keys=keys)
         dumped = selection if keep is None else None  # a kept backup is a whole one
         stream = _Stream(source, query_set, parallel, progress, keep, selection=dumped)
         try:

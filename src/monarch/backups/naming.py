@@ -3,7 +3,7 @@
 A backup is called ``<env>-<UTC yyyymmddTHHMMSSZ>[-<label>]``: names sort by environment, then
 by time, and say where and when at a glance. A backup is two objects in the store::
 
-    <name>.archive[.gz|.zst]    the mongodump-format archive (written first)
+    <name>.archive[.gz|.zst][.age]  the archive (written first; .age: encrypted)
     <name>.manifest.json        what makes the backup exist (written last)
 
 and, while it is being taken, ``<name>.claim``: an empty object written exclusively before
@@ -30,6 +30,8 @@ VERIFIED_SUFFIX = ".verified.json"
 Not part of the backup: listing and restoring ignore it; deleting the backup removes it."""
 ARCHIVE_SUFFIXES = {"none": ".archive", "gzip": ".archive.gz", "zstd": ".archive.zst"}
 """Compression name -> archive key suffix; the names are what manifests record."""
+ENCRYPTED_SUFFIX = ".age"
+"""Appended to an encrypted backup's archive key: ``NAME.archive.gz.age`` is an age file."""
 
 _PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _ENV_RE = re.compile(rf"^{_PART}$")
@@ -114,10 +116,10 @@ def claim_key(name: str) -> str:
     return name + CLAIM_SUFFIX
 
 
-def archive_key(name: str, compression: str) -> str:
-    """The store key of a backup's archive compressed with ``compression``."""
+def archive_key(name: str, compression: str, *, encrypted: bool = False) -> str:
+    """The store key of a backup's archive compressed with ``compression`` (and encrypted)."""
     try:
-        return name + ARCHIVE_SUFFIXES[compression]
+        return name + ARCHIVE_SUFFIXES[compression] + (ENCRYPTED_SUFFIX if encrypted else "")
     except KeyError:
         raise UsageError(
             f"unknown compression {compression!r}",
@@ -137,6 +139,7 @@ def split_key(key: str) -> tuple[str, str] | None:
     elif key.endswith(CLAIM_SUFFIX):
         name, kind = key[: -len(CLAIM_SUFFIX)], "claim"
     else:
+        key = key.removesuffix(ENCRYPTED_SUFFIX)
         # Longest suffix first: ".archive.gz" also ends like nothing shorter, but be explicit.
         for suffix in sorted(ARCHIVE_SUFFIXES.values(), key=len, reverse=True):
             if key.endswith(suffix):

@@ -280,8 +280,8 @@ def _delete_quietly(store: Store, key: str) -> None:
 
 
 def _archive_keys(name: str) -> set[str]:
-    return {archive_key(name, method) for method in ("none", "gzip", "zstd")} | {
-        claim_key(name), verified_key(name)}
+    return {archive_key(name, method, encrypted=sealed) for method in ("none", "gzip", "zstd")
+            for sealed in (False, True)} | {claim_key(name), verified_key(name)}
 
 
 _Rule = tuple[str, int, Callable[[datetime], object]]

@@ -28,6 +28,7 @@ from monarch.progress import Item, NullProgress, Summary
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from monarch.backups.keys import BackupKeys
     from monarch.backups.sources import Source
     from monarch.engines.base import CollectionRestored, Engine
     from monarch.engines.selection import Selection
@@ -84,6 +85,7 @@ def restore(
     workers: int | None = None,
     ceiling: tuple[str | int | None, str] = (None, "--max-size"),
     selection: Selection | None = None,
+    keys: BackupKeys | None = None,
 ) -> RestoreResult:
     """Replace ``engine``'s database with the backup ``backup_name``, exactly.
 
@@ -93,7 +95,8 @@ def restore(
     with more than one application database is refused, listing them. ``workers`` is the
     number of insertion threads (default: measured best for one server). ``ceiling`` caps what
     a dump without a manifest may decompress to (a size, and where it was set); a backup is
-    held to its manifest's sizes instead. Reading stops at the first byte beyond.
+    held to its manifest's sizes instead. Reading stops at the first byte beyond. ``keys``
+    authenticate the manifest and decrypt an encrypted backup.
 
     Afterwards the database holds exactly the backup's collections (tables), documents and
     indexes; those not in the backup are gone. A corrupt archive, a refused index or any other
@@ -107,7 +110,7 @@ def restore(
     """
     progress = progress or NullProgress()
     started = time.monotonic()
-    source = open_source(store, backup_name, engine, from_db, ceiling)
+    source = open_source(store, backup_name, engine, from_db, ceiling, keys=keys)
     with source:
         try:
             stats = engine.restore(
@@ -118,7 +121,7 @@ def restore(
         except MonarchError as exc:
             progress.finish(None)
             damage = _damage(source, engine, exc, lambda: open_source(
-                store, backup_name, engine, from_db, ceiling))
+                store, backup_name, engine, from_db, ceiling, keys=keys))
             if damage is not None:
                 raise damage from exc
             raise

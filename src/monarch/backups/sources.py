@@ -19,7 +19,8 @@ from monarch.archive.directory import DirectoryReader
 from monarch.archive.limits import CEILING_HINT, LimitedReader, restore_ceiling
 from monarch.archive.reader import ArchiveReader
 from monarch.archive.zipdump import ZipDumpReader
-from monarch.backups.catalog import read_manifest
+from monarch.backups.catalog import open_manifest
+from monarch.backups.keys import BackupKeys
 from monarch.backups.legacy import is_legacy, locate
 from monarch.backups.manifest import ARCHIVE_FORMAT
 from monarch.backups.naming import parse_name
@@ -90,17 +91,20 @@ class Source:
 def open_source(
     store: Store, name: str, engine: Engine, from_db: str | None,
     ceiling: tuple[str | int | None, str] = (None, "--max-size"),
+    *, keys: BackupKeys | None = None,
 ) -> Source:
     """Open BACKUP ``name`` for a restore into ``engine``'s database.
 
     A backup is held to its manifest; a mongodump archive, directory or legacy zip (only for
     an engine that takes them) to the restore ceiling: ``ceiling`` is the configured limit, if
     any, and where it was set (else :func:`~monarch.archive.limits.restore_ceiling`'s
-    default). Anything else is refused before the target is touched.
+    default). Anything else is refused before the target is touched. ``keys`` check the
+    manifest's tag and decrypt an encrypted backup (catalog.open_manifest): a wrong or missing
+    identity, or an edited manifest, is refused before the target is touched.
     """
     environment = engine.environment
     if parse_name(name) is not None:
-        return _open_backup(store, name, engine, from_db)
+        return _open_backup(store, name, engine, from_db, keys or BackupKeys())
     if not engine.capabilities.mongodump_input:
         if is_legacy(name):
             raise UsageError(
@@ -140,8 +144,9 @@ def check_compatible(manifest: Manifest, engine: Engine) -> None:
         )
 
 
-def _open_backup(store: Store, name: str, engine: Engine, from_db: str | None) -> Source:
-    manifest = read_manifest(store, name)
+def _open_backup(store: Store, name: str, engine: Engine, from_db: str | None,
+                 keys: BackupKeys) -> Source:
+    manifest = open_manifest(store, name, keys)
     check_compatible(manifest, engine)
     if from_db is not None and (from_db != manifest.database
                                 or manifest.archive.format != ARCHIVE_FORMAT):
@@ -150,7 +155,7 @@ def _open_backup(store: Store, name: str, engine: Engine, from_db: str | None) -
                              f"{manifest.engine} backup holds one database")
         raise UsageError(f"backup {name!r} holds only database {manifest.database!r}, "
                          f"not {from_db!r}")
-    stream = open_checked(store, manifest)
+    stream = open_checked(store, manifest, keys=keys)
     try:
         if manifest.archive.format != ARCHIVE_FORMAT:
             expected = {manifest.database: Item(manifest.database, None,

@@ -1,7 +1,13 @@
 """Reading a stored backup back, held to its manifest: the one checked reader that restore,
 copy_db's kept backups and verify all use.
 
-    store ─▶ size cap + SHA-256 ─▶ decompression ─▶ uncompressed size cap ─▶ the engine
+    store ─▶ size cap + SHA-256 ─▶ [age decryption] ─▶ decompression ─▶ uncompressed size cap
+          ─▶ the engine
+
+An encrypted backup (its manifest opened with the keys: catalog.open_manifest) is decrypted on
+the way, streamed (encryption.DecryptingReader): a wrong identity is refused before the engine
+reads a byte, and ciphertext that fails age's authentication raises ArchiveError from ``read``
+at the first damaged chunk, inside the restore and before its swap.
 
 :class:`CheckedStream` is the decompressed archive as bytes. Reading stops at the first byte
 beyond either of the manifest's sizes (a decompression bomb under a backup's name is refused
@@ -25,8 +31,10 @@ from monarch.archive.events import CollectionEnd
 from monarch.archive.limits import LimitedReader
 from monarch.archive.meta import BUCKETS_PREFIX, TIMESERIES, CollectionMeta
 from monarch.archive.reader import ArchiveReader
+from monarch.backups.encryption import DecryptingReader
+from monarch.backups.keys import BackupKeys
 from monarch.backups.pipeline import HashingReader
-from monarch.errors import ArchiveError
+from monarch.errors import ArchiveError, ManifestError
 from monarch.stores.base import ObjectNotFound
 
 if TYPE_CHECKING:
@@ -41,13 +49,21 @@ _DAMAGED = "the stored archive is damaged or was replaced; restore another backu
 class CheckedStream:
     """A stored backup's archive, decompressed and held to its manifest (see the module)."""
 
-    def __init__(self, store: Store, manifest: Manifest, *, raise_on_mismatch: bool) -> None:
+    def __init__(self, store: Store, manifest: Manifest, *, raise_on_mismatch: bool,
+                 keys: BackupKeys | None = None) -> None:
         archive = manifest.archive
         self.manifest = manifest
         self._raise = raise_on_mismatch
         if archive.compression not in METHODS:
             raise ArchiveError(f"backup {manifest.name!r}: its manifest names an unknown "
                                f"compression {archive.compression!r}")
+        identities = None
+        if manifest.encryption is not None:
+            if manifest.sealed:
+                raise ManifestError(f"backup {manifest.name!r} is encrypted: open its manifest "
+                                    "with the keys first")
+            identities = (keys or BackupKeys()).identities(
+                manifest.encryption, f"backup {manifest.name!r}")
         try:
             self._raw = store.reader(archive.key)
         except ObjectNotFound:
@@ -55,17 +71,21 @@ class CheckedStream:
                 raise
             raise ArchiveError(f"backup {manifest.name!r}: its archive {archive.key} is "
                                "missing from the store; nothing was restored") from None
+        self._decrypted: DecryptingReader | None = None
         try:
             self.hashed = HashingReader(LimitedReader(
                 self._raw, archive.size, what=f"backup {manifest.name!r}'s stored archive",
                 why="the size its manifest records", hint=_DAMAGED))
+            if identities is not None:
+                self._decrypted = DecryptingReader(
+                    self.hashed, identities, f"backup {manifest.name!r}'s encrypted archive")
             self._plain = LimitedReader(
-                open_decompressed_reader(self.hashed, archive.compression),
+                open_decompressed_reader(self._decrypted or self.hashed, archive.compression),
                 archive.uncompressed_size,
                 what=f"backup {manifest.name!r}'s archive, decompressed,",
                 why="the uncompressed size its manifest records", exact=True, hint=_DAMAGED)
         except BaseException:
-            self._raw.close()
+            self.close()
             raise
         self.plain = 0
         """Bytes of the decompressed archive read so far."""
@@ -96,6 +116,8 @@ class CheckedStream:
                 self.plain += len(data)
         except ArchiveError as exc:  # more, or fewer, bytes than the manifest says
             problems.append(exc.message)
+        if self._decrypted is not None:
+            self._decrypted.close()  # its thread stops reading: the rest is hashed here
         try:
             self.hashed.drain()
         except ArchiveError as exc:
@@ -112,6 +134,8 @@ class CheckedStream:
         return problems
 
     def close(self) -> None:
+        if self._decrypted is not None:
+            self._decrypted.close()
         self._raw.close()
 
     def __enter__(self) -> CheckedStream:
@@ -217,11 +241,12 @@ def data_collection(name: str, kind: str) -> str:
     return BUCKETS_PREFIX + name if kind == TIMESERIES else name
 
 
-def open_checked(store: Store, manifest: Manifest, *,
-                 raise_on_mismatch: bool = True) -> CheckedStream:
-    """Open ``manifest``'s archive as a :class:`CheckedStream`. A missing archive raises
-    ArchiveError, or ObjectNotFound when not raising on mismatches (verify reports it)."""
-    return CheckedStream(store, manifest, raise_on_mismatch=raise_on_mismatch)
+def open_checked(store: Store, manifest: Manifest, *, raise_on_mismatch: bool = True,
+                 keys: BackupKeys | None = None) -> CheckedStream:
+    """Open ``manifest``'s archive as a :class:`CheckedStream` (decrypted with ``keys`` when
+    encrypted). A missing archive raises ArchiveError, or ObjectNotFound when not raising on
+    mismatches (verify reports it)."""
+    return CheckedStream(store, manifest, raise_on_mismatch=raise_on_mismatch, keys=keys)
 
 
 def _index_names(indexes: Sequence[Mapping[str, Any]]) -> list[str]:

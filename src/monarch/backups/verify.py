@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monarch.archive.zipdump import check_zip_dump
-from monarch.backups.catalog import read_manifest
+from monarch.backups.catalog import open_manifest
+from monarch.backups.keys import BackupKeys
 from monarch.backups.legacy import SUFFIX, is_legacy, locate
 from monarch.backups.manifest import unit_of
 from monarch.backups.naming import check_name
@@ -61,22 +62,30 @@ class VerifyResult:
         return not self.problems
 
 
-def verify(store: Store, name: str, *, progress: Progress | None = None) -> VerifyResult:
+def verify(store: Store, name: str, *, progress: Progress | None = None,
+           keys: BackupKeys | None = None) -> VerifyResult:
     """Read backup ``name``'s whole archive from ``store`` and check it against its manifest.
 
     Returns a result listing every problem found (a damaged backup is an answer, not an
     error). Raises :class:`~monarch.errors.BackupNotFound` if there is no such backup, and
     :class:`~monarch.errors.ManifestError` if its manifest cannot be read. A backup of monarch
     0.0.x (or the path of one) is read wholly and checked by itself (:func:`verify_legacy`).
+
+    With ``keys``: a manifest whose HMAC tag does not match raises
+    :class:`~monarch.errors.ManifestTampered`, and an encrypted backup is decrypted (a
+    missing or wrong identity raises :class:`~monarch.errors.EncryptionError`); damaged or
+    edited ciphertext is a problem found.
     """
     if is_legacy(name):
         return verify_legacy(store, name)
-    manifest = read_manifest(store, check_name(name))
-    return verify_manifest(store, manifest, progress=progress)
+    keys = keys or BackupKeys()
+    manifest = open_manifest(store, check_name(name), keys)
+    return verify_manifest(store, manifest, progress=progress, keys=keys)
 
 
 def verify_manifest(
-    store: Store, manifest: Manifest, *, progress: Progress | None = None
+    store: Store, manifest: Manifest, *, progress: Progress | None = None,
+    keys: BackupKeys | None = None,
 ) -> VerifyResult:
     """Check the archive that ``manifest`` describes (see :func:`verify`)."""
     started = time.monotonic()
@@ -84,7 +93,7 @@ def verify_manifest(
     archive = manifest.archive
     unit = unit_of(archive.format)
     try:
-        stream = open_checked(store, manifest, raise_on_mismatch=False)
+        stream = open_checked(store, manifest, raise_on_mismatch=False, keys=keys)
     except ObjectNotFound:
         return VerifyResult(manifest.name, (f"the archive {archive.key} is missing",), 0, 0, 0,
                             time.monotonic() - started, unit=unit)

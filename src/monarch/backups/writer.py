@@ -1,5 +1,11 @@
 """Writing a backup into the store: open, stream, commit with the manifest last, or abort.
 
+The pipeline is dump -> compression -> [age encryption] -> SHA-256 -> upload: the SHA-256 and
+size are those of the stored bytes. A store whose keys call for encryption (``keys.encrypts``)
+gets an encrypted archive and a sealed manifest (docs/security.md), or no backup at all: what
+encryption needs (the library, valid recipients, the passphrase) is checked before anything is
+written.
+
 The order is the guarantee. The archive is uploaded under its final key only once it is
 complete (the store's commit is atomic); the manifest, written after it with ``exclusive=True``,
 is what makes the backup exist. A process killed anywhere before that leaves at most an
@@ -19,7 +25,7 @@ import json
 import time
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +35,9 @@ from monarch._version import __version__
 from monarch.archive.compression import METHODS, Method, open_compressed_writer
 from monarch.archive.meta import CollectionMeta
 from monarch.backups.catalog import LEFTOVER_AGE, remove_orphans
-from monarch.backups.manifest import ArchiveEntry, CollectionEntry, Manifest
+from monarch.backups.encryption import EncryptingWriter, seal
+from monarch.backups.keys import BackupKeys
+from monarch.backups.manifest import ArchiveEntry, CollectionEntry, Encryption, Manifest
 from monarch.backups.naming import (
     archive_key,
     check_environment_name,
@@ -127,10 +135,14 @@ class BackupWriter:
 
     def __init__(self, store: Store, environment: Environment, *, compression: Method,
                  label: str | None = None, query_set: str | None = None,
-                 retain: RetentionPolicy | None = None) -> None:
+                 retain: RetentionPolicy | None = None,
+                 keys: BackupKeys | None = None) -> None:
         check_environment_name(environment.name)
         if label is not None:
             check_label(label)
+        self._keys = keys or BackupKeys()
+        # Before the store is touched: an encrypted store never gets a plaintext backup.
+        self._sealing = self._keys.sealing() if self._keys.encrypts else None
         self._store = store
         self._environment = environment
         self._method = compression
@@ -142,14 +154,21 @@ class BackupWriter:
         self.retention = None if retain is None else retain.retention_from(self.started)
         self.name = claim_name(store, environment.name, label)
         self.committed: BackupResult | None = None
+        self._encrypted: EncryptingWriter | None = None
         try:
-            self._key = archive_key(self.name, compression)
+            self._key = archive_key(self.name, compression,
+                                    encrypted=self._sealing is not None)
             self._upload = store.writer(self._key, exclusive=True, retention=self.retention)
             self._hashed = HashingWriter(self._upload)
-            self._compressed = open_compressed_writer(self._hashed, compression)
+            self._encrypted = (None if self._sealing is None else
+                               EncryptingWriter(self._hashed, self._sealing.recipients))
+            self._compressed = open_compressed_writer(self._encrypted or self._hashed,
+                                                      compression)
             self.out = CountingWriter(self._compressed)
             """Where the dump goes, uncompressed."""
         except BaseException:
+            if self._encrypted is not None:
+                self._encrypted.abort()
             release_name(store, self.name)
             raise
 
@@ -157,6 +176,8 @@ class BackupWriter:
         """Finish the archive, then write the manifest that makes the backup exist."""
         try:
             self._compressed.close()
+            if self._encrypted is not None:
+                self._encrypted.close()
             self._upload.commit()
         except BaseException as exc:
             self._abort_upload(interrupted=not isinstance(exc, Exception))
@@ -175,9 +196,14 @@ class BackupWriter:
                     format=backup_format),
                 collections=tuple(collection_entry(c) for c in dump.collections),
             )
+            if self._sealing is not None:
+                sealed = seal(manifest.to_json().encode("utf-8"), self._sealing.recipients)
+                manifest = replace(manifest, encryption=Encryption(
+                    self._sealing.fingerprints, self._sealing.wrapped_key, sealed))
+            tag_key = self._keys.manifest_key.reveal() if self._keys.manifest_key else None
             with self._store.writer(manifest_key(self.name), exclusive=True,
                                     retention=self.retention) as upload:
-                upload.write(manifest.to_json().encode("utf-8"))
+                upload.write(manifest.to_json(tag_key).encode("utf-8"))
         except BaseException:
             # Failed or interrupted between the archive and its manifest: the archive would
             # be an orphan until the next backup or prune.
@@ -196,6 +222,8 @@ class BackupWriter:
             release_name(self._store, self.name)
 
     def _abort_upload(self, *, interrupted: bool) -> None:
+        if self._encrypted is not None:
+            self._encrypted.abort()
         with suppress(StoreError):  # a leftover upload: the next backup removes it
             self._upload.abort()
         if interrupted:
