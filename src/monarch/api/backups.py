@@ -236,17 +236,20 @@ def restore_preview(
     max_size: str | int | None = None,
     selection: Selection | None = None,
     database: str | None = None,
+    identity: str | Path | None = None,
 ) -> RestorePreview:
     """What :func:`restore` with the same arguments would replace, add and remove (per
     collection or table, counts before -> after), changing nothing (``restore --dry-run``).
 
     Needs no confirmation: it writes nothing. Refuses what the restore would refuse for its
-    names. See :func:`monarch.backups.preview.preview`.
+    names. ``identity`` opens an encrypted backup, as for :func:`restore`. See
+    :func:`monarch.backups.preview.preview`.
     """
     environment = config.environment(env_name)
+    keys = keys_for(config.backups, identity=identity)
     with _engines(config, env_name, database=database) as (engine,):
         found = _preview(open_store(config.backups), engine, backup_name, from_db=from_db,
-                         selection=selection, ceiling=_ceiling(config, max_size))
+                         selection=selection, ceiling=_ceiling(config, max_size), keys=keys)
     return replace(found, other_database=_elsewhere(environment, database))
 
 

@@ -20,6 +20,7 @@ from monarch.engines.selection import WHOLE, split_qualified
 from monarch.io import Readable
 
 if TYPE_CHECKING:
+    from monarch.backups.keys import BackupKeys
     from monarch.backups.sources import Source
     from monarch.engines.base import Engine
     from monarch.engines.selection import Selection
@@ -75,16 +76,18 @@ def preview(
     from_db: str | None = None,
     selection: Selection | None = None,
     ceiling: tuple[str | int | None, str] = (None, "--max-size"),
+    keys: BackupKeys | None = None,
 ) -> RestorePreview:
     """Say what ``restore`` with these arguments would do to ``engine``'s database.
 
     Refuses (UsageError) what the restore would refuse for its names: a pattern that matches
     nothing, a rename onto an existing name without ``replace_existing``. Writes nothing.
+    ``keys`` open an encrypted backup's manifest, as for a restore.
     """
     selection = selection or WHOLE
     qualified = engine.capabilities.schemas
     env = engine.environment
-    with open_source(store, backup_name, engine, from_db, ceiling) as source:
+    with open_source(store, backup_name, engine, from_db, ceiling, keys=keys) as source:
         counts, counted_from = _backup_counts(source)
     row = registry.by_name(env.engine)
     noun = row.noun if row is not None else "collection"

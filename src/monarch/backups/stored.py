@@ -110,7 +110,7 @@ class CheckedStream:
     def finish(self) -> list[str]:
         """Read what is left of the archive; how it does not match the manifest."""
         archive = self.manifest.archive
-        problems = []
+        problems: list[str] = []
         try:
             while data := self._plain.read(1024 * 1024):  # past the last event the engine read
                 self.plain += len(data)
@@ -122,12 +122,7 @@ class CheckedStream:
             self.hashed.drain()
         except ArchiveError as exc:
             problems.append(exc.message)
-        if self.hashed.size != archive.size:
-            problems.append(f"size: the archive has {self.hashed.size} bytes, the manifest "
-                            f"says {archive.size}")
-        if self.hashed.sha256 != archive.sha256:
-            problems.append(f"SHA-256: the archive hashes to {self.hashed.sha256}, the "
-                            f"manifest says {archive.sha256}")
+        problems += stored_problems(self.hashed, self.manifest)
         if not problems and self.plain != archive.uncompressed_size:
             problems.append(f"uncompressed size: {self.plain} bytes, the manifest says "
                             f"{archive.uncompressed_size}")
@@ -239,6 +234,30 @@ def collection_problems(manifest: Manifest, found: Sequence[CollectionDump]) -> 
 def data_collection(name: str, kind: str) -> str:
     """The collection that holds ``name``'s documents in an archive (a time series' buckets)."""
     return BUCKETS_PREFIX + name if kind == TIMESERIES else name
+
+
+def stored_problems(hashed: HashingReader, manifest: Manifest) -> list[str]:
+    """How the stored bytes read through ``hashed`` differ from the manifest's size and
+    SHA-256."""
+    archive = manifest.archive
+    problems = []
+    if hashed.size != archive.size:
+        problems.append(f"size: the archive has {hashed.size} bytes, the manifest says "
+                        f"{archive.size}")
+    if hashed.sha256 != archive.sha256:
+        problems.append(f"SHA-256: the archive hashes to {hashed.sha256}, the manifest says "
+                        f"{archive.sha256}")
+    return problems
+
+
+def check_stored(store: Store, manifest: Manifest) -> list[str]:
+    """Read ``manifest``'s archive as stored (no decryption or decompression): how its size
+    and SHA-256 differ from the manifest's. For verify, when the archive cannot even be
+    opened (its first encrypted chunk is damaged)."""
+    with store.reader(manifest.archive.key) as raw:
+        hashed = HashingReader(raw)
+        hashed.drain()
+    return stored_problems(hashed, manifest)
 
 
 def open_checked(store: Store, manifest: Manifest, *, raise_on_mismatch: bool = True,

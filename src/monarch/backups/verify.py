@@ -24,7 +24,7 @@ from monarch.backups.keys import BackupKeys
 from monarch.backups.legacy import SUFFIX, is_legacy, locate
 from monarch.backups.manifest import unit_of
 from monarch.backups.naming import check_name
-from monarch.backups.stored import collection_problems, open_checked
+from monarch.backups.stored import check_stored, collection_problems, open_checked
 from monarch.engines import engine_class
 from monarch.errors import ArchiveError, BackupError, BackupNotFound, StoreError
 from monarch.progress import Item, NullProgress, ReportingReader, Summary
@@ -96,6 +96,10 @@ def verify_manifest(
         stream = open_checked(store, manifest, raise_on_mismatch=False, keys=keys)
     except ObjectNotFound:
         return VerifyResult(manifest.name, (f"the archive {archive.key} is missing",), 0, 0, 0,
+                            time.monotonic() - started, unit=unit)
+    except ArchiveError as exc:  # an encrypted archive whose first chunk does not decrypt
+        damage = [f"archive: {exc.message}", *check_stored(store, manifest)]
+        return VerifyResult(manifest.name, tuple(damage), 0, 0, archive.size,
                             time.monotonic() - started, unit=unit)
     problems: list[str] = []
     with stream:

@@ -40,6 +40,10 @@ _notify = click.option(
     "--notify", metavar="URL",
     help="POST a JSON event to this webhook on failure (default: [backups] notify_url).",
 )
+_identity = click.option(
+    "--identity", metavar="FILE", type=click.Path(dir_okay=False),
+    help="The age identity file of an encrypted backup (default: $MONARCH_AGE_IDENTITY, "
+         "else [backups] identity).")
 _confirm_name = click.option(
     "--confirm", metavar="NAME", help="Type the protected target's name (for scripts and CI)."
 )
@@ -114,13 +118,14 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name", metavar="BACKUP", required=False)
+@_identity
 @_metrics_file
 @_notify
 @_quiet
 @_as_json
 @click.pass_obj
-def verify(session: Session, name: str | None, *, metrics_file: str | None, notify: str | None,
-           quiet: bool, as_json: bool) -> int:
+def verify(session: Session, name: str | None, *, identity: str | None,
+           metrics_file: str | None, notify: str | None, quiet: bool, as_json: bool) -> int:
     """Read BACKUP's whole archive and check it against its manifest (exit 1 if unsound).
 
     A monarch 0.0.x backup (or .dmp.zip file) is checked by itself: the zip, every member's
@@ -132,7 +137,7 @@ def verify(session: Session, name: str | None, *, metrics_file: str | None, noti
         raise UsageError("verify needs a backup name",
                          hint="monarch list_backups shows them; then monarch verify NAME")
     result = monarch.verify(session.config, name, progress=_progress(quiet or as_json),
-                            metrics_file=metrics_file, notify=notify)
+                            metrics_file=metrics_file, notify=notify, identity=identity)
     show(result, as_json=as_json)
     return 0 if result.ok else 1
 
@@ -237,14 +242,15 @@ def _selection(options: dict[str, Any]) -> Selection | None:
               help="Restore into this database of ENV's server (ENV's credentials and rules).")
 @click.option("--dry-run", is_flag=True,
               help="Say what would be replaced, added and removed (counts); change nothing.")
+@_identity
 @_confirm
 @_quiet
 @_as_json
 @click.pass_obj
 def restore(
     session: Session, /, *, spec: str | None, from_db: str | None, max_size: str | None,
-    database: str | None, dry_run: bool, confirm: str | None, quiet: bool, as_json: bool,
-    **options: Any,
+    database: str | None, dry_run: bool, identity: str | None, confirm: str | None,
+    quiet: bool, as_json: bool, **options: Any,
 ) -> None:
     """Restore BACKUP (a backup name, or a mongodump archive or folder) into ENV.
 
@@ -261,14 +267,14 @@ def restore(
     if dry_run:
         found = monarch.restore_preview(session.config, backup_name, env, from_db=from_db,
                                         max_size=max_size, selection=selection,
-                                        database=database)
+                                        database=database, identity=identity)
         show(found, as_json=as_json)
         return
     if environment.protected:
         confirm = confirm_name(environment.name, f"restore {backup_name} into it", confirm)
     result = monarch.restore(session.config, backup_name, env, from_db=from_db, confirm=confirm,
                              progress=_progress(quiet or as_json), max_size=max_size,
-                             selection=selection, database=database)
+                             selection=selection, database=database, identity=identity)
     show(result, quiet=quiet, as_json=as_json)
 
 

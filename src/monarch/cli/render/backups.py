@@ -106,6 +106,9 @@ def _backup_text(result: BackupResult) -> list[str]:
                      f"{format_duration(result.seconds)}")
     if m.query_set:
         lines.append(f"  through query set {m.query_set!r}")
+    if m.encryption is not None:
+        lines.append(f"  encrypted (age) to {len(m.encryption.recipients)} recipient(s): "
+                     + ", ".join(m.encryption.recipients))
     lines.append(f"  in {result.store_url}")
     if result.retention is not None:
         lines.append(f"  locked until {result.retention.until:%Y-%m-%d %H:%M:%S} UTC "
@@ -144,6 +147,10 @@ def _list_text(listing: BackupList) -> list[str]:
 
 
 def _backup_row(b: BackupInfo) -> tuple[object, ...]:
+    if b.encrypted:  # counts are sealed in the manifest
+        return (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                format_duration(b.duration), format_size(b.size), "-", "-",
+                b.compression + ", encrypted (age)")
     return (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
             format_duration(b.duration), format_size(b.size), b.collections, f"{b.documents:,}",
             b.compression + (f" (query set {b.query_set})" if b.query_set else ""))
@@ -178,13 +185,19 @@ def _info_data(b: BackupInfo | LegacyBackup) -> dict[str, Any]:
     if isinstance(b, LegacyBackup):
         return {"name": b.name, "legacy": True, "database": b.database,
                 "created": b.created.isoformat(), "size": b.size, "archive": b.key}
+    sealed = b.encrypted  # database, counts and query set are sealed in the manifest
     return {
-        "name": b.name, "legacy": False, "environment": b.environment, "database": b.database,
+        "name": b.name, "legacy": False, "environment": b.environment,
+        "database": None if sealed else b.database,
         "created": b.created.isoformat(), "finished": b.finished.isoformat(),
         "duration_seconds": round(b.duration, 3), "size": b.size,
-        "collections": b.collections, "documents": b.documents,
-        "compression": b.compression, "label": b.label, "query_set": b.query_set,
+        "collections": None if sealed else b.collections,
+        "documents": None if sealed else b.documents,
+        "compression": b.compression, "label": b.label,
+        "query_set": None if sealed else b.query_set,
         "archive": b.manifest.archive.key, "sha256": b.manifest.archive.sha256,
+        "encrypted": sealed,
+        "recipients": list(b.manifest.encryption.recipients) if b.manifest.encryption else [],
     }
 
 
