@@ -3,18 +3,23 @@
 One server (the tests' launcher: ``$MONARCH_TEST_MONGODB_URI``, a ``mongod`` on PATH, else
 FerretDB), one generated dataset per size (several collections, mixed shapes), and in one run:
 
-- backup: ``monarch backup`` with each compression; ``mongodump --archive`` plain and ``--gzip``
-  (same parallelism); the raw read limit (every collection read as raw batches, discarded);
+- backup: ``monarch backup`` with each compression, and gzip encrypted with age (``[backups]
+  encrypt_to``, one X25519 recipient; the report gives its cost against plain gzip);
+  ``mongodump --archive`` plain and ``--gzip`` (same parallelism); the raw read limit (every
+  collection read as raw batches, discarded);
 - restore: ``monarch restore``; ``mongorestore --archive``; the raw insert limit (an
   uncompressed archive's raw batches inserted, nothing else);
 - copy: ``monarch copy_db``; ``mongodump --archive | mongorestore --archive``;
-- compression alone, in this process, over the uncompressed archive.
+- compression alone, in this process, over the uncompressed archive; age encryption alone
+  over the gzip-compressed archive (the stream monarch encrypts), through the backup writer's
+  own EncryptingWriter.
 
 Every measurement runs in child processes of its own: wall time, client CPU (user + system of
 the children) and peak RSS (the largest child's high-water mark, ``VmHWM``)::
 
     python benchmarks/backup_bench.py                  # ~1,000,000 documents
     python benchmarks/backup_bench.py --docs 100000,1000000 --parallel 4
+    python benchmarks/backup_bench.py --docs 100000 --only "backup (gzip"   # some cases only
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyrage
 from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
@@ -51,6 +57,7 @@ from monarch.archive import (
     open_decompressed_reader,
 )
 from monarch.archive.compression import CompressedWriter
+from monarch.backups.encryption import EncryptingWriter
 from monarch.engines.mongo.dump import BATCH_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,10 +260,31 @@ def compress_alone(raw: Path, rounds: int = 5) -> list[Run]:
                         f"{len(data) / best / 2**20:.0f} MiB/s, ratio "
                         f"{len(data) / len(packed):.2f}, decompress "
                         f"{len(data) / back / 2**20:.0f} MiB/s"))
+        if label == "gzip level 1":
+            runs.append(encrypt_alone(packed, rounds))
     return runs
 
 
-def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Path) -> list[Run]:
+def encrypt_alone(packed: bytes, rounds: int = 5) -> Run:
+    """age encryption (one X25519 recipient) of a gzip archive, as the backup writer does it:
+    1 MiB writes into an EncryptingWriter (its thread, its bounded pipe); best of ``rounds``."""
+    recipient = pyrage.x25519.Identity.generate().to_public()
+    best, cpu = float("inf"), 0.0
+    for _ in range(rounds):
+        out = io.BytesIO()
+        started, cpu0 = time.perf_counter(), time.process_time()
+        writer = EncryptingWriter(out, [recipient])
+        for i in range(0, len(packed), 1 << 20):
+            writer.write(packed[i : i + (1 << 20)])
+        writer.close()
+        if time.perf_counter() - started < best:
+            best, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    return Run("age encryption of the gzip archive", best, cpu, 0,
+               f"{len(packed) / best / 2**20:.0f} MiB/s of compressed archive")
+
+
+def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Path,
+               *, only: list[str] | None = None) -> list[Run]:
     tools = mongo_tools()
     client = MongoClient(server_uri)
     for name in ("bench_src", "bench_dst"):
@@ -271,7 +299,13 @@ def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Pat
     config.write_text(f'backups = "file://{store}"\n'
                       + "".join(f'[environments.{n}]\nurl = "{u}"\nprotected = false\n'
                                 for n, u in (("src", url["bench_src"]), ("dst", url["bench_dst"]))))
+    sealed = work / "monarch-age.toml"
+    recipient = pyrage.x25519.Identity.generate().to_public()
+    sealed.write_text(config.read_text().replace(
+        f'backups = "file://{store}"\n',
+        f'[backups]\nurl = "file://{store}"\nencrypt_to = ["{recipient}"]\n'))
     monarch = [sys.executable, "-m", "monarch", "--config", str(config)]
+    monarch_age = [sys.executable, "-m", "monarch", "--config", str(sealed)]
     me = [sys.executable, __file__]
     dump = [str(tools.mongodump), f"--uri={url['bench_src']}",
             f"--numParallelCollections={parallel}", "--quiet"]
@@ -295,6 +329,10 @@ def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Pat
     cases = [
         Case("raw read limit", [[*me, "raw-read", url["bench_src"], str(parallel)]]),
         backup_case("zstd"), backup_case("gzip"), backup_case("none"),
+        Case("monarch backup (gzip, age-encrypted)", [[
+            *monarch_age, "backup", "src", "--quiet", "--compression", "gzip", "--parallel",
+            str(parallel), "--name", "gzip-age"]],
+             before=lambda: _remove_backups(store, "gzip-age")),
         Case("mongodump --archive", [[*dump, f"--archive={plain}"]]),
         Case("mongodump --archive --gzip", [[*dump, f"--archive={gz}", "--gzip"]]),
         into_dst("raw insert limit", [*me, "raw-insert", url["bench_dst"], str(work / "raw")]),
@@ -304,6 +342,8 @@ def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Pat
         into_dst("mongodump --archive | mongorestore --archive", [*dump, "--archive"],
                  [*restore, "--archive"]),
     ]
+    if only:
+        cases = [c for c in cases if any(o in c.label for o in only)]
     results: dict[str, list[Run]] = {c.label: [] for c in cases}
     for round_ in range(rounds):
         for case in cases:  # interleaved, so a slow spell of the machine hits every case
@@ -316,7 +356,8 @@ def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Pat
             results[case.label].append(run)
             print(f"#   round {round_ + 1}: {run.label}: {run.seconds:.1f} s", flush=True)
     runs = [_summary(rs) for rs in results.values()]
-    runs += compress_alone(work / "raw")
+    if any(c.label == "monarch backup (none)" for c in cases):
+        runs += compress_alone(work / "raw")
     client.drop_database("bench_src")
     client.drop_database("bench_dst")
     return runs
@@ -379,6 +420,8 @@ def report(docs: int, runs: list[Run]) -> str:
         elif r.label.startswith(("monarch restore", "mongorestore")):
             base = seconds.get("raw insert limit")
         ratio = f"{r.seconds / base:.2f}x" if base else ""
+        if r.label == "monarch backup (gzip, age-encrypted)" and "monarch backup (gzip)" in seconds:
+            ratio += f" ({r.seconds / seconds['monarch backup (gzip)']:.3f}x plain gzip)"
         rss = f"{r.rss_mb:.0f}" if r.rss_mb else ""
         lines.append(f"| {r.label} | {r.seconds:.1f} | {r.cpu:.1f} | {rss} | {ratio} | "
                      f"{r.note} |")
@@ -390,6 +433,8 @@ def main() -> None:
     parser.add_argument("--docs", default="1000000", help="documents, comma-separated sizes")
     parser.add_argument("--parallel", type=int, default=4, help="collections at once")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (median reported)")
+    parser.add_argument("--only", help="run only the cases whose label has one of these "
+                        "comma-separated texts")
     args = parser.parse_args()
     # A stopped benchmark must stop its server too: turn SIGTERM into a normal exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -401,7 +446,8 @@ def main() -> None:
         for docs in (int(d) for d in args.docs.split(",")):
             work = Path(tmp) / str(docs)
             work.mkdir()
-            runs = bench_size(server.uri, docs, args.parallel, args.rounds, work)
+            only = args.only.split(",") if args.only else None
+            runs = bench_size(server.uri, docs, args.parallel, args.rounds, work, only=only)
             print(report(docs, runs), flush=True)
 
 
