@@ -17,7 +17,7 @@ from pymongo import MongoClient
 
 import monarch
 from monarch.backups.catalog import BackupInfo
-from monarch.errors import ArchiveError, EncryptionError, ManifestTampered
+from monarch.errors import ArchiveError, ConfigError, EncryptionError, ManifestTampered
 from tests.backups.conftest import Project, environ, seed_shop
 from tests.backups.encryption_support import (
     HMAC_VARIABLE,
@@ -337,3 +337,28 @@ def test_an_encrypted_backup_decrypts_without_monarch_and_mongorestore_restores_
     finally:
         client.drop_database(into.name)
         client.close()
+
+
+def test_an_unset_manifest_key_or_a_malformed_setting_stops_before_the_store_is_touched(
+    project: Project,
+) -> None:
+    seed_shop(project.db)
+    original = project.config_path.read_text()
+    add_backup_settings(project.config_path, f'manifest_key_env = "{HMAC_VARIABLE}"')
+    with pytest.raises(ConfigError) as unset:
+        monarch.backup(project.config(), "development")
+    project.config_path.write_text(original)
+    add_backup_settings(project.config_path, 'passphrase_env = "hunter2 is my passphrase"')
+    with pytest.raises(ConfigError) as value:
+        monarch.backup(project.config(), "development")
+    project.config_path.write_text(original)
+    add_backup_settings(project.config_path, "encrypt_to = 42")
+    with pytest.raises(ConfigError) as malformed:
+        project.config()
+    project.config_path.write_text(original)
+
+    assert HMAC_VARIABLE in unset.value.message and "not set" in unset.value.message
+    assert "hunter2" not in str(value.value) and "name of an environment variable" in \
+        value.value.message
+    assert "encrypt_to must be a list of age recipients" in malformed.value.message
+    assert project.store_keys() == []
