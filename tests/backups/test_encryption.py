@@ -79,7 +79,8 @@ def test_an_encrypted_backup_round_trips_and_the_store_holds_no_plaintext(
     assert verified.documents == 1000
     assert snapshot(p.db) == before
     objects = stored_bytes(p)
-    assert sorted(objects) == sorted([made.archive_key, made.manifest_key])
+    assert sorted(objects) == sorted([made.archive_key, made.manifest_key,
+                                      f"{made.name}.verified.json"])
     assert objects[made.archive_key].startswith(b"age-encryption.org/v1\n-> X25519 ")
     for key_name, data in objects.items():
         for word in (*SECRET_WORDS, p.db.name.encode()):
@@ -159,6 +160,8 @@ def test_a_flipped_byte_in_the_ciphertext_fails_verify_and_restore_before_the_sw
 
     assert not result.ok
     assert any("does not decrypt" in p for p in result.problems), result.problems
+    recorded = json.loads((tmp_path / "backups" / f"{made.name}.verified.json").read_text())
+    assert recorded["ok"] is False and "the backup is encrypted" in recorded["problems"][0]
     assert any(p.startswith("SHA-256") for p in result.problems), result.problems
     assert "does not decrypt" in refused.value.message or "SHA-256" in refused.value.message
     assert snapshot(project.db) == changed

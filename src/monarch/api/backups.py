@@ -356,7 +356,7 @@ def verify(
 
 def _record_quietly(store: Store, result: VerifyResult) -> None:
     try:
-        record_verify(store, result)
+        record_verify(store, result.shareable())  # nothing sealed goes in the clear
     except (StoreError, ValueError) as exc:
         log.warning("warning: could not record the outcome of verify %s in the store: %s",
                     result.name, exc)

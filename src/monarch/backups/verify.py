@@ -15,7 +15,7 @@ own tool (``pg_restore`` into nowhere; SQLite's integrity check on a temporary c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from monarch.archive.zipdump import check_zip_dump
@@ -55,11 +55,24 @@ class VerifyResult:
     """What ``collections`` counts: ``"collection"`` (of documents) or ``"table"`` (of rows)."""
     legacy: bool = False
     """A backup of monarch 0.0.x: checked by itself, having no manifest."""
+    encrypted: bool = False
+    """An encrypted backup: its problems may name collections, which only its identity may
+    read (:meth:`shareable` keeps them out of what is written in the clear)."""
 
     @property
     def ok(self) -> bool:
         """Whether the backup is sound."""
         return not self.problems
+
+    def shareable(self) -> VerifyResult:
+        """This result as it may be written in the clear (the store's verify record): for an
+        encrypted backup, no counts, and its problems counted rather than quoted."""
+        if not self.encrypted:
+            return self
+        problems = () if not self.problems else (
+            f"{len(self.problems)} problem(s); the backup is encrypted, so they are not "
+            f"written here: run `monarch verify {self.name}` with its identity",)
+        return replace(self, collections=0, documents=0, problems=problems)
 
 
 def verify(store: Store, name: str, *, progress: Progress | None = None,
@@ -100,7 +113,8 @@ def verify_manifest(
     except ArchiveError as exc:  # an encrypted archive whose first chunk does not decrypt
         damage = [f"archive: {exc.message}", *check_stored(store, manifest)]
         return VerifyResult(manifest.name, tuple(damage), 0, 0, archive.size,
-                            time.monotonic() - started, unit=unit)
+                            time.monotonic() - started, unit=unit,
+                            encrypted=manifest.encryption is not None)
     problems: list[str] = []
     with stream:
         if unit == "collection":  # the engine's check reports each collection it reads
@@ -137,7 +151,8 @@ def verify_manifest(
         checked = f"{check.checked if check else 'structure'}, size and SHA-256"
     progress.finish(Summary("verify", count, documents, stream.hashed.size, seconds, unit=unit))
     return VerifyResult(manifest.name, tuple(problems), count, documents, stream.hashed.size,
-                        seconds, checked=checked, unit=unit)
+                        seconds, checked=checked, unit=unit,
+                        encrypted=manifest.encryption is not None)
 
 
 def verify_legacy(store: Store, name: str) -> VerifyResult:
