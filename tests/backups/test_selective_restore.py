@@ -289,3 +289,28 @@ def test_a_selective_swap_killed_after_any_step_never_touches_the_other_collecti
                 "bystander": [{"_id": 9, "v": "mine"}]}
     assert contents(db) == expected
     assert leftovers(db) == []
+
+
+def test_cli_database_needs_the_environments_confirmation_and_says_where(
+    prepared: tuple[TwoDbs, str],
+) -> None:
+    two_dbs, name = prepared
+    other = f"{two_dbs.target.name}_cli"
+    client: MongoClient[dict[str, Any]] = MongoClient(two_dbs.target_url)
+    try:
+        dry = run_cli(two_dbs, "restore", f"{name}:production", "--database", other,
+                      "--dry-run")
+        assert dry.code == 0, dry.stderr
+        assert dry.stdout.startswith(f"Restoring {name} into database {other} of production")
+        refused = run_cli(two_dbs, "restore", f"{name}:production", "--database", other)
+        assert refused.code == 2 and "--confirm production" in refused.stderr
+        assert other not in client.list_database_names()
+
+        done = run_cli(two_dbs, "restore", f"{name}:production", "--database", other,
+                       "--confirm", "production", "--json")
+        assert done.code == 0, done.stderr
+        assert json.loads(done.stdout)["database"] == other
+        assert snapshot(client[other]) == snapshot(two_dbs.source)
+    finally:
+        client.drop_database(other)
+        client.close()

@@ -388,3 +388,16 @@ def test_sqlite_selective_restore_killed_at_random_moments_is_old_or_new(
         if now == new:
             monarch.restore(p.config(), old_backup, "lite_copy", selection=back)
     print(f"\nselective sqlite restore of {whole:.2f}s killed 10 times: {seen}")
+
+
+def test_pg_dry_run_into_a_database_that_does_not_exist_yet_adds_everything(
+    pg: tuple[SQLProject, str],
+) -> None:
+    p, name = pg
+    missing = f"{p.urls['staging'].rsplit('/', 1)[1]}_none"
+
+    found = monarch.restore_preview(p.config(), name, "staging", database=missing)
+
+    assert found.other_database and found.database == missing
+    assert {c.action for c in found.changes} == {"add"}
+    assert {c.name for c in found.changes} >= {"public.users", "audit.log"}

@@ -27,6 +27,7 @@ from monarch.engines.postgres.partial import restore_selected
 from monarch.engines.postgres.restore import recover
 from monarch.engines.postgres.restore import restore as restore_dump
 from monarch.engines.postgres.sql import PostgresSQL
+from monarch.engines.postgres.swap import admin_connection
 from monarch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -168,9 +169,12 @@ class PostgresEngine:
         return self._identity() == other._identity()
 
     def inventory(self) -> dict[str, int]:
-        """Rows of each table (``schema.table``), counted exactly; views are left out."""
+        """Rows of each table (``schema.table``), counted exactly; views are left out. A
+        database that does not exist (yet: a restore creates it) holds nothing."""
         from psycopg import sql
 
+        if not self._exists():
+            return {}
         with translated(self.environment, "counting rows"):
             tables = self.connection.execute(
                 "SELECT n.nspname, c.relname FROM pg_class c "
@@ -185,6 +189,17 @@ class PostgresEngine:
                 row = self.connection.execute(query).fetchone()
                 found[f"{schema}.{table}"] = int(row[0]) if row else 0
         return found
+
+    def _exists(self) -> bool:
+        """Whether the environment's database exists, asked of the maintenance database."""
+        admin, admin_db = admin_connection(self.environment)
+        try:
+            with translated(self.environment, "looking for the database", dbname=admin_db):
+                row = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                    (self.environment.database,)).fetchone()
+        finally:
+            admin.close()
+        return row is not None
 
     def recover_restore(self) -> str | None:
         """Remove what an interrupted restore into this database left; say what (None: nothing)."""
