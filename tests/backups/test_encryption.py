@@ -7,8 +7,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +367,49 @@ def test_an_unset_manifest_key_or_a_malformed_setting_stops_before_the_store_is_
         value.value.message
     assert "encrypt_to must be a list of age recipients" in malformed.value.message
     assert project.store_keys() == []
+
+
+@pytest.mark.slow
+def test_an_encrypted_backup_killed_at_any_moment_leaves_no_plaintext_and_nothing_listed(
+    project: Project, tmp_path: Path,
+) -> None:
+    rng = random.Random(5)
+    for name in ("events", "users", "orders", "notes"):
+        project.db[name].insert_many({"i": i, "text": "x" * rng.randint(50, 400)}
+                                     for i in range(10_000))
+    key = make_key(tmp_path)
+    encrypt_to(project.config_path, key.recipient)
+    started = time.monotonic()
+    finished = project.process("backup", "development", "--quiet")
+    full = time.monotonic() - started
+    assert finished.returncode == 0, finished.stderr
+    complete = finished.stdout.strip()
+
+    for _ in range(6):
+        child = project.spawn("backup", "development")
+        time.sleep(rng.uniform(0.05, full * 1.1))
+        child.kill()
+        child.wait()
+        listed = [b.name for b in monarch.list_backups(project.config())]
+        assert set(listed) - {complete} == set() or all(
+            monarch.verify(project.config(), n, identity=key.path).ok for n in listed)
+        for path in (tmp_path / "backups").iterdir():  # temporary uploads included
+            data = path.read_bytes()
+            assert b"events" not in data and b"users" not in data, path.name
+
+
+def test_restore_dry_run_opens_an_encrypted_backup_with_the_identity_only(
+    project: Project, tmp_path: Path,
+) -> None:
+    seed_shop(project.db)
+    key = make_key(tmp_path)
+    encrypt_to(project.config_path, key.recipient)
+    made = monarch.backup(project.config(), "development")
+
+    with pytest.raises(EncryptionError):
+        monarch.restore_preview(project.config(), made.name, "development")
+    found = project.cli("restore", f"{made.name}:development", "--dry-run", "--identity",
+                        str(key.path))
+
+    assert found.code == 0, found.output
+    assert "users" in found.stdout and key.secret not in found.output
