@@ -18,6 +18,7 @@ from tests.servers.ferretdb import ferretdb_binary
 from tests.servers.mongotools import mongo_tools
 from tests.servers.process import ServerStartError
 from tests.servers.seaweedfs import seaweedfs_binary
+from tests.servers.wire import wire_binary
 
 
 def prepare() -> None:
@@ -29,6 +30,7 @@ def prepare() -> None:
     print(f"sample dumps: {tools.testdata}")
     print(f"postgresql:   {postgres.find_bin_dir()}")
     print(f"seaweedfs:    {seaweedfs_binary()}")
+    print(f"wire:         {wire_binary()}")
     print(f"ready in {time.monotonic() - started:.1f} s")
 
 

@@ -1,0 +1,3 @@
+module monarch.test/wire
+
+go 1.22
