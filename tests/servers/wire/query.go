@@ -94,12 +94,24 @@ func (s *server) find(db string, cmd Doc, w *Builder) *cmdError {
 		if !ok {
 			return &cmdError{2, "BadValue", "generated collections filter on integer _id only"}
 		}
-		if len(sortSpec) > 0 && (sortSpec[0].Name != "_id" || !sortSpec[0].Truthy()) {
-			log.Printf("sort %v on generated collection ignored", sortSpec)
+		dir := int64(1)
+		if len(sortSpec) > 0 {
+			dir, _ = sortSpec[0].Int()
+			if sortSpec[0].Name != "_id" {
+				log.Printf("sort %v on generated collection ignored", sortSpec)
+			}
 		}
-		c.gen, c.next, c.end, c.idOnly = g, min(r.lo+skip, r.hi), r.hi, idOnly(projection)
-		if limit > 0 {
-			c.end = min(c.end, c.next+limit)
+		c.gen, c.idOnly, c.desc = g, idOnly(projection), dir < 0
+		if c.desc { // the cursor walks from end-1 down to next
+			c.next, c.end = r.lo, max(r.hi-skip, r.lo)
+			if limit > 0 {
+				c.next = max(c.next, c.end-limit)
+			}
+		} else {
+			c.next, c.end = min(r.lo+skip, r.hi), r.hi
+			if limit > 0 {
+				c.end = min(c.end, c.next+limit)
+			}
 		}
 	} else {
 		c.docs = s.matching(ns, filter, sortSpec, skip, limit)
@@ -131,13 +143,19 @@ func (s *server) reply(c *cursor, field string, size int64, single bool, w *Buil
 			if c.next >= c.end {
 				break
 			}
+			id := c.next
+			if c.desc {
+				id = c.end - 1
+				c.end--
+			} else {
+				c.next++
+			}
 			w.key(0x03, index(int(n)))
 			if c.idOnly {
-				w.B = AppendIDDoc(w.B, c.next)
+				w.B = AppendIDDoc(w.B, id)
 			} else {
-				w.B = c.gen.AppendDoc(w.B, c.next)
+				w.B = c.gen.AppendDoc(w.B, id)
 			}
-			c.next++
 		} else {
 			if len(c.docs) == 0 {
 				break

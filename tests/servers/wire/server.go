@@ -28,6 +28,7 @@ type cursor struct {
 	next   int64
 	end    int64
 	idOnly bool
+	desc   bool
 	docs   [][]byte
 }
 

@@ -34,6 +34,7 @@ from monarch.archive.writer import ArchiveWriter, NamespaceStats
 from monarch.engines.base import CollectionDump, DumpStats
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.journal import is_operational, unfinished_swap
+from monarch.engines.mongo.split import SPLIT_BYTES, id_ranges, parts_for
 from monarch.errors import BackupError
 from monarch.io import Writable
 from monarch.progress import Item
@@ -63,6 +64,8 @@ class _Source:
     documents: int | None
     size: int | None
     avg_size: int | None
+    part: dict[str, Any] | None = None
+    """The ``_id`` range this reader covers when the collection is split, else None."""
 
 
 def dump_archive(
@@ -74,6 +77,7 @@ def dump_archive(
     parallel: int = DEFAULT_PARALLEL,
     action: str = "backup",
     selection: Selection | None = None,
+    split_bytes: int = SPLIT_BYTES,
 ) -> DumpStats:
     """Write ``engine``'s database to ``out`` as a complete mongodump archive.
 
@@ -82,7 +86,9 @@ def dump_archive(
     or only those ``selection`` selects (under their own names), is
     read by up to ``parallel`` threads. ``query_set`` narrows and transforms what is read;
     ``progress`` hears about each batch under ``action``. Returns per-collection counts,
-    bytes and CRC-64s, which are also in the archive.
+    bytes and CRC-64s, which are also in the archive. A collection of at least twice
+    ``split_bytes`` (without a query set entry) is read by several readers in ``_id`` ranges
+    (:mod:`monarch.engines.mongo.split`).
 
     Raises a :class:`~monarch.errors.MonarchError` on failure, after which ``out`` holds an
     incomplete archive that must be discarded.
@@ -112,6 +118,10 @@ def dump_archive(
     readable = [s for s in sources if s.meta.type != VIEW]
     # Biggest first, so the longest collection does not start last and run alone at the end.
     readable.sort(key=lambda s: -(s.size or 0))
+    readable = _split(engine, readable, parallel, split_bytes)
+    parts_left: dict[str, int] = {}
+    for source in readable:
+        parts_left[source.meta.collection] = parts_left.get(source.meta.collection, 0) + 1
     pipe = _Pipe(QUEUE_BYTES)
     readers = _Readers(engine, readable, pipe, max(1, parallel))
     try:
@@ -125,6 +135,9 @@ def dump_archive(
                 raise payload
             if kind == "end":
                 remaining -= 1
+                parts_left[meta.collection] -= 1
+                if parts_left[meta.collection]:
+                    continue  # other ranges of this collection are still being read
                 ended[meta.collection] = writer.end_collection(meta.db, meta.data_collection)
                 if progress is not None:
                     progress.finish_item(meta.collection)
@@ -146,6 +159,25 @@ def dump_archive(
         seconds=time.monotonic() - started,
         parallel=max(1, parallel),
     )
+
+
+def _split(engine: MongoEngine, sources: list[_Source], parallel: int,
+           split_bytes: int) -> list[_Source]:
+    """``sources`` with each big collection replaced by one source per ``_id`` range."""
+    out: list[_Source] = []
+    for source in sources:
+        parts = parts_for(source.size, parallel, split_bytes)
+        if parts > 1 and source.query is None and source.documents:
+            collection = engine.db[source.meta.data_collection]
+            with translated(engine.environment, f"splitting {source.meta.collection!r}"):
+                ranges = id_ranges(collection, source.documents, parts)
+            if len(ranges) > 1:
+                share = (source.size or 0) // len(ranges)
+                out += [_Source(source.meta, None, None, share, source.avg_size, part)
+                        for part in ranges]
+                continue
+        out.append(source)
+    return out
 
 
 def _tool_version() -> str:
@@ -328,7 +360,7 @@ class _Readers:
         collection = self._engine.db[meta.data_collection]
         transform = _transformer(meta, query) if query is not None and query.transform else None
         with translated(self._engine.environment, f"reading collection {meta.collection!r}"):
-            cursor = _find(collection, query, source.avg_size)
+            cursor = _find(collection, query, source.avg_size, source.part)
             try:
                 for raw in cursor:
                     batch = transform(raw) if transform is not None else raw
@@ -339,9 +371,12 @@ class _Readers:
         return self._pipe.put(("end", source, None))
 
 
-def _find(collection: Collection[Any], query: CollectionQuery | None, avg: int | None) -> Any:
+def _find(collection: Collection[Any], query: CollectionQuery | None, avg: int | None,
+          part: dict[str, Any] | None = None) -> Any:
     batch = max(1, BATCH_BYTES // avg) if avg else DEFAULT_BATCH_DOCUMENTS
     kwargs: dict[str, Any] = {"batch_size": batch}
+    if part:
+        kwargs["filter"] = part
     if query is not None:
         kwargs["filter"] = dict(query.filter)
         if query.projection is not None:

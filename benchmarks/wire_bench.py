@@ -1,0 +1,229 @@
+"""Client-bound figures: monarch and the MongoDB tools against a server that costs nothing.
+
+The server is the tests' wire server (tests/servers/wire/: Go, serves a generated dataset from
+memory, counts inserts and discards them), so every figure here is the client's own cost: what
+decides on a real cluster whose server streams faster than one client can take. For each shape
+(small, large, many collections, one huge collection) one server serves ``--gb`` of BSON, and
+in one run, rounds interleaved:
+
+- backup: ``monarch backup`` (none, gzip, zstd); ``mongodump --archive`` plain and ``--gzip``;
+  the raw read limit (pymongo's ``find_raw_batches``, batches discarded);
+- restore: ``monarch restore`` (of the zstd backup); ``mongorestore --archive`` (of the plain
+  dump); the raw insert limit (the uncompressed archive's documents, raw, 1000 per insert);
+- copy: ``monarch copy_db`` against ``mongodump --archive | mongorestore --archive``;
+- framing + compression alone, in this process, over the uncompressed archive.
+
+Same parallelism on both sides (``--parallel``, default 4: monarch's ``--parallel`` and restore
+workers, mongodump/mongorestore ``--numParallelCollections``). Wall time, MB/s of BSON, client
+CPU seconds per GB (user + system of the child processes) and peak RSS (VmHWM)::
+
+    python benchmarks/wire_bench.py                         # 1 GB of each shape, 2 rounds
+    python benchmarks/wire_bench.py --gb 0.1 --shapes small --rounds 1
+    python benchmarks/wire_bench.py --gb 10 --shapes huge   # the big size (slow; disk-heavy)
+    python benchmarks/wire_bench.py --json results.json     # also keep the figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "benchmarks")]
+
+from backup_bench import Run, compress_alone, measure  # noqa: E402
+from pymongo import MongoClient  # noqa: E402
+from tests.servers import mongo_tools  # noqa: E402
+from tests.servers.wire import DATABASE, SHAPES, start_wire  # noqa: E402
+
+BENCH = str(ROOT / "benchmarks" / "backup_bench.py")
+
+
+@dataclass
+class Case:
+    label: str
+    commands: list[list[str]]
+    before: Callable[[], object] | None = None
+    check: Callable[[], object] | None = None
+
+
+@dataclass
+class Row:
+    shape: str
+    label: str
+    seconds: float
+    cpu: float
+    rss_mb: float
+    mb_per_s: float
+    cpu_per_gb: float
+    note: str = ""
+
+
+def bench_shape(shape: str, gb: float, *, parallel: int, rounds: int, work: Path,
+                only: list[str] | None) -> list[Row]:
+    tools = mongo_tools()
+    with start_wire(work, shape=shape, megabytes=gb * 1000) as server:
+        client: MongoClient[dict[str, object]] = MongoClient(server.uri, directConnection=True)
+        src = client[DATABASE]
+        names = src.list_collection_names()
+        size = sum(int(src.command("collStats", n)["size"]) for n in names)
+        expected = sum(src[n].estimated_document_count() for n in names)
+        print(f"# {shape}: {len(names)} collections, {expected:,} documents, "
+              f"{size / 1e6:,.0f} MB of BSON", flush=True)
+        url = {"src": server.database_url(), "dst": server.database_url("dst")}
+        store = work / "store"
+        config = work / "monarch.toml"
+        config.write_text(f'backups = "file://{store}"\n' + "".join(
+            f'[environments.{n}]\nurl = "{u}"\nprotected = false\n' for n, u in url.items()))
+        monarch = [sys.executable, "-m", "monarch", "--config", str(config)]
+        dump = [str(tools.mongodump), f"--uri={url['src']}",
+                f"--numParallelCollections={parallel}", "--quiet"]
+        # No database in mongorestore's URI: it would take it for --db and restore nothing.
+        restore = [str(tools.mongorestore), f"--uri={server.uri}", f"--nsFrom={DATABASE}.*",
+                   "--nsTo=dst.*", f"--numParallelCollections={parallel}",
+                   "--numInsertionWorkersPerCollection=1", "--quiet"]
+        plain, gz = work / "dump.archive", work / "dump.archive.gz"
+
+        def drop_dst() -> None:
+            client.drop_database("dst")
+
+        def landed() -> None:
+            got = sum(client.dst[n].estimated_document_count()
+                      for n in client.dst.list_collection_names())
+            if got != expected:
+                raise SystemExit(f"{shape}: {got:,} documents arrived, expected {expected:,}")
+
+        def backup(method: str) -> Case:
+            def clear() -> None:
+                for path in store.glob(f"*-{method}.*"):
+                    path.unlink()
+            return Case(f"monarch backup ({method})", [[
+                *monarch, "backup", "src", "--quiet", "--compression", method,
+                "--parallel", str(parallel), "--name", method]], before=clear)
+
+        def into_dst(label: str, *commands: list[str]) -> Case:
+            return Case(label, list(commands), before=drop_dst, check=landed)
+
+        def named(method: str) -> str:
+            found = next(store.glob(f"*-{method}.manifest.json"))
+            return found.name.split(".")[0]
+
+        cases = [
+            Case("raw read limit (find_raw_batches)",
+                 [[sys.executable, BENCH, "raw-read", url["src"], str(parallel)]]),
+            backup("none"), backup("gzip"), backup("zstd"),
+            Case("mongodump --archive", [[*dump, f"--archive={plain}"]]),
+            Case("mongodump --archive --gzip", [[*dump, f"--archive={gz}", "--gzip"]]),
+            into_dst("raw insert limit", [sys.executable, BENCH, "raw-insert", url["dst"],
+                                          "@none-archive"]),
+            into_dst("monarch restore (zstd)", [*monarch, "restore", "@zstd:dst", "--quiet"]),
+            into_dst("mongorestore --archive", [*restore, f"--archive={plain}"]),
+            into_dst("monarch copy_db", [*monarch, "copy_db", "src:dst", "--quiet"]),
+            into_dst("mongodump --archive | mongorestore --archive", [*dump, "--archive"],
+                     [*restore, "--archive"]),
+        ]
+        if only:
+            cases = [c for c in cases if any(o in c.label for o in only)]
+        results: dict[str, list[Run]] = {c.label: [] for c in cases}
+        for round_ in range(rounds):
+            for case in cases:  # interleaved: a slow spell of the machine hits every case
+                if case.before is not None:
+                    case.before()
+                commands = [[_resolve(a, store, named) for a in argv] for argv in case.commands]
+                run = measure(case.label, *commands)
+                if case.check is not None:
+                    case.check()
+                results[case.label].append(run)
+                print(f"#   {shape} round {round_ + 1}: {run.label}: {run.seconds:.1f} s, "
+                      f"{run.cpu:.1f} CPU s, {run.rss_mb:.0f} MB", flush=True)
+        unknown = [ln for ln in server.log().splitlines() if "unknown" in ln]
+        if unknown:
+            print("# the server met commands it does not know:\n#   " + "\n#   ".join(unknown))
+        runs = [_summary(rs) for rs in results.values()]
+        raw = store / f"{named('none')}.archive" if list(store.glob("*-none.archive")) else None
+        if raw is not None and (not only or "compress" in only):
+            (work / "raw").symlink_to(raw)
+            runs += compress_alone(work / "raw", rounds=2)
+    return [Row(shape, r.label, r.seconds, r.cpu, r.rss_mb, size / 1e6 / r.seconds,
+                r.cpu / (size / 1e9), r.note) for r in runs]
+
+
+def _resolve(arg: str, store: Path, named: Callable[[str], str]) -> str:
+    """``@zstd:dst`` names the zstd backup; ``@none-archive`` is the plain backup's archive."""
+    if arg == "@none-archive":
+        return str(store / f"{named('none')}.archive")
+    if arg.startswith("@"):
+        method, _, rest = arg[1:].partition(":")
+        return f"{named(method)}:{rest}"
+    return arg
+
+
+def _summary(runs: list[Run]) -> Run:
+    """Median wall time and CPU of the rounds; the largest peak RSS."""
+    return Run(runs[0].label, statistics.median(r.seconds for r in runs),
+               statistics.median(r.cpu for r in runs), max(r.rss_mb for r in runs))
+
+
+def report(gb: float, rows: list[Row]) -> str:
+    lines = [f"\n### {gb:g} GB of BSON per shape (median of the rounds)\n",
+             "| shape | case | wall s | MB/s | client CPU s/GB | peak RSS MB | vs limit | note |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for shape in dict.fromkeys(r.shape for r in rows):
+        mine = [r for r in rows if r.shape == shape]
+        limit = {r.label: r.seconds for r in mine}
+        for r in mine:
+            base = None
+            if r.label.startswith(("monarch backup", "mongodump --archive")) and "|" not in r.label:
+                base = limit.get("raw read limit (find_raw_batches)")
+            elif r.label.startswith(("monarch restore", "mongorestore")):
+                base = limit.get("raw insert limit")
+            ratio = f"{r.seconds / base:.2f}x" if base else ""
+            rss = f"{r.rss_mb:.0f}" if r.rss_mb else ""
+            speed = f"{r.mb_per_s:,.0f}" if r.rss_mb or "limit" in r.label else ""
+            cpu = f"{r.cpu_per_gb:.1f}" if r.rss_mb or "limit" in r.label else ""
+            lines.append(f"| {shape} | {r.label} | {r.seconds:.1f} | {speed} | {cpu} | {rss} | "
+                         f"{ratio} | {r.note} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gb", type=float, default=1.0, help="GB of BSON per shape")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
+    parser.add_argument("--parallel", type=int, default=4, help="collections at once")
+    parser.add_argument("--rounds", type=int, default=2, help="repetitions (median reported)")
+    parser.add_argument("--only", help="only the cases whose label has one of these "
+                        "comma-separated texts ('compress' for compression alone)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print("# command: python benchmarks/wire_bench.py " + " ".join(sys.argv[1:]), flush=True)
+    rows: list[Row] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="monarch-wire-") as tmp:
+        for shape in args.shapes.split(","):
+            work = Path(tmp) / shape
+            work.mkdir()
+            only = args.only.split(",") if args.only else None
+            rows += bench_shape(shape, args.gb, parallel=args.parallel, rounds=args.rounds,
+                                work=work, only=only)
+            print(report(args.gb, [r for r in rows if r.shape == shape]), flush=True)
+    print(report(args.gb, rows))
+    print(f"# {time.perf_counter() - started:.0f} s in all")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+
+
+if __name__ == "__main__":
+    main()
