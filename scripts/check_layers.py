@@ -26,8 +26,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("parts", ["monarch.engines", "monarch.stores", "monarch.archive", "monarch.querysets"]),
     ("base", ["monarch.config", "monarch.engines.registry", "monarch.progress", "monarch.io",
               "monarch.secrets", "monarch.errors", "monarch.retry", "monarch.sizes",
-              "monarch.history", "monarch._version", "monarch.types", "monarch.legacy",
-              "monarch.text"]),
+              "monarch.history", "monarch.accounting", "monarch._version", "monarch.types",
+              "monarch.legacy", "monarch.text"]),
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 
+from monarch.accounting import Accounting
+
 # Record states.
 RUNNING = "running"
 APPLIED = "applied"
@@ -37,7 +39,8 @@ class Record:
 
     ``checkpoint`` maps a resumable loop's key (e.g. a collection name) to its saved position;
     ``run_id`` is the lock token of the run that wrote the record last; ``transactional`` says
-    whether that run's work was inside a transaction (so a run that died left none of it).
+    whether that run's work was inside a transaction (so a run that died left none of it);
+    ``accounting`` is what that run wrote (None in records from before monarch counted writes).
     """
 
     name: str
@@ -59,6 +62,7 @@ class Record:
     run_id: str | None = None
     applied_at: datetime | None = None
     transactional: bool = False
+    accounting: Accounting | None = None
 
     @property
     def who(self) -> str:
@@ -79,6 +83,7 @@ class Record:
         """A plain dict for storage; the checkpoint becomes a list (its keys may hold dots)."""
         data = asdict(self)
         data["checkpoint"] = [{"key": k, **v} for k, v in self.checkpoint.items()]
+        data["accounting"] = self.accounting.to_json() if self.accounting is not None else None
         return data
 
     @classmethod
@@ -92,6 +97,7 @@ class Record:
             for item in raw
             if isinstance(item, dict) and "key" in item
         }
+        values["accounting"] = Accounting.from_json(values.get("accounting"))
         return cls(**values)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from monarch.accounting import Ledger
 from monarch.errors import TransactionUnsupported
 from monarch.history import Acquisition, LockHolder, LockOwner, Record
 
@@ -122,6 +123,7 @@ class MemoryEngine:
         self.store = MemoryHistory(transactions=transactions)
         self.lock = MemoryLock()
         self.context: dict[str, Any] = {"data": []}
+        self.ledger = Ledger()
 
     def history(self) -> MemoryHistory:
         return self.store

@@ -101,17 +101,23 @@ def generate(session: Session, name: str, engine: str | None, sql: bool) -> None
 @click.argument("env")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--check", is_flag=True, help="Exit with code 3 when anything is pending or failed.")
+@click.option(
+    "--verbose", "-v", is_flag=True,
+    help="Also show what each migration's last run wrote, per collection or table.",
+)
 @click.pass_obj
-def list_migrations(session: Session, env: str, as_json: bool, check: bool) -> int:
+def list_migrations(session: Session, env: str, as_json: bool, check: bool, verbose: bool) -> int:
     """Show each migration's state on ENV (alias: status).
 
     States: pending, applied, changed (file edited since), failed, running, interrupted,
-    missing (recorded, file gone). --check exits 3 when anything needs to run.
+    missing (recorded, file gone). --check exits 3 when anything needs to run. --verbose adds
+    the documents/rows each migration's last run inserted, matched, modified, upserted and
+    deleted, and the indexes it created or dropped (--json always has them).
     """
-    from monarch.cli.render.migrations import show  # noqa: PLC0415
+    from monarch.cli.render.migrations import Verbose, show  # noqa: PLC0415
 
     report = monarch.list_migrations(session.config, env)
-    show(report, as_json=as_json)
+    show(Verbose(report) if verbose else report, as_json=as_json)
     return PENDING_EXIT if check and report.needs_work else 0
 
 

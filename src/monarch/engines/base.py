@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from monarch.accounting import Ledger
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
     from monarch.engines.selection import Selection
@@ -172,12 +173,17 @@ class Engine(Protocol):
 
     ``backup_format`` names the byte stream ``dump`` writes and ``restore`` reads
     (``"mongodump-archive"``, ``"pg_dump-custom"``, ``"sqlite3-database"``).
+
+    ``ledger`` hears every write the engine's own client or connection makes (the one
+    migrations get): the migration runner opens an accounting window on it around each
+    migration (see :mod:`monarch.accounting`).
     """
 
     name: str
     environment: Environment
     backup_format: str
     capabilities: Capabilities
+    ledger: Ledger
 
     def server_info(self) -> ServerInfo:
         """Connect if needed and describe the server; raises ConnectionFailed within seconds."""

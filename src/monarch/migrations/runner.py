@@ -3,6 +3,10 @@
 For every step: record ``running`` (so a crash is visible), run, record ``applied`` /
 ``rolled_back`` or ``failed`` with the error. A transactional migration's run and its final record
 commit together. The first failure stops the run.
+
+Each run's writes are counted in an accounting window on the engine's ledger (see
+:mod:`monarch.accounting`) and kept in its record: also a failed or interrupted run's, when it
+was not transactional (what it wrote stays written); a rolled-back transaction's is not kept.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from monarch.accounting import Accounting
 from monarch.engines.sqltext import SQLDialect, SQLEngine
 from monarch.errors import MigrationError, Terminated
 from monarch.history import (
@@ -174,6 +179,7 @@ class Runner:
             run_id=owner.token,
             backup=self.backup,
             transactional=file.transactional,
+            accounting=None,
         )
         # Before the record says `running`: a refusal here leaves the history as it was.
         context = self.engine.migration_context()
@@ -201,18 +207,23 @@ class Runner:
         method = migration.run if step.action == MIGRATE else migration.rollback
         if step.record_only:
             method = _nothing
+        # What the run wrote; none for a step recorded without running, or with accounting off.
+        ledger = self.engine.ledger
+        wrote = Accounting() if ledger.enabled and not step.record_only else None
         try:
             if step.transactional:
                 with self.store.transaction() as session:
                     migration.session = runtime.session = session
                     self.began = True
-                    method()
-                    done = self._done(record, step, started)
+                    with ledger.window(wrote):
+                        method()
+                    done = self._done(record, step, started, wrote)
                     self.store.save(done, session=session)
             else:
                 self.began = True
-                method()
-                done = self._done(record, step, started)
+                with ledger.window(wrote):
+                    method()
+                done = self._done(record, step, started, wrote)
                 self.store.save(done)
             record = done
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -232,9 +243,13 @@ class Runner:
                     )
                 )
                 raise
+            if not file.transactional:
+                record.accounting = wrote
             self._failed(record, started, exc, INTERRUPTED, durable if file.transactional else None)
             raise
         except Exception as exc:
+            if not file.transactional:
+                record.accounting = wrote
             failed = self._failed(
                 record, started, exc, FAILED, durable if file.transactional else None
             )
@@ -268,11 +283,14 @@ class Runner:
             return stored
         return None
 
-    def _done(self, record: Record, step: Step, started: float) -> Record:
+    def _done(
+        self, record: Record, step: Step, started: float, wrote: Accounting | None
+    ) -> Record:
         now = self.store.now()
         applied = step.action == MIGRATE
         return replace(
             record,
+            accounting=wrote,
             state=APPLIED if applied else ROLLED_BACK,
             finished_at=now,
             duration=time.monotonic() - started,

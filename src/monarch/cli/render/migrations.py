@@ -35,7 +35,7 @@ from monarch.migrations.results import (
     when,
 )
 
-__all__ = ["MigrationCreated", "show", "status_detail"]
+__all__ = ["MigrationCreated", "Verbose", "show", "status_detail"]
 
 # How monarch 0.0.x named the states its records are read as.
 _LEGACY_STATES = {APPLIED: "Completed", FAILED: "Failed", INTERRUPTED: "Processing", NEW: "New"}
@@ -74,6 +74,40 @@ def _report_text(report: StatusReport) -> list[str]:
     env, work = report.environment, report.needs_work
     lines.append(f"\n{len(work)} to run on {env}." if work else f"\n{env} is up to date.")
     return lines
+
+
+@dataclass(frozen=True)
+class Verbose:
+    """``list_migrations --verbose``: the report, and what each recorded run wrote."""
+
+    report: StatusReport
+
+
+@text.register
+def _verbose_text(view: Verbose) -> list[str]:
+    lines = _report_text(view.report)
+    written = []
+    for status in view.report.migrations:
+        r = status.record
+        if r is None or r.state == RUNNING:
+            continue
+        run = "rollback" if r.action == ROLLBACK else "run"
+        if r.accounting is None:
+            why = "recorded by monarch 0.0.x" if r.legacy else "recorded before monarch counted"
+            written.append(f"{status.name}: no write accounting ({why})")
+        elif not r.accounting:
+            written.append(f"{status.name}: its last {run} wrote nothing monarch saw")
+        else:
+            written.append(f"{status.name}: its last {run} wrote")
+            written.extend(f"    {line}" for line in r.accounting.lines())
+    if written:
+        lines[1:1] = ["\nWrites (the last run of each):", *written]
+    return lines
+
+
+@data.register
+def _verbose_data(view: Verbose) -> dict[str, Any]:
+    return _report_data(view.report)
 
 
 @data.register

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from monarch.accounting import Ledger, monarch_own
 from monarch.engines.base import ARCHIVE_FORMAT, Capabilities, Dropped, ServerInfo
 from monarch.engines.mongo._moves import names
+from monarch.engines.mongo.accounting import write_listener
 from monarch.engines.mongo.check import check_archive
 from monarch.engines.mongo.dump import dump_archive
 from monarch.engines.mongo.errors import translated
-from monarch.engines.mongo.history import MongoHistory, ServerClock
+from monarch.engines.mongo.history import HISTORY_COLLECTION, MongoHistory, ServerClock
 from monarch.engines.mongo.journal import is_operational
-from monarch.engines.mongo.lock import MongoLock
+from monarch.engines.mongo.legacy_history import LEGACY_COLLECTION
+from monarch.engines.mongo.lock import LOCK_COLLECTION, MongoLock
 from monarch.engines.mongo.odm import MongoengineDefault
 from monarch.engines.mongo.restore import recover_restore, restore_dump, same_database
 from monarch.engines.selection import WHOLE
@@ -35,6 +38,15 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT_MS = int(os.environ.get("MONARCH_CONNECT_TIMEOUT_MS", "5000"))
 
 
+def bookkeeping(collection: str) -> bool:
+    """Whether ``collection`` is monarch's own (history, lock, restore journal and staging):
+    writes to it are never a migration's."""
+    return collection in _OWN or monarch_own(collection) or is_operational(collection)
+
+
+_OWN = frozenset({HISTORY_COLLECTION, LOCK_COLLECTION, LEGACY_COLLECTION})
+
+
 class MongoEngine:
     """One MongoDB environment. Connects on first use; ``close()`` disconnects."""
 
@@ -47,6 +59,7 @@ class MongoEngine:
         self._client: MongoClient[Any] | None = None
         self._clock: ServerClock | None = None
         self._mongoengine = MongoengineDefault(environment, CONNECT_TIMEOUT_MS)
+        self.ledger = Ledger(ignore=bookkeeping)
 
     @property
     def client(self) -> MongoClient[Any]:
@@ -62,8 +75,15 @@ class MongoEngine:
                     connectTimeoutMS=CONNECT_TIMEOUT_MS,
                     uuidRepresentation="standard",
                     tz_aware=True,
+                    event_listeners=self._listeners(),
                 )
         return self._client
+
+    def _listeners(self) -> list[Any]:
+        """The pymongo event listeners of the clients migrations use: write accounting's."""
+        if not self.ledger.enabled:
+            return []
+        return [write_listener(self.ledger, self.environment.database)]
 
     @property
     def db(self) -> Database[Any]:
@@ -85,8 +105,9 @@ class MongoEngine:
 
     def migration_context(self) -> dict[str, Any]:
         """``db`` and ``client`` for the migration; with mongoengine installed, the environment
-        also becomes mongoengine's default connection until :meth:`close` (see :mod:`.odm`)."""
-        self._mongoengine.register()
+        also becomes mongoengine's default connection until :meth:`close` (see :mod:`.odm`).
+        Both clients report their writes to :attr:`ledger`."""
+        self._mongoengine.register(self._listeners())
         return {"db": self.db, "client": self.client}
 
     def history(self) -> MongoHistory:

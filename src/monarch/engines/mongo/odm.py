@@ -11,6 +11,7 @@ without it nothing happens.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from monarch.errors import MigrationError
@@ -29,8 +30,9 @@ class MongoengineDefault:
         self._timeout_ms = timeout_ms
         self._module: Any = None
 
-    def register(self) -> None:
-        """Make the environment mongoengine's default connection (once; no-op without it).
+    def register(self, listeners: Sequence[object] = ()) -> None:
+        """Make the environment mongoengine's default connection (once; no-op without it),
+        its client given the pymongo event ``listeners`` (monarch's write accounting).
 
         Raises MigrationError when this process already registered another default connection:
         the migrations would otherwise write to whichever database that one points at.
@@ -62,6 +64,7 @@ class MongoengineDefault:
                 uuidRepresentation="pythonLegacy",
                 serverSelectionTimeoutMS=self._timeout_ms,
                 connect=False,  # no connection until a migration uses it
+                event_listeners=list(listeners),
             )
         except Exception as exc:
             # Its message may quote the URL, password included: name the error only.

@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from monarch.accounting import Ledger, monarch_own
 from monarch.engines.base import Capabilities, ServerInfo
 from monarch.engines.opaque import byte_stream, refuse_query_set
 from monarch.engines.postgres.check import check as check_dump
 from monarch.engines.postgres.conninfo import connect
+from monarch.engines.postgres.counting import count_writes
 from monarch.engines.postgres.drop import drop as drop_to_empty
 from monarch.engines.postgres.dump import dump as dump_database
 from monarch.engines.postgres.errors import translated
@@ -64,12 +66,15 @@ class PostgresEngine:
         self._conn: psycopg.Connection[Any] | None = None
         self._clock: ServerClock | None = None
         self._locks: list[PostgresLock] = []
+        self.ledger = Ledger(ignore=monarch_own)
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
         """The autocommit psycopg connection to the environment's database, opened on first use."""
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.environment)
+            if self.ledger.enabled:
+                count_writes(self._conn, self.ledger)
         return self._conn
 
     def server_info(self) -> ServerInfo:

@@ -17,15 +17,17 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monarch.accounting import Ledger, monarch_own
 from monarch.engines.base import Capabilities, ServerInfo
 from monarch.engines.opaque import byte_stream, refuse_query_set
 from monarch.engines.selection import WHOLE
 from monarch.engines.sqlite.check import check as check_file_stream
+from monarch.engines.sqlite.counting import CountingConnection
 from monarch.engines.sqlite.dump import dump as dump_database
 from monarch.engines.sqlite.dump import row_counts
 from monarch.engines.sqlite.errors import check_file, translated
 from monarch.engines.sqlite.files import BUSY_TIMEOUT
-from monarch.engines.sqlite.history import MigrationConnection, SQLiteHistory
+from monarch.engines.sqlite.history import SQLiteHistory
 from monarch.engines.sqlite.lock import SQLiteLock
 from monarch.engines.sqlite.restore import drop as remove_database
 from monarch.engines.sqlite.restore import recover
@@ -58,6 +60,7 @@ class SQLiteEngine:
         self.path = Path(environment.database)
         self._conn: sqlite3.Connection | None = None
         self._locks: list[SQLiteLock] = []
+        self.ledger = Ledger(ignore=monarch_own)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -74,7 +77,7 @@ class SQLiteEngine:
                     self.path,
                     isolation_level=None,
                     timeout=BUSY_TIMEOUT,
-                    factory=MigrationConnection,
+                    factory=CountingConnection,
                     check_same_thread=False,
                 )
                 try:
@@ -82,6 +85,8 @@ class SQLiteEngine:
                 except BaseException:
                     conn.close()
                     raise
+            if self.ledger.enabled:
+                conn.ledger = self.ledger
             self._conn = conn
         return self._conn
 
