@@ -6,8 +6,8 @@ accounting *window* around each migration, and whatever the ledger hears while t
 open is that migration's :class:`Accounting`, stored in its history record. Outside a window
 the ledger drops what it hears, so observing costs a flag check.
 
-The stored form (:meth:`Accounting.to_json`) is plain JSON: ``{target: {counter: n}}`` with only
-non-zero counters, ``target`` being a collection or table name (``db.collection`` for another
+The stored form (:meth:`Accounting.to_json`) is plain JSON: ``[{"target": name, counter: n}]``
+with only non-zero counters, ``name`` being a collection or table (``db.collection`` for another
 MongoDB database; ``""`` where SQL does not name the table, as in ``DROP INDEX``).
 """
 
@@ -114,19 +114,25 @@ class Accounting:
             total.add(counts)
         return total
 
-    def to_json(self) -> dict[str, dict[str, int]]:
-        """``{target: {counter: n}}``, non-zero counters only."""
-        return {target: counts.to_json() for target, counts in self.targets.items() if counts}
+    def to_json(self) -> list[dict[str, Any]]:
+        """``[{"target": name, counter: n, ...}]``, non-zero counters only, in target order.
+
+        A list, not a mapping by name: collection names may hold dots, which MongoDB does not
+        take in a document's keys.
+        """
+        return [{"target": target, **counts.to_json()}
+                for target, counts in self.targets.items() if counts]
 
     @classmethod
     def from_json(cls, value: Any) -> Accounting | None:
         """The accounting stored as ``value``; None when there is none (records written before
         monarch kept accounting, or by monarch 0.0.x)."""
-        if not isinstance(value, dict):
+        if not isinstance(value, list):
             return None
         accounting = cls()
-        for target, counts in value.items():
-            accounting.add(str(target), Counts.from_json(counts))
+        for item in value:
+            if isinstance(item, dict) and isinstance(item.get("target"), str):
+                accounting.add(item["target"], Counts.from_json(item))
         return accounting
 
     def lines(self) -> list[str]:

@@ -22,10 +22,17 @@ def listed(project: Project | SQLProject) -> dict[str, dict[str, Any]]:
     return {m["name"]: m for m in json.loads(result.stdout)["migrations"]}
 
 
+def by_target(value: list[dict[str, Any]] | None) -> dict[str, dict[str, int]] | None:
+    """The stored list of ``{"target": name, counter: n}`` as ``{name: {counter: n}}``."""
+    if value is None:
+        return None
+    assert all(set(item) - {"target"} for item in value)  # no target without a count
+    return {item["target"]: {k: v for k, v in item.items() if k != "target"} for item in value}
+
+
 def written(project: Project | SQLProject, name: str) -> dict[str, dict[str, int]] | None:
     """What ``list_migrations --json`` says the last run of ``name`` wrote."""
-    value: dict[str, dict[str, int]] | None = listed(project)[name]["record"]["accounting"]
-    return value
+    return by_target(listed(project)[name]["record"]["accounting"])
 
 
 def migrate(project: Project | SQLProject) -> None:
@@ -124,13 +131,41 @@ def test_indexes_created_and_dropped_are_counted_and_monarchs_own_writes_are_not
     }
 
 
+def test_writes_from_the_migrations_own_threads_and_other_databases_count(
+    project: Project,
+) -> None:
+    other = f"{project.db.name}_other"
+    project.write(
+        A,
+        f"""
+        def write(n):
+            self.db.parallel.insert_one({{"_id": n}})
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.client[{other!r}].elsewhere.insert_one({{"x": 1}})
+        """,
+        header="import threading",
+    )
+    try:
+        migrate(project)
+        assert written(project, A) == {
+            "parallel": {"inserted": 4},
+            f"{other}.elsewhere": {"inserted": 1},
+        }
+    finally:
+        project.db.client.drop_database(other)
+
+
 def test_a_failed_migrations_record_keeps_what_it_wrote_before_failing(project: Project) -> None:
     project.write(A, 'self.db.t.insert_many([{"x": 1}, {"x": 2}])\nraise ValueError("boom")')
     result = project.cli("migrate", "development")
     assert result.code != 0
     record = listed(project)[A]["record"]
     assert record["state"] == "failed"
-    assert record["accounting"] == {"t": {"inserted": 2}}
+    assert record["accounting"] == [{"target": "t", "inserted": 2}]
 
 
 def test_a_rollback_records_what_it_wrote_and_writes_outside_a_run_are_not_counted(
@@ -257,13 +292,16 @@ def test_accounting_merges_and_reads_back_what_it_stored() -> None:
     two.add("a", Counts(deleted=1, indexes_created=1))
     two.add("c", Counts(upserted=3))
     merged = one.merge(two)
-    assert merged.to_json() == {"a": {"inserted": 2, "deleted": 1, "indexes_created": 1},
-                                "c": {"upserted": 3}}
+    assert merged.to_json() == [
+        {"target": "a", "inserted": 2, "deleted": 1, "indexes_created": 1},
+        {"target": "c", "upserted": 3},
+    ]
     assert Accounting.from_json(merged.to_json()) == merged
     assert merged.total() == Counts(inserted=2, deleted=1, upserted=3, indexes_created=1)
     assert merged.lines() == ["a: 2 inserted, 1 deleted, 1 index created", "c: 3 upserted"]
     assert Accounting.from_json(None) is None
-    assert Accounting.from_json({"a": {"inserted": "x", "future": 2}}) == Accounting()
+    assert Accounting.from_json([{"target": "a", "inserted": "x", "future": 2}]) == Accounting()
+    assert Accounting.from_json({"a": {"inserted": 1}}) is None  # not a stored form
 
 
 def test_records_without_accounting_read_as_none_and_round_trip() -> None:
@@ -271,7 +309,7 @@ def test_records_without_accounting_read_as_none_and_round_trip() -> None:
     assert Record.from_dict(old).accounting is None
     record = Record(name="m", state="applied", checksum="c",
                     accounting=Accounting({"t": Counts(inserted=1)}))
-    assert record.to_dict()["accounting"] == {"t": {"inserted": 1}}
+    assert record.to_dict()["accounting"] == [{"target": "t", "inserted": 1}]
     assert Record.from_dict(record.to_dict()) == record
 
 
