@@ -99,6 +99,10 @@ def test_a_free_lock_is_acquired(kit: Kit) -> None:
     assert outcome.acquired and outcome.holder is None and outcome.previous is None
 
 
+CLOCK_SLACK = 0.5
+"""Seconds two estimates of one server's clock may differ by, on a loaded machine."""
+
+
 def test_a_held_lock_is_refused_and_the_refusal_names_the_holder(kit: Kit) -> None:
     kit.make().migration_lock().try_acquire(owner("a"), 30)
     outcome = kit.make().migration_lock().try_acquire(owner("b"), 30)
@@ -116,7 +120,9 @@ def test_holder_names_the_holder_and_its_lease(kit: Kit) -> None:
     assert holder is not None
     assert (holder.token, holder.user, holder.host, holder.pid) == ("token-a", "a", "host-a", 100)
     assert before < holder.acquired_at < holder.expires_at
-    assert 25 < (holder.expires_at - holder.checked_at).total_seconds() <= 30
+    # Two engines each estimate the server's clock (MongoDB: from hello's millisecond
+    # localTime, within half a round trip), so their readings may differ by a little.
+    assert 25 < (holder.expires_at - holder.checked_at).total_seconds() <= 30 + CLOCK_SLACK
 
 
 def test_only_the_holder_renews(kit: Kit) -> None:
