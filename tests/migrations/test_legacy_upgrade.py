@@ -364,3 +364,26 @@ def test_without_mongoengine_a_legacy_migration_fails_with_how_to_install_it(
     assert result.code == 1
     assert "Try: install mongoengine (`pip install 'monarch[legacy]'`)" in result.stderr
     assert legacy.db.flags.count_documents({}) == 0
+
+
+def test_writes_through_mongoengines_connection_are_counted_and_imported_records_still_list(
+    legacy: LegacyProject,
+) -> None:
+    pending = legacy.legacy("201607010000", "tag_products", """
+        get_db().products.update_many({}, {'$set': {'tag': 'x'}})
+        get_db().tags.insert_one({'name': 'x'})
+    """, imports=GET_DB)
+    result = legacy.cli("migrate", "development")
+    assert result.code == 0, result.output
+    accounting = legacy.records()[pending]["accounting"]
+    assert accounting == [
+        {"target": "products", "matched": 1, "modified": 1},
+        {"target": "tags", "inserted": 1},
+    ]
+    listed = legacy.cli("list_migrations", "development", "--verbose", "--json")
+    assert listed.code == 0, listed.output
+    records = {m["name"]: m["record"] for m in json.loads(listed.stdout)["migrations"]}
+    assert records[key(ADD_INDEX)]["accounting"] is None  # imported from 0.0.x: none
+    text = legacy.cli("list_migrations", "development", "--verbose")
+    assert f"{key(ADD_INDEX)}: no write accounting (recorded by monarch 0.0.x)" in text.stdout
+    assert f"{pending}: its last run wrote\n    products: 1 matched, 1 modified" in text.stdout
