@@ -34,7 +34,7 @@ from monarch.archive.writer import ArchiveWriter, NamespaceStats
 from monarch.engines.base import CollectionDump, DumpStats
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.journal import is_operational, unfinished_swap
-from monarch.engines.mongo.split import SPLIT_BYTES, id_ranges, parts_for
+from monarch.engines.mongo.split import id_ranges, parts_for
 from monarch.errors import BackupError
 from monarch.io import Writable
 from monarch.progress import Item
@@ -77,7 +77,7 @@ def dump_archive(
     parallel: int = DEFAULT_PARALLEL,
     action: str = "backup",
     selection: Selection | None = None,
-    split_bytes: int = SPLIT_BYTES,
+    split_bytes: int | None = None,
 ) -> DumpStats:
     """Write ``engine``'s database to ``out`` as a complete mongodump archive.
 
@@ -86,9 +86,11 @@ def dump_archive(
     or only those ``selection`` selects (under their own names), is
     read by up to ``parallel`` threads. ``query_set`` narrows and transforms what is read;
     ``progress`` hears about each batch under ``action``. Returns per-collection counts,
-    bytes and CRC-64s, which are also in the archive. A collection of at least twice
-    ``split_bytes`` (without a query set entry) is read by several readers in ``_id`` ranges
-    (:mod:`monarch.engines.mongo.split`).
+    bytes and CRC-64s, which are also in the archive. With ``split_bytes`` (e.g.
+    :data:`~monarch.engines.mongo.split.SPLIT_BYTES`), a collection of at least twice that
+    (without a query set entry) is read by several readers in ``_id`` ranges
+    (:mod:`monarch.engines.mongo.split`). Off by default: on the machine it was measured on it
+    bought no speed and cost about 130 MB of memory (docs/backups.md).
 
     Raises a :class:`~monarch.errors.MonarchError` on failure, after which ``out`` holds an
     incomplete archive that must be discarded.
@@ -118,7 +120,8 @@ def dump_archive(
     readable = [s for s in sources if s.meta.type != VIEW]
     # Biggest first, so the longest collection does not start last and run alone at the end.
     readable.sort(key=lambda s: -(s.size or 0))
-    readable = _split(engine, readable, parallel, split_bytes)
+    if split_bytes is not None:
+        readable = _split(engine, readable, parallel, split_bytes)
     parts_left: dict[str, int] = {}
     for source in readable:
         parts_left[source.meta.collection] = parts_left.get(source.meta.collection, 0) + 1
