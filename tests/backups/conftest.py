@@ -39,6 +39,24 @@ class CliResult:
         return self.stdout + self.stderr
 
 
+def run_cli(config_path: Path, *args: str, input: str | None = None) -> CliResult:
+    """Run ``monarch --config CONFIG_PATH ARGS`` in this process, through its real entry point."""
+    logger = logging.getLogger("monarch")
+    handlers = list(logger.handlers)
+    runner = CliRunner()
+    with runner.isolation(input=input) as (out, err, _):
+        try:
+            main(["--config", str(config_path), *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        finally:
+            logger.handlers[:] = handlers  # the CLI's handler must not outlive its stream
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+
+
 @dataclass
 class Project:
     """A project folder whose ``development`` (unprotected) and ``production`` (protected)
@@ -65,20 +83,7 @@ class Project:
 
     def cli(self, *args: str, input: str | None = None) -> CliResult:
         """Run ``monarch`` in this process, through its real entry point."""
-        logger = logging.getLogger("monarch")
-        handlers = list(logger.handlers)
-        runner = CliRunner()
-        with runner.isolation(input=input) as (out, err, _):
-            try:
-                main(["--config", str(self.config_path), *args])
-                code = 0
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            finally:
-                logger.handlers[:] = handlers  # the CLI's handler must not outlive its stream
-            sys.stdout.flush()
-            sys.stderr.flush()
-            return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+        return run_cli(self.config_path, *args, input=input)
 
     def process(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run ``python -m monarch`` as a separate process."""

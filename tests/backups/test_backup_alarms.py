@@ -11,7 +11,6 @@ import logging
 import re
 import socket
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -22,20 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import monarch
 from monarch.backups.health import format_age, read_verify
 from monarch.backups.manifest import ArchiveEntry, Manifest
 from monarch.backups.naming import make_name
 from monarch.backups.notify import NotifyTarget
-from monarch.cli import main
 from monarch.config import Config, config_from_dict, load_config
 from monarch.errors import ConfigError
 from monarch.secrets import Secret
 from monarch.stores import open_store
 from monarch.stores.memory import MemoryStore
-from tests.backups.conftest import CliResult
+from tests.backups.conftest import CliResult, run_cli
 
 PASSWORD = "pw-SECRET-7f3a9c"
 TOKEN = "hook-TOKEN-51d2e8"
@@ -61,20 +58,8 @@ def write_project(root: Path, **backups: object) -> Path:
 
 
 def cli(config_path: Path, *args: str) -> CliResult:
-    logger = logging.getLogger("monarch")
-    handlers = list(logger.handlers)
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(["--config", str(config_path), *args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        finally:
-            logger.handlers[:] = handlers
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+    """Run ``monarch`` in this process, through its real entry point."""
+    return run_cli(config_path, *args)
 
 
 # check_backups over synthetic backups -------------------------------------------------------

@@ -8,26 +8,22 @@ the feature, on one that cannot); the retention is read back from the server its
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import monarch
 from monarch.backups.manifest import ArchiveEntry, Manifest
 from monarch.backups.naming import make_name
 from monarch.backups.retention import RetentionPolicy, retention_policy
-from monarch.cli import main
 from monarch.config import Config, StoreConfig, load_config
 from monarch.errors import BackupLocked, ConfigError, StoreError
 from monarch.stores import open_store
 from monarch.stores.base import ObjectLocked, Retention, Store
-from tests.backups.conftest import CliResult
+from tests.backups.conftest import CliResult, run_cli
 from tests.servers import S3Bucket, S3Server
 
 MiB = 1 << 20
@@ -54,20 +50,7 @@ def bucket_options(bucket: S3Bucket, **more: object) -> dict[str, object]:
 
 def cli(config_path: Path, *args: str) -> CliResult:
     """Run ``monarch`` in this process, through its real entry point."""
-    logger = logging.getLogger("monarch")
-    handlers = list(logger.handlers)
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(["--config", str(config_path), *args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        finally:
-            logger.handlers[:] = handlers
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+    return run_cli(config_path, *args)
 
 
 def head_lock(bucket: S3Bucket, key: str) -> tuple[str, datetime]:
