@@ -185,6 +185,10 @@ class MongoEngine:
         removed = tuple(n for n in names if not is_operational(n))
         return Dropped(database, True, removed, "dropped the database", recovered)
 
+    def disconnect(self) -> None:
+        """Nothing to do: a restore renames collections under a live client, which stays
+        valid (and reconnects by itself when a server ends its connections)."""
+
     def close(self) -> None:
         self._mongoengine.release()
         if self._client is not None:
