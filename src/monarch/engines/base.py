@@ -153,8 +153,9 @@ class Capabilities:
     schemas: bool = False
     """Names are ``schema.table``; a selection may name schemas (PostgreSQL)."""
     drop_removes_database: bool = False
-    """``drop`` leaves no database behind (SQLite removes the file), so there is no history
-    left to record the drop in: writing it would create the database again."""
+    """``drop`` leaves no database behind (SQLite removes the file; MongoDB has no empty
+    databases), so there is no history left to record the drop in: writing it would create
+    the database again."""
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class MongoEngine:
 
     name = "mongo"
     backup_format = ARCHIVE_FORMAT
-    capabilities = Capabilities(query_sets=True, mongodump_input=True)
+    capabilities = Capabilities(query_sets=True, mongodump_input=True, drop_removes_database=True)
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
