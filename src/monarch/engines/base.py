@@ -152,10 +152,6 @@ class Capabilities:
     """``restore`` also takes mongodump archives and directory dumps, and monarch 0.0.x's zips."""
     schemas: bool = False
     """Names are ``schema.table``; a selection may name schemas (PostgreSQL)."""
-    drop_removes_database: bool = False
-    """``drop`` leaves no database behind (SQLite removes the file; MongoDB has no empty
-    databases), so there is no history left to record the drop in: writing it would create
-    the database again."""
 
 
 @dataclass(frozen=True)
@@ -280,12 +276,6 @@ class Engine(Protocol):
         Leftovers of an interrupted restore are cleaned up first. A database that does not
         exist is no error (``existed`` is False).
         """
-        ...
-
-    def disconnect(self) -> None:
-        """Let go of the connection that the history and migrations use (locks stay held); the
-        next use opens a fresh one. A command that waited for the lock calls it: a restore that
-        held the lock meanwhile may have replaced the database (and ended its sessions)."""
         ...
 
     def close(self) -> None:

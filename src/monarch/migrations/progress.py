@@ -62,17 +62,12 @@ class LoopProgress:
         return text
 
 
-class Notices(Protocol):
-    """Receives notices: waiting for the lock, a takeover, drift, a backup made, a history
-    entry that could not be written. All that commands other than runs report."""
+class Reporter(Protocol):
+    """Receives a run's events as they happen."""
 
     def message(self, text: str, *, warning: bool = False) -> None:
         """A notice: waiting for the lock, a takeover, drift, a backup made."""
         ...
-
-
-class Reporter(Notices, Protocol):
-    """Receives a run's events as they happen."""
 
     def started(self, step: Step) -> None: ...
 

@@ -3,7 +3,6 @@
 One row per migration, keyed by its name, one column per field of
 :class:`~monarch.history.Record` (the checkpoint as JSONB). The table is created on the
 first write, and columns a newer monarch added are added then too; reading never creates it.
-Audit events are rows of ``monarch_events`` (created on the first event), keyed by their id.
 
 History writes go through the engine's connection, the same one migrations get as ``self.conn``:
 inside :meth:`PostgresHistory.transaction` a migration's statements and its record commit
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.postgres.errors import translated
 from monarch.errors import MigrationError
-from monarch.history import FAILED, INTERRUPTED, Event, Record
+from monarch.history import FAILED, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     import psycopg
@@ -30,20 +29,6 @@ if TYPE_CHECKING:
     from monarch.engines.postgres import PostgresEngine
 
 HISTORY_TABLE = "monarch_migrations"
-EVENTS_TABLE = "monarch_events"
-EVENT_COLUMNS = {
-    "id": "text PRIMARY KEY",
-    "kind": "text NOT NULL DEFAULT ''",
-    "at": "timestamptz NOT NULL",
-    "user": "text NOT NULL DEFAULT ''",
-    "host": "text NOT NULL DEFAULT ''",
-    "pid": "bigint NOT NULL DEFAULT 0",
-    "command": "text NOT NULL DEFAULT ''",
-    "version": "text NOT NULL DEFAULT ''",
-    "summary": "text NOT NULL DEFAULT ''",
-    "changes": "jsonb",
-    "source": "text",
-}
 
 # Record field annotation -> column type; unknown annotations are stored as JSONB.
 _TYPES = {
@@ -157,35 +142,6 @@ class PostgresHistory:
 
     def supports_transactions(self) -> bool:
         return True
-
-    def events(self, limit: int | None = None) -> list[Event]:
-        from psycopg.rows import dict_row
-
-        with translated(self._engine.environment, "reading the audit events"):
-            conn = self._engine.connection
-            if not _exists(conn, EVENTS_TABLE):
-                return []
-            with conn.cursor(row_factory=dict_row) as cur:
-                rows = cur.execute(
-                    f'SELECT * FROM "{EVENTS_TABLE}" ORDER BY at DESC, id DESC LIMIT %s', (limit,)
-                ).fetchall()
-        return [Event.from_dict({k: _from_sql(v) for k, v in row.items()}) for row in rows]
-
-    def add_event(self, event: Event) -> None:
-        from psycopg.types.json import Jsonb
-
-        data = event.to_dict()
-        names = list(EVENT_COLUMNS)
-        values = [Jsonb(data[n]) if n == "changes" else data[n] for n in names]
-        quoted = ", ".join(f'"{name}"' for name in names)
-        with translated(self._engine.environment, f"recording the {event.kind} event"):
-            conn = self._connection(None)
-            ensure_table(conn, EVENTS_TABLE, EVENT_COLUMNS)
-            conn.execute(
-                f'INSERT INTO "{EVENTS_TABLE}" ({quoted}) VALUES '
-                f"({', '.join(['%s'] * len(names))}) ON CONFLICT (id) DO NOTHING",
-                values,
-            )
 
     @contextmanager
     def transaction(self) -> Iterator[object]:

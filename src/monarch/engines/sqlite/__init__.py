@@ -53,7 +53,7 @@ class SQLiteEngine:
 
     name = "sqlite"
     backup_format = "sqlite3-database"
-    capabilities = Capabilities(drop_removes_database=True)
+    capabilities = Capabilities()
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment

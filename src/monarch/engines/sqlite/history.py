@@ -3,8 +3,7 @@
 One row per migration, keyed by its name, one column per field of
 :class:`~monarch.history.Record`: times as ISO 8601 text in UTC, the checkpoint as JSON
 text, flags as 0/1. The table is created on the first write (with columns a newer monarch adds
-added then); reading never creates it, nor the database file. Audit events are rows of
-``monarch_events`` (created on the first event), keyed by their id.
+added then); reading never creates it, nor the database file.
 
 Writes go through the engine's connection, which migrations get as ``self.conn``. The sqlite3
 module runs it with ``isolation_level=None``: no implicit transactions, each statement commits
@@ -25,27 +24,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.sqlite.errors import translated
 from monarch.errors import MigrationError
-from monarch.history import FAILED, INTERRUPTED, Event, Record
+from monarch.history import FAILED, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     from monarch.engines.sqlite import SQLiteEngine
 
 HISTORY_TABLE = "monarch_migrations"
-EVENTS_TABLE = "monarch_events"
-# Column -> (SQL type, conversion), as for records.
-EVENT_COLUMNS = {
-    "id": ("TEXT PRIMARY KEY", "plain"),
-    "kind": ("TEXT NOT NULL DEFAULT ''", "plain"),
-    "at": ("TEXT NOT NULL", "time"),
-    "user": ("TEXT NOT NULL DEFAULT ''", "plain"),
-    "host": ("TEXT NOT NULL DEFAULT ''", "plain"),
-    "pid": ("INTEGER NOT NULL DEFAULT 0", "plain"),
-    "command": ("TEXT NOT NULL DEFAULT ''", "plain"),
-    "version": ("TEXT NOT NULL DEFAULT ''", "plain"),
-    "summary": ("TEXT NOT NULL DEFAULT ''", "plain"),
-    "changes": ("TEXT", "json"),
-    "source": ("TEXT", "plain"),
-}
 
 # Record field annotation -> (column type, kind of conversion); unknown ones are JSON text.
 _TYPES = {
@@ -155,43 +139,6 @@ class SQLiteHistory:
 
     def supports_transactions(self) -> bool:
         return True
-
-    def events(self, limit: int | None = None) -> list[Event]:
-        if not self._engine.exists():
-            return []
-        with translated(self._engine.environment, "reading the audit events"):
-            conn = self._engine.connection
-            if not _has_table(conn, EVENTS_TABLE):
-                return []
-            # Times are ISO 8601 text in UTC, so text order is time order.
-            cursor = conn.execute(
-                f'SELECT * FROM "{EVENTS_TABLE}" ORDER BY at DESC, id DESC LIMIT ?',
-                (-1 if limit is None else limit,),
-            )
-            names = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
-        found = []
-        for row in rows:
-            data = {
-                name: _from_sql(value, EVENT_COLUMNS.get(name, _JSON)[1])
-                for name, value in zip(names, row, strict=True)
-            }
-            found.append(Event.from_dict(data))
-        return found
-
-    def add_event(self, event: Event) -> None:
-        data = event.to_dict()
-        names = list(EVENT_COLUMNS)
-        values = [_to_sql(data[n], EVENT_COLUMNS[n][1], n) for n in names]
-        quoted = ", ".join(f'"{name}"' for name in names)
-        with translated(self._engine.environment, f"recording the {event.kind} event"):
-            conn = self._connection(None)
-            ensure_table(conn, EVENTS_TABLE, {n: kind for n, (kind, _) in EVENT_COLUMNS.items()})
-            conn.execute(
-                f'INSERT INTO "{EVENTS_TABLE}" ({quoted}) VALUES ({", ".join("?" * len(names))}) '
-                "ON CONFLICT (id) DO NOTHING",
-                values,
-            )
 
     @contextmanager
     def transaction(self) -> Iterator[object]:
