@@ -100,6 +100,28 @@ def calibrate(two_dbs: TwoDbs, name: str, extra: Sequence[str] = ()) -> tuple[fl
     return whole, swap_from or whole, swap_to or whole
 
 
+def kill_restore_at_a_moment(
+    two_dbs: TwoDbs, name: str, iteration: int, rng: random.Random,
+    timings: tuple[float, float, float], *, extra: Sequence[str] = (),
+) -> tuple[int, float]:
+    """Start a restore of ``name`` and SIGKILL it: every third iteration inside its swap, the
+    others anywhere from its start, or late (index builds, swap, exit). ``timings`` are
+    :func:`calibrate`'s. Returns the exit code and the delay (-1: killed inside the swap)."""
+    whole, swap_from, swap_to = timings
+    delay = -1.0
+    process, began = start_and_wait_for_journal(two_dbs, name, extra=extra)
+    if iteration % 3 == 2:
+        # The swap lasts milliseconds, too short to hit by timing alone, so watch the journal
+        # for the swap to begin and kill at once (or a moment later).
+        wait_for_swap(two_dbs, process)
+        time.sleep(rng.uniform(0, max(0.0, swap_to - swap_from)))
+    else:
+        delay = rng.uniform(0, whole) if iteration % 3 == 0 else rng.uniform(0.5, 1) * whole
+        time.sleep(max(0.0, began + delay - time.monotonic()))
+    process.send_signal(signal.SIGKILL)
+    return process.wait(timeout=60), delay
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # 18 restores and recoveries, on a machine that may be busy
 @pytest.mark.parametrize("kind", list(NAMES))
@@ -126,19 +148,8 @@ def test_restore_killed_at_random_moments_leaves_old_or_new_never_a_mix(
     outcomes: Counter[str] = Counter()
     for iteration in range(ITERATIONS):
         wanted = second if current == first else first
-        delay = -1.0  # killed inside the swap
-        process, began = start_and_wait_for_journal(two_dbs, wanted)
-        if iteration % 3 == 2:
-            # Inside the swap: it lasts milliseconds, too short to hit by timing alone, so
-            # watch the journal for the swap to begin and kill at once (or a moment later).
-            wait_for_swap(two_dbs, process)
-            time.sleep(rng.uniform(0, max(0.0, swap_to - swap_from)))
-        else:
-            # From the moment it has begun: anywhere, or late (index builds, swap, exit).
-            delay = rng.uniform(0, whole) if iteration % 3 == 0 else rng.uniform(0.5, 1) * whole
-            time.sleep(max(0.0, began + delay - time.monotonic()))
-        process.send_signal(signal.SIGKILL)
-        code = process.wait(timeout=60)
+        code, delay = kill_restore_at_a_moment(two_dbs, wanted, iteration, rng,
+                                               (whole, swap_from, swap_to))
 
         said = recover(config, "staging")
 

@@ -5,8 +5,6 @@ the target is untouched (the harness of test_kill_restore.py, with a selection).
 from __future__ import annotations
 
 import random
-import signal
-import time
 from collections import Counter
 from typing import Any
 
@@ -25,8 +23,7 @@ from tests.backups.test_kill_restore import (
     NAMES,
     calibrate,
     fill,
-    start_and_wait_for_journal,
-    wait_for_swap,
+    kill_restore_at_a_moment,
 )
 
 ITERATIONS = 12
@@ -69,16 +66,8 @@ def test_selective_restore_killed_at_random_moments_leaves_the_rest_untouched(
     outcomes: Counter[str] = Counter()
     for iteration in range(ITERATIONS):
         wanted = second if current == first else first
-        delay = -1.0
-        process, began = start_and_wait_for_journal(two_dbs, wanted, extra=SELECT)
-        if iteration % 3 == 2:
-            wait_for_swap(two_dbs, process)
-            time.sleep(rng.uniform(0, max(0.0, swap_to - swap_from)))
-        else:
-            delay = rng.uniform(0, whole) if iteration % 3 == 0 else rng.uniform(0.5, 1) * whole
-            time.sleep(max(0.0, began + delay - time.monotonic()))
-        process.send_signal(signal.SIGKILL)
-        code = process.wait(timeout=60)
+        code, delay = kill_restore_at_a_moment(two_dbs, wanted, iteration, rng,
+                                               (whole, swap_from, swap_to), extra=SELECT)
 
         said = recover(config, "staging")
 
