@@ -344,18 +344,7 @@ def bench_size(server_uri: str, docs: int, parallel: int, rounds: int, work: Pat
     ]
     if only:
         cases = [c for c in cases if any(o in c.label for o in only)]
-    results: dict[str, list[Run]] = {c.label: [] for c in cases}
-    for round_ in range(rounds):
-        for case in cases:  # interleaved, so a slow spell of the machine hits every case
-            if case.before is not None:
-                case.before()
-            commands = [[_resolve(a, store, work) for a in argv] for argv in case.commands]
-            run = measure(case.label, *commands)
-            if case.check is not None:
-                run.note = case.check()
-            results[case.label].append(run)
-            print(f"#   round {round_ + 1}: {run.label}: {run.seconds:.1f} s", flush=True)
-    runs = [_summary(rs) for rs in results.values()]
+    runs = run_cases(cases, rounds, lambda a: _resolve(a, store, work))
     if any(c.label == "monarch backup (none)" for c in cases):
         runs += compress_alone(work / "raw")
     client.drop_database("bench_src")
@@ -368,7 +357,27 @@ class Case:
     label: str
     commands: list[list[str]]
     before: Callable[[], object] | None = None
-    check: Callable[[], str] | None = None
+    check: Callable[[], object] | None = None
+    """Run after each round of the case; a string it returns becomes the run's note."""
+
+
+def run_cases(cases: list[Case], rounds: int, resolve: Callable[[str], str],
+              tag: str = "") -> list[Run]:
+    """Measure every case ``rounds`` times, interleaved (so a slow spell of the machine hits
+    every case), resolving each argument with ``resolve``; one summary per case."""
+    results: dict[str, list[Run]] = {c.label: [] for c in cases}
+    for round_ in range(rounds):
+        for case in cases:
+            if case.before is not None:
+                case.before()
+            run = measure(case.label, *[[resolve(a) for a in argv] for argv in case.commands])
+            if case.check is not None:
+                note = case.check()
+                run.note = note if isinstance(note, str) else run.note
+            results[case.label].append(run)
+            print(f"#   {tag}round {round_ + 1}: {run.label}: {run.seconds:.1f} s, "
+                  f"{run.cpu:.1f} CPU s, {run.rss_mb:.0f} MB", flush=True)
+    return [_summary(rs) for rs in results.values()]
 
 
 def _remove_backups(store: Path, label: str) -> None:

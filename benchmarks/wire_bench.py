@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -41,20 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "benchmarks")]
 
-from backup_bench import Run, compress_alone, measure  # noqa: E402
+from backup_bench import Case, compress_alone, run_cases  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 from tests.servers import mongo_tools  # noqa: E402
 from tests.servers.wire import DATABASE, SHAPES, start_wire  # noqa: E402
 
 BENCH = str(ROOT / "benchmarks" / "backup_bench.py")
-
-
-@dataclass
-class Case:
-    label: str
-    commands: list[list[str]]
-    before: Callable[[], object] | None = None
-    check: Callable[[], object] | None = None
 
 
 @dataclass
@@ -134,22 +125,10 @@ def bench_shape(shape: str, gb: float, *, parallel: int, rounds: int, work: Path
         ]
         if only:
             cases = [c for c in cases if any(o in c.label for o in only)]
-        results: dict[str, list[Run]] = {c.label: [] for c in cases}
-        for round_ in range(rounds):
-            for case in cases:  # interleaved: a slow spell of the machine hits every case
-                if case.before is not None:
-                    case.before()
-                commands = [[_resolve(a, store, named) for a in argv] for argv in case.commands]
-                run = measure(case.label, *commands)
-                if case.check is not None:
-                    case.check()
-                results[case.label].append(run)
-                print(f"#   {shape} round {round_ + 1}: {run.label}: {run.seconds:.1f} s, "
-                      f"{run.cpu:.1f} CPU s, {run.rss_mb:.0f} MB", flush=True)
+        runs = run_cases(cases, rounds, lambda a: _resolve(a, store, named), f"{shape} ")
         unknown = [ln for ln in server.log().splitlines() if "unknown" in ln]
         if unknown:
             print("# the server met commands it does not know:\n#   " + "\n#   ".join(unknown))
-        runs = [_summary(rs) for rs in results.values()]
         raw = store / f"{named('none')}.archive" if list(store.glob("*-none.archive")) else None
         if raw is not None and (not only or "compress" in only):
             (work / "raw").symlink_to(raw)
@@ -166,12 +145,6 @@ def _resolve(arg: str, store: Path, named: Callable[[str], str]) -> str:
         method, _, rest = arg[1:].partition(":")
         return f"{named(method)}:{rest}"
     return arg
-
-
-def _summary(runs: list[Run]) -> Run:
-    """Median wall time and CPU of the rounds; the largest peak RSS."""
-    return Run(runs[0].label, statistics.median(r.seconds for r in runs),
-               statistics.median(r.cpu for r in runs), max(r.rss_mb for r in runs))
 
 
 def report(gb: float, rows: list[Row]) -> str:
