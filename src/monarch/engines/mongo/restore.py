@@ -64,6 +64,10 @@ for servers whose writes scale with connections."""
 BATCH_DOCUMENTS = 1000
 BATCH_BYTES = 16 * 1024 * 1024
 
+_PROBE_BYTES = 6
+_SAME_PROBE = f"^{PROBE_PREFIX}[0-9a-f]{{{2 * _PROBE_BYTES}}}$"
+"""The name of :func:`same_database`'s probe (the swap's own probes are the journal's)."""
+
 
 @dataclass
 class _Target:
@@ -298,6 +302,10 @@ def recover_restore(engine: MongoEngine) -> str | None:
     journal.acquire("monarch recover")
     recovered = journal.recovered
     journal.abandon()
+    # A copy_db killed inside same_database's probe (milliseconds) leaves its probe behind.
+    with translated(engine.environment, "removing a left-over probe"):
+        for name in engine.db.list_collection_names(filter={"name": {"$regex": _SAME_PROBE}}):
+            engine.db.drop_collection(name)
     return recovered
 
 
@@ -307,7 +315,7 @@ def same_database(engine: MongoEngine, other: MongoEngine) -> bool:
     Host names cannot tell (``localhost``, ``127.0.0.1``, a DNS alias, a replica set member):
     a uniquely named empty collection is created here and looked for there.
     """
-    probe = f"{PROBE_PREFIX}{secrets.token_hex(6)}"
+    probe = f"{PROBE_PREFIX}{secrets.token_hex(_PROBE_BYTES)}"
     with translated(engine.environment, "checking whether two environments are one database"):
         try:
             engine.db.create_collection(probe)

@@ -21,6 +21,7 @@ from monarch.engines.postgres.swap import (
     admin_connection,
     drop_database,
     drop_leftovers,
+    drop_scratch,
     list_tables,
     lock_restore,
     scratch_names,
@@ -54,7 +55,7 @@ def drop(engine: PostgresEngine) -> Dropped:
                 swap(admin, env, scratch, old, props)
         except BaseException:
             with suppress(Exception):
-                drop_database(admin, scratch)
+                drop_scratch(admin, env, scratch)
             raise
         with suppress(Exception):  # a leftover is dropped by the next restore or drop
             drop_database(admin, old)

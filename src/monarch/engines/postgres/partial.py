@@ -38,8 +38,8 @@ from monarch.engines.postgres.errors import tool_failed, translated
 from monarch.engines.postgres.restore import load_scratch
 from monarch.engines.postgres.swap import (
     admin_connection,
-    drop_database,
     drop_leftovers,
+    drop_scratch,
     lock_restore,
     scratch_names,
     unlock_and_close,
@@ -114,7 +114,7 @@ def restore_selected(
                   privileges=privileges)
         finally:
             with suppress(Exception):  # a leftover is dropped by the next restore
-                drop_database(admin, scratch)
+                drop_scratch(admin, env, scratch)
     finally:
         unlock_and_close(admin)
     progress.finish_item(db)

@@ -32,6 +32,7 @@ from monarch.engines.postgres.swap import (
     admin_connection,
     drop_database,
     drop_leftovers,
+    drop_scratch,
     list_tables,
     lock_restore,
     scratch_names,
@@ -93,7 +94,7 @@ def restore(
                 swap(admin, env, scratch, old, props)
         except BaseException:
             with suppress(Exception):
-                drop_database(admin, scratch)
+                drop_scratch(admin, env, scratch)
             raise
         with suppress(Exception):  # a leftover is dropped by the next restore
             drop_database(admin, old)

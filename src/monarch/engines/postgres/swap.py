@@ -192,6 +192,20 @@ def drop_database(admin: psycopg.Connection[Any], name: str) -> None:
             time.sleep(0.1 * (attempt + 1))
 
 
+def drop_scratch(admin: psycopg.Connection[Any], env: Environment, name: str) -> None:
+    """Drop scratch database ``name`` after a failure or an interrupt. An interrupt can leave
+    ``admin`` inside a command it cannot finish ("another command is already in progress"):
+    then the drop goes through a new session."""
+    try:
+        drop_database(admin, name)
+    except Exception:
+        fresh, _ = admin_connection(env)
+        try:
+            drop_database(fresh, name)
+        finally:
+            fresh.close()
+
+
 def list_tables(env: Environment, dbname: str) -> tuple[str, ...] | None:
     """``schema.name`` of the tables, views and foreign tables of ``dbname``; None if unknown."""
     try:
