@@ -135,6 +135,19 @@ class Environment:
         _check_database_name(row, database, f"--database {database}")
         return replace(self, database=database)
 
+    def in_folder(self, folder: str | os.PathLike[str], name: str) -> Environment:
+        """This environment aimed at file ``name`` in ``folder``, for an engine whose URL
+        names a file (SQLite); the counterpart of :meth:`with_database` for servers. Refused
+        (UsageError) for a server's engine and for a name that is not a plain file name."""
+        row = registry.by_name(self.engine)
+        if row is None or not row.file_url:
+            raise UsageError(f"environment {self.name!r} is a server's database, not a file",
+                             hint="aim it at another database of its server instead")
+        if not name or name in (".", "..") or "/" in name or "\x00" in name:
+            raise UsageError(f"{name!r} is not a file name")
+        path = Path(folder).absolute() / name
+        return replace(self, database=str(path), url=Secret(f"{row.schemes[0]}:///{path}"))
+
     @property
     def host(self) -> str:
         """The host(s) as one string, e.g. ``db1:27017,db2:27017`` (empty for a file)."""

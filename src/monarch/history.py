@@ -32,6 +32,17 @@ LEGACY_VERSION = "0.0.x"
 MIGRATE = "migrate"
 ROLLBACK = "rollback"
 
+# monarch's own bookkeeping in a database, by the collection's or table's name (PostgreSQL's in
+# whichever schema holds it): every engine names its history, lock and audit trail so.
+HISTORY_NAME = "monarch_migrations"
+LOCK_NAME = "monarch_lock"
+EVENTS_NAME = "monarch_events"
+LEGACY_HISTORY_NAME = "mongo_migration_history"
+"""monarch 0.0.x's history collection (MongoDB)."""
+BOOKKEEPING = frozenset({HISTORY_NAME, LOCK_NAME, EVENTS_NAME, LEGACY_HISTORY_NAME})
+"""The names above: not the application's data, so a fingerprint
+(:meth:`monarch.engines.base.Engine.fingerprint`) leaves them out."""
+
 
 @dataclass
 class Record:

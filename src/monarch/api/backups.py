@@ -39,6 +39,7 @@ from monarch.backups.prune import delete_backup as _delete_backup
 from monarch.backups.prune import prune as _prune
 from monarch.backups.querysets import query_set_for
 from monarch.backups.retention import require_lockable, retention_policy
+from monarch.backups.scratch import remove_leftovers
 from monarch.backups.verify import VerifyResult
 from monarch.backups.verify import verify as _verify
 from monarch.backups.writer import BackupResult, compression_method
@@ -443,11 +444,20 @@ def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str
 
     Returns what was done, or None when nothing was pending. Any restore or copy_db into the
     environment does this first by itself; this is for doing it without restoring again.
+    Scratch databases that killed runs (``rehearse``, restore drills) left on the
+    environment's server (SQLite: in its folder) are removed too; a live run's are left alone
+    (see :mod:`monarch.backups.scratch`).
     """
     environment = config.environment(env_name)
     require_confirmation(environment, "recover", confirm)
     with _engines(config, env_name) as (engine,):
-        return _restore_module.recover(engine)
+        done = _restore_module.recover(engine)
+    removed = remove_leftovers(environment)
+    if not removed:
+        return done
+    scratches = (f"removed {len(removed)} scratch database(s) a killed run left: "
+                 f"{', '.join(removed)}")
+    return f"{done}; {scratches}" if done else scratches
 
 
 def generate_query_set(config: Config, name: str, *, force: bool = False) -> Path:

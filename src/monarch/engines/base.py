@@ -12,11 +12,12 @@ callers ask instead of branching on the engine's type.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from monarch.accounting import Ledger
     from monarch.archive.events import DumpReader
@@ -155,6 +156,44 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Fingerprint:
+    """What one collection (table) holds, in a form two states can be compared by.
+
+    ``count``: its documents (rows). ``digest``: SHA-256 (hex) of its definition (indexes,
+    columns, a view's pipeline) and then of every document (row) in an order that does not
+    depend on how they were written: MongoDB's raw BSON by ``_id``, SQL rows sorted. Equal
+    fingerprints mean equal content, to SHA-256's certainty; one changed field, index or
+    column changes the digest.
+    """
+
+    count: int
+    digest: str
+
+
+def fingerprint_of(definition: bytes, items: Iterable[bytes]) -> Fingerprint:
+    """The :class:`Fingerprint` of a collection (table) whose definition is ``definition`` and
+    whose documents (rows), each encoded as bytes, ``items`` yields in their stable order.
+
+    Consumes ``items`` as it goes (one at a time in memory). Each part is hashed with its
+    length first, so that no two different sequences hash alike."""
+    digest = hashlib.sha256()
+    digest.update(len(definition).to_bytes(8, "big") + definition)
+    count = 0
+    for item in items:
+        digest.update(len(item).to_bytes(8, "big"))
+        digest.update(item)
+        count += 1
+    return Fingerprint(count, digest.hexdigest())
+
+
+def differing(before: dict[str, Fingerprint], after: dict[str, Fingerprint]) -> list[str]:
+    """The collections (tables) whose fingerprints differ between two states, sorted: those
+    changed, and those present in only one of them."""
+    return sorted(name for name in before.keys() | after.keys()
+                  if before.get(name) != after.get(name))
+
+
+@dataclass(frozen=True)
 class StreamCheck:
     """What :meth:`Engine.check` found in a stream of its format.
 
@@ -260,6 +299,42 @@ class Engine(Protocol):
     def inventory(self) -> dict[str, int]:
         """What this database holds now: each collection's (table's) documents (rows), by the
         name a selection matches (``schema.table`` for PostgreSQL). Changes nothing."""
+        ...
+
+    def fingerprint(self) -> dict[str, Fingerprint]:
+        """What this database holds now, comparable across states: each collection's (table's)
+        :class:`Fingerprint`, by the name :meth:`inventory` gives it, monarch's own bookkeeping
+        (:data:`monarch.history.BOOKKEEPING`, in any schema) left out. Reads every document
+        (row), streamed: memory stays bounded; a database that does not exist holds nothing.
+        Changes nothing."""
+        ...
+
+    def databases(self, prefix: str) -> list[str]:
+        """The names of the databases on this engine's server that begin with ``prefix``,
+        sorted (SQLite: the files beside this database's file, by file name). Those the
+        login may not see are not listed. Changes nothing."""
+        ...
+
+    def create(self) -> bool:
+        """Create this environment's database, empty; False (and nothing done) when it exists
+        already. Atomic where the server can say so: PostgreSQL's ``CREATE DATABASE``, an
+        exclusive file creation for SQLite. MongoDB has no empty databases (one exists from
+        its first write): there it is True when the database does not exist yet."""
+        ...
+
+    def remove(self) -> bool:
+        """Remove this environment's database from its server entirely (unlike :meth:`drop`,
+        which PostgreSQL answers with an empty database), with what an interrupted restore
+        into it left; False when there was none. For scratch databases: see
+        :mod:`monarch.backups.scratch`."""
+        ...
+
+    def scratch_lock(self) -> MigrationLock:
+        """The lock that marks this database as a live run's scratch database (see
+        :mod:`monarch.backups.scratch`). It outlives a restore into the database, and its
+        holder's death frees it: at once on PostgreSQL (a session's advisory lock, taken on
+        the maintenance database) and SQLite (a file lock), when its lease runs out on
+        MongoDB (a lease in the database's ``monarch_lock``)."""
         ...
 
     def recover_restore(self) -> str | None:

@@ -96,6 +96,12 @@ def skip_insignificant(
     return stop
 
 
+def quote_identifier(name: str) -> str:
+    """``name`` as an SQL identifier in double quotes (inner quotes doubled), for statements
+    built from a table's name."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def has_sql(text: str) -> bool:
     """Whether ``text`` holds anything but blanks and comments."""
     return skip_insignificant(text) < len(text)

@@ -12,6 +12,7 @@ from monarch.engines.mongo.accounting import write_listener
 from monarch.engines.mongo.check import check_archive
 from monarch.engines.mongo.dump import dump_archive
 from monarch.engines.mongo.errors import translated
+from monarch.engines.mongo.fingerprint import fingerprint
 from monarch.engines.mongo.history import HISTORY_COLLECTION, MongoHistory, ServerClock
 from monarch.engines.mongo.journal import is_operational
 from monarch.engines.mongo.legacy_history import LEGACY_COLLECTION
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
-    from monarch.engines.base import DumpStats, Engine, RestoreStats, StreamCheck
+    from monarch.engines.base import DumpStats, Engine, Fingerprint, RestoreStats, StreamCheck
     from monarch.engines.selection import Selection
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
@@ -142,6 +143,28 @@ class MongoEngine:
             found = names(self.db)
             return {name: (self.db[name].count_documents({}) if kind == "collection" else 0)
                     for name, kind in sorted(found.items()) if not is_operational(name)}
+
+    def fingerprint(self) -> dict[str, Fingerprint]:
+        """Each collection's documents as raw BSON by ``_id``, with its options and indexes
+        (views: their definition), monarch's own left out (see :mod:`.fingerprint`)."""
+        return fingerprint(self.db, self.environment)
+
+    def databases(self, prefix: str) -> list[str]:
+        with translated(self.environment, "listing databases"):
+            return sorted(n for n in self.client.list_database_names() if n.startswith(prefix))
+
+    def create(self) -> bool:
+        """True when the database does not exist yet: MongoDB creates it by its first write."""
+        database = self.environment.database
+        return database not in self.databases(database)
+
+    def remove(self) -> bool:
+        """Drop the database (MongoDB's drop removes it entirely)."""
+        return self.drop().existed
+
+    def scratch_lock(self) -> MongoLock:
+        """A lease named ``scratch`` in the database's ``monarch_lock``, which restores keep."""
+        return MongoLock(self, self._server_clock(), "scratch")
 
     @staticmethod
     def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:

@@ -25,6 +25,7 @@ from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
 from monarch.engines.mongo.errors import first_line
 from monarch.errors import BackupError
+from monarch.history import LOCK_NAME
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -33,7 +34,7 @@ JOURNAL = "monarch_restore_journal"
 STAGING_PREFIX = "monarch_staging_"
 ASIDE_PREFIX = "monarch_aside_"
 PROBE_PREFIX = "monarch_probe_"
-OPERATIONAL = frozenset({JOURNAL, "monarch_lock"})
+OPERATIONAL = frozenset({JOURNAL, LOCK_NAME})
 """monarch's own bookkeeping, which a restore neither replaces nor removes (the migration
 history, ``monarch_migrations``, is data: it is restored like any collection)."""
 INDEX_FIELDS_DROPPED = ("v", "ns", "background")

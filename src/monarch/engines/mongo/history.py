@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.legacy_history import legacy_documents, legacy_record, provenance
 from monarch.errors import TransactionUnsupported
-from monarch.history import Record
+from monarch.history import HISTORY_NAME, Record
 from monarch.retry import retrying
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from monarch.engines.mongo import MongoEngine
 
-HISTORY_COLLECTION = "monarch_migrations"
+HISTORY_COLLECTION = HISTORY_NAME
 
 
 class ServerClock:

@@ -23,6 +23,7 @@ from monarch.history import (
     APPLIED,
     FAILED,
     INTERRUPTED,
+    LEGACY_HISTORY_NAME,
     LEGACY_VERSION,
     NEW,
     Record,
@@ -31,7 +32,7 @@ from monarch.history import (
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-LEGACY_COLLECTION = "mongo_migration_history"
+LEGACY_COLLECTION = LEGACY_HISTORY_NAME
 SOURCE = "monarch 0.0.x"
 
 _STATES = {

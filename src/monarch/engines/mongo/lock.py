@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from monarch.engines.mongo.errors import translated
 from monarch.errors import MonarchError
-from monarch.history import Acquisition, LockHolder, LockOwner
+from monarch.history import LOCK_NAME, Acquisition, LockHolder, LockOwner
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from monarch.engines.mongo import MongoEngine
     from monarch.engines.mongo.history import ServerClock
 
-LOCK_COLLECTION = "monarch_lock"
+LOCK_COLLECTION = LOCK_NAME
 
 
 class MongoLock:

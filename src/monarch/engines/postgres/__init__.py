@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from monarch.accounting import Ledger, monarch_own
 from monarch.engines.base import Capabilities, ServerInfo
 from monarch.engines.opaque import byte_stream, refuse_query_set
+from monarch.engines.postgres import scratch
 from monarch.engines.postgres.check import check as check_dump
 from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.counting import count_writes
 from monarch.engines.postgres.drop import drop as drop_to_empty
 from monarch.engines.postgres.dump import dump as dump_database
 from monarch.engines.postgres.errors import translated
+from monarch.engines.postgres.fingerprint import TABLES, fingerprint
 from monarch.engines.postgres.history import PostgresHistory, ServerClock
 from monarch.engines.postgres.lock import PostgresLock
 from monarch.engines.postgres.partial import restore_selected
@@ -39,7 +41,14 @@ if TYPE_CHECKING:
 
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
-    from monarch.engines.base import Dropped, DumpStats, Engine, RestoreStats, StreamCheck
+    from monarch.engines.base import (
+        Dropped,
+        DumpStats,
+        Engine,
+        Fingerprint,
+        RestoreStats,
+        StreamCheck,
+    )
     from monarch.engines.selection import Selection
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
@@ -65,7 +74,7 @@ class PostgresEngine:
         self.environment = environment
         self._conn: psycopg.Connection[Any] | None = None
         self._clock: ServerClock | None = None
-        self._locks: list[PostgresLock] = []
+        self._locks: list[PostgresLock | scratch.ScratchLock] = []
         self.ledger = Ledger(ignore=monarch_own)
 
     @property
@@ -181,19 +190,37 @@ class PostgresEngine:
         if not self._exists():
             return {}
         with translated(self.environment, "counting rows"):
-            tables = self.connection.execute(
-                "SELECT n.nspname, c.relname FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind IN ('r', 'p') "
-                "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                "AND n.nspname !~ '^pg_toast' AND NOT c.relispartition ORDER BY 1, 2"
-            ).fetchall()
+            tables = self.connection.execute(TABLES).fetchall()
             found = {}
-            for schema, table in tables:
+            for _oid, schema, table in tables:
                 query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
                 row = self.connection.execute(query).fetchone()
                 found[f"{schema}.{table}"] = int(row[0]) if row else 0
         return found
+
+    def fingerprint(self) -> dict[str, Fingerprint]:
+        """Each table's columns, constraints, indexes and rows sorted by their text, seen in
+        one snapshot (see :mod:`.fingerprint`); a database that does not exist holds nothing."""
+        if not self._exists():
+            return {}
+        return fingerprint(self.connection, self.environment)
+
+    def databases(self, prefix: str) -> list[str]:
+        return scratch.databases(self.environment, prefix)
+
+    def create(self) -> bool:
+        return scratch.create(self.environment)
+
+    def remove(self) -> bool:
+        """``DROP DATABASE`` (ending its sessions), with an interrupted restore's leftovers."""
+        self.disconnect()
+        return scratch.remove(self.environment)
+
+    def scratch_lock(self) -> scratch.ScratchLock:
+        """A session's advisory lock on the maintenance database (see :mod:`.scratch`)."""
+        lock = scratch.ScratchLock(self.environment)
+        self._locks.append(lock)
+        return lock
 
     def _exists(self) -> bool:
         """Whether the environment's database exists, asked of the maintenance database."""

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.postgres.errors import translated
 from monarch.errors import MigrationError
-from monarch.history import FAILED, INTERRUPTED, Record
+from monarch.history import FAILED, HISTORY_NAME, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     import psycopg
 
     from monarch.engines.postgres import PostgresEngine
 
-HISTORY_TABLE = "monarch_migrations"
+HISTORY_TABLE = HISTORY_NAME
 
 # Record field annotation -> column type; unknown annotations are stored as JSONB.
 _TYPES = {

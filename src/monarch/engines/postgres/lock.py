@@ -33,14 +33,14 @@ from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.errors import translated
 from monarch.engines.postgres.history import ensure_table
 from monarch.errors import LockError
-from monarch.history import Acquisition, LockHolder, LockOwner
+from monarch.history import LOCK_NAME, Acquisition, LockHolder, LockOwner
 
 if TYPE_CHECKING:
     import psycopg
 
     from monarch.engines.postgres import PostgresEngine
 
-LOCK_TABLE = "monarch_lock"
+LOCK_TABLE = LOCK_NAME
 _COLUMNS = {
     "name": "text PRIMARY KEY",
     "token": "text NOT NULL",

@@ -13,6 +13,8 @@ stored file is SQLite's integrity check on a temporary copy (:mod:`.check`).
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,8 @@ from monarch.engines.sqlite.counting import CountingConnection
 from monarch.engines.sqlite.dump import dump as dump_database
 from monarch.engines.sqlite.dump import row_counts
 from monarch.engines.sqlite.errors import check_file, translated
-from monarch.engines.sqlite.files import BUSY_TIMEOUT
+from monarch.engines.sqlite.files import BUSY_TIMEOUT, SIDECAR_SUFFIX
+from monarch.engines.sqlite.fingerprint import fingerprint
 from monarch.engines.sqlite.history import SQLiteHistory
 from monarch.engines.sqlite.lock import SQLiteLock
 from monarch.engines.sqlite.restore import drop as remove_database
@@ -39,7 +42,14 @@ if TYPE_CHECKING:
 
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
-    from monarch.engines.base import Dropped, DumpStats, Engine, RestoreStats, StreamCheck
+    from monarch.engines.base import (
+        Dropped,
+        DumpStats,
+        Engine,
+        Fingerprint,
+        RestoreStats,
+        StreamCheck,
+    )
     from monarch.engines.selection import Selection
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
@@ -200,6 +210,47 @@ class SQLiteEngine:
         if not self.exists():
             return {}
         return row_counts(self.environment, self.path)
+
+    def fingerprint(self) -> dict[str, Fingerprint]:
+        """Each table's columns, indexes and rows sorted by every column (see
+        :mod:`.fingerprint`); an absent file holds nothing (it is not created)."""
+        if not self.exists():
+            return {}
+        return fingerprint(self.environment, self.path)
+
+    def databases(self, prefix: str) -> list[str]:
+        """The database files in this database's folder whose names begin with ``prefix``
+        (SQLite's own -wal, -shm, -journal files and monarch's folders left out)."""
+        side = ("-wal", "-shm", "-journal", SIDECAR_SUFFIX)
+        try:
+            return sorted(p.name for p in self.path.parent.iterdir()
+                          if p.name.startswith(prefix) and not p.name.endswith(side)
+                          and p.is_file())
+        except FileNotFoundError:
+            return []
+
+    def create(self) -> bool:
+        """Create the file, empty (an empty file is an empty SQLite database), exclusively."""
+        check_file(self.environment)
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False
+        return True
+
+    def remove(self) -> bool:
+        """Remove the file as :meth:`drop` does, then monarch's folder beside it (its locks,
+        a scratch lock held by this process included)."""
+        dropped = self.drop()
+        shutil.rmtree(self.path.with_name(self.path.name + SIDECAR_SUFFIX), ignore_errors=True)
+        return dropped.existed
+
+    def scratch_lock(self) -> SQLiteLock:
+        """The lock named ``scratch`` in the folder beside the file (a restore leaves it)."""
+        check_file(self.environment)
+        lock = SQLiteLock(self.path, "scratch")
+        self._locks.append(lock)
+        return lock
 
     def recover_restore(self) -> str | None:
         """Remove what an interrupted restore left; say what (None: nothing)."""

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from monarch.engines.sqlite.errors import translated
 from monarch.errors import MigrationError
-from monarch.history import FAILED, INTERRUPTED, Record
+from monarch.history import FAILED, HISTORY_NAME, INTERRUPTED, Record
 
 if TYPE_CHECKING:
     from monarch.engines.sqlite import SQLiteEngine
 
-HISTORY_TABLE = "monarch_migrations"
+HISTORY_TABLE = HISTORY_NAME
 
 # Record field annotation -> (column type, kind of conversion); unknown ones are JSON text.
 _TYPES = {

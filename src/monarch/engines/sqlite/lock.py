@@ -109,6 +109,9 @@ class SQLiteLock:
         if held is None:
             return
         epoch, fd = held
+        if not self._folder().exists():  # the database was removed with its folder
+            unlock(fd)
+            return
         try:
             with self._locked():
                 state = self._read()

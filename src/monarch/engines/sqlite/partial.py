@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from monarch.engines.sqlite.errors import translated, where
 from monarch.engines.sqlite.files import BUSY_TIMEOUT
+from monarch.engines.sqltext import quote_identifier as _quote
 from monarch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -126,7 +127,3 @@ def _has_sequence(conn: sqlite3.Connection, schema: str) -> bool:
     row = conn.execute(f"SELECT 1 FROM {schema}.sqlite_master WHERE name = 'sqlite_sequence'"
                        ).fetchone()
     return row is not None
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
