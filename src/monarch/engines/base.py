@@ -319,7 +319,8 @@ class Engine(Protocol):
         """Create this environment's database, empty; False (and nothing done) when it exists
         already. Atomic where the server can say so: PostgreSQL's ``CREATE DATABASE``, an
         exclusive file creation for SQLite. MongoDB has no empty databases (one exists from
-        its first write): there it is True when the database does not exist yet."""
+        its first write): there it is True when the database holds nothing yet but monarch's
+        lock (a scratch database's lock is taken first)."""
         ...
 
     def remove(self) -> bool:

@@ -16,7 +16,7 @@ from monarch.engines.mongo.fingerprint import fingerprint
 from monarch.engines.mongo.history import HISTORY_COLLECTION, MongoHistory, ServerClock
 from monarch.engines.mongo.journal import is_operational
 from monarch.engines.mongo.legacy_history import LEGACY_COLLECTION
-from monarch.engines.mongo.lock import LOCK_COLLECTION, MongoLock
+from monarch.engines.mongo.lock import LOCK_COLLECTION, MongoLock, ScratchLock
 from monarch.engines.mongo.odm import MongoengineDefault
 from monarch.engines.mongo.restore import recover_restore, restore_dump, same_database
 from monarch.engines.selection import WHOLE
@@ -154,17 +154,19 @@ class MongoEngine:
             return sorted(n for n in self.client.list_database_names() if n.startswith(prefix))
 
     def create(self) -> bool:
-        """True when the database does not exist yet: MongoDB creates it by its first write."""
-        database = self.environment.database
-        return database not in self.databases(database)
+        """True when the database holds nothing but monarch's lock: MongoDB creates a database
+        by its first write (a scratch database's: its lock)."""
+        with translated(self.environment, "listing collections"):
+            return set(self.db.list_collection_names()) <= {LOCK_COLLECTION}
 
     def remove(self) -> bool:
         """Drop the database (MongoDB's drop removes it entirely)."""
         return self.drop().existed
 
-    def scratch_lock(self) -> MongoLock:
-        """A lease named ``scratch`` in the database's ``monarch_lock``, which restores keep."""
-        return MongoLock(self, self._server_clock(), "scratch")
+    def scratch_lock(self) -> ScratchLock:
+        """A lease named ``scratch`` in the database's ``monarch_lock``, which restores keep
+        (see :class:`.lock.ScratchLock`)."""
+        return ScratchLock(self, self._server_clock())
 
     @staticmethod
     def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:

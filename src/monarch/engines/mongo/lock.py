@@ -185,3 +185,26 @@ def _holder(doc: dict[str, Any], now: datetime) -> LockHolder:
         expires_at=_aware(doc["expires_at"]),
         checked_at=now,
     )
+
+
+class ScratchLock(MongoLock):
+    """The lock of a scratch database (named ``scratch``), which its holder drops while
+    holding it: renewing or releasing it then writes nothing, since any write would create the
+    database again (FerretDB creates a collection even for an update that matches nothing)."""
+
+    def __init__(self, engine: MongoEngine, clock: ServerClock) -> None:
+        super().__init__(engine, clock, "scratch")
+
+    def renew(self, owner: LockOwner, lease: float) -> bool:
+        return self._there() and super().renew(owner, lease)
+
+    def release(self, owner: LockOwner) -> None:
+        if self._there():
+            super().release(owner)
+        else:
+            self._mine.pop(owner.token, None)
+
+    def _there(self) -> bool:
+        with translated(self._engine.environment, "reading the scratch database's lock"):
+            return bool(self._engine.db.list_collection_names(filter={"name": LOCK_COLLECTION}))
+

@@ -50,10 +50,11 @@ def create(env: Environment) -> bool:
     admin, admin_db = admin_connection(env)
     try:
         with translated(env, "creating the database", dbname=admin_db):
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-                sql.Identifier(env.database)))
-    except pe.DuplicateDatabase:
-        return False
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
+                    sql.Identifier(env.database)))
+            except pe.DuplicateDatabase:
+                return False
     finally:
         admin.close()
     return True
@@ -107,11 +108,14 @@ class ScratchLock:
                 admin.execute("SELECT set_config('application_name', %s, false)",
                               (f"monarch {owner.who} pid {owner.pid}: {owner.command}"[:63],))
                 row = admin.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-                if not (row and row[0]):
-                    return Acquisition(False, holder=self._holder(admin))
+                got = bool(row and row[0])
+                holder = None if got else self._holder(admin)
         except BaseException:
             admin.close()
             raise
+        if not got:
+            admin.close()
+            return Acquisition(False, holder=holder)
         self._held[owner.token] = admin
         return Acquisition(True)
 
