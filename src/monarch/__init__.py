@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names below (and the CLI
     from monarch.api.backups import restore as restore
     from monarch.api.backups import restore_preview as restore_preview
     from monarch.api.backups import verify as verify
+    from monarch.api.drills import drill as drill
     from monarch.api.migrations import generate as generate
     from monarch.api.migrations import list_migrations as list_migrations
     from monarch.api.migrations import migrate as migrate
@@ -88,6 +89,7 @@ _LAZY = {
     "Selection": "monarch.engines.selection",
     "copy_db": "monarch.api.backups",
     "verify": "monarch.api.backups",
+    "drill": "monarch.api.drills",
     "prune": "monarch.api.backups",
     "delete_backup": "monarch.api.backups",
     "generate_query_set": "monarch.api.backups",

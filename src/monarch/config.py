@@ -27,8 +27,9 @@ from monarch.text import percent_encode, user_path
 CONFIG_NAME = "monarch.toml"
 LEGACY_SETTINGS = Path("migrations") / "settings.py"
 
-_TOP_KEYS = ("migrations", "querysets", "backups", "environments")
-_ENV_KEYS = ("url", "username", "password", "protected", "backup_before_migrate", "description")
+_TOP_KEYS = ("migrations", "querysets", "checks", "backups", "environments")
+_ENV_KEYS = ("url", "username", "password", "protected", "backup_before_migrate", "description",
+             "drill_into")
 _BACKUP_KEYS = (
     "url",
     "region",
@@ -88,6 +89,9 @@ class Environment:
     protected_reason: str
     backup_before_migrate: bool = False
     description: str = ""
+    drill_into: str = ""
+    """The environment whose server restore drills of this one's backups use (``drill_into``);
+    empty: name one with ``--into``."""
     # Variables the URL needs that are not set: the environment is listed but cannot be used.
     missing: tuple[str, ...] = ()
     missing_key: str = "url"  # the key that uses missing[0]
@@ -187,6 +191,8 @@ class Config:
     path: Path | None
     migrations_dir: Path
     querysets_dir: Path
+    checks_dir: Path
+    """The folder of restore drills' checks (``checks = "..."``; default ``checks``)."""
     backups: StoreConfig
     environments: Mapping[str, Environment]
     source: str = "toml"
@@ -296,6 +302,7 @@ def config_from_dict(
     _check_keys(data, _TOP_KEYS, where, "")
     migrations = _path_value(data.get("migrations", "migrations"), base, where, "migrations")
     querysets = _path_value(data.get("querysets", "querysets"), base, where, "querysets")
+    checks = _path_value(data.get("checks", "checks"), base, where, "checks")
     backups = _store_config(data.get("backups", "file://backups"), base, where, environ)
     envs_raw = data.get("environments", {})
     if not isinstance(envs_raw, Mapping):
@@ -308,6 +315,7 @@ def config_from_dict(
         path=path,
         migrations_dir=migrations,
         querysets_dir=querysets,
+        checks_dir=checks,
         backups=backups,
         environments=MappingProxyType(environments),
         source=source,
@@ -541,6 +549,7 @@ def _environment(
         protected_reason=reason,
         backup_before_migrate=backup_first,
         description=str(raw.get("description", "")),
+        drill_into=_string(raw.get("drill_into", ""), where, f"{section}.drill_into"),
         missing=missing,
         missing_key=missing_key,
         substituted=tuple(Secret(v) for v in dict.fromkeys(secrets) if v),

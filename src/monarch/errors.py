@@ -156,6 +156,11 @@ class QuerySetError(ConfigError):
     """A query set file is missing, fails to load, or has an invalid shape."""
 
 
+class ChecksError(ConfigError):
+    """A file of the project's restore checks (``checks/``) fails to load or defines no check:
+    the drill stops before anything is restored."""
+
+
 class RestoreBusy(BackupError):
     """Another restore into the same database is running; nothing was done."""
 

@@ -25,7 +25,6 @@ from monarch.backups.health import (
     DEFAULT_MIN_RATIO,
     DEFAULT_WINDOW,
     HealthReport,
-    record_verify,
 )
 from monarch.backups.health import check_backups as _check_backups
 from monarch.backups.keys import keys_for
@@ -38,6 +37,7 @@ from monarch.backups.prune import DeleteResult, PruneResult
 from monarch.backups.prune import delete_backup as _delete_backup
 from monarch.backups.prune import prune as _prune
 from monarch.backups.querysets import query_set_for
+from monarch.backups.records import record_verify
 from monarch.backups.retention import require_lockable, retention_policy
 from monarch.backups.scratch import remove_leftovers
 from monarch.backups.verify import VerifyResult
@@ -155,8 +155,9 @@ def backup(
 def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | LegacyBackup]:
     """The complete backups in the store (only ``env``'s when given), oldest first.
 
-    Reads manifests only: no database is contacted. Backups without a manifest (unfinished or
-    interrupted) are never listed; an unreadable manifest is skipped with a logged warning.
+    Reads manifests and each backup's last verify and drill (``BackupInfo.checked``) only: no
+    database is contacted. Backups without a manifest (unfinished or interrupted) are never
+    listed; an unreadable manifest is skipped with a logged warning.
     Backups of monarch 0.0.x (``*.dmp.zip``) come as :class:`LegacyBackup` among them, by
     date; with ``env``, those named after its MongoDB database (as the original tool named them).
     """
@@ -165,7 +166,7 @@ def list_backups(config: Config, env: str | None = None) -> list[BackupInfo | Le
         environment = config.environment(env)  # unknown name: a clear error with known ones
         database = environment.database if legacy_backups_of(config, env) else None
     store = open_store(config.backups)
-    catalog = scan(store, env)
+    catalog = scan(store, env, records=True)
     found: list[BackupInfo | LegacyBackup] = [*catalog.backups]
     if env is None:  # the whole store was listed once: its 0.0.x zips are in that listing
         found += legacy_among(catalog.others)

@@ -11,18 +11,20 @@ from __future__ import annotations
 import difflib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monarch.backups.encryption import unseal
 from monarch.backups.manifest import Manifest, check_tag
 from monarch.backups.naming import (
+    VERIFIED_SUFFIX,
     check_name,
     manifest_key,
     parse_name,
     split_key,
 )
+from monarch.backups.records import VerifyRecord, read_records
 from monarch.errors import BackupNotFound, ManifestError, StoreError
 from monarch.stores.base import ObjectInfo, ObjectLocked, ObjectNotFound
 
@@ -55,6 +57,9 @@ class BackupInfo:
     manifest: Manifest = field(repr=False)
     encrypted: bool = False
     """Encrypted: then ``collections`` and ``documents`` are 0, being sealed in the manifest."""
+    checked: VerifyRecord | None = None
+    """Its last verify and drill (:mod:`monarch.backups.records`), where the listing read
+    them (``scan(..., records=True)``); None: never verified, or not read."""
 
     @property
     def duration(self) -> float:
@@ -178,8 +183,9 @@ def _parse(key: str, name: str, text: bytes) -> Manifest:
     return manifest
 
 
-def scan(store: Store, environment: str | None = None) -> Catalog:
-    """List the store once and read every manifest (in parallel: a remote store is slow)."""
+def scan(store: Store, environment: str | None = None, *, records: bool = False) -> Catalog:
+    """List the store once and read every manifest (in parallel: a remote store is slow);
+    with ``records``, also each backup's verify record (those the listing shows)."""
     listing = list_keys(store, environment)
     names = sorted(listing.manifests)
 
@@ -204,6 +210,11 @@ def scan(store: Store, environment: str | None = None) -> Catalog:
         if environment is None or result.environment == environment:
             backups.append(BackupInfo.from_manifest(result))
     backups.sort(key=lambda b: (b.created, b.name))
+    if records:
+        found = read_records(store, {o.key.removesuffix(VERIFIED_SUFFIX) for o in listing.others
+                                     if o.key.endswith(VERIFIED_SUFFIX)}
+                             & {b.name for b in backups})
+        backups = [replace(b, checked=found.get(b.name)) for b in backups]
     return Catalog(listing.manifests, listing.archives, listing.others, tuple(backups), broken)
 
 

@@ -1,4 +1,4 @@
-"""Are the backups still happening? The rules of ``check_backups``, and verify's records.
+"""Are the backups still happening? The rules of ``check_backups``.
 
 An environment's backups are healthy when its newest complete backup (one with a manifest):
 
@@ -10,89 +10,35 @@ An environment's backups are healthy when its newest complete backup (one with a
    filter, dropped collections);
 3. and the last ``verify`` of any of the environment's backups did not fail.
 
-``verify`` leaves its outcome in the store beside the backup, as ``NAME.verified.json``
-(written whole or not at all by the store's atomic commit, replaced by each verify, deleted with
-the backup), so that ``check_backups`` (on another machine, say) can read it.
+``verify`` (and a restore drill, ``verify --restore``) leaves its outcome in the store beside
+the backup, as ``NAME.verified.json`` (:mod:`monarch.backups.records`), so that
+``check_backups`` (on another machine, say) can read it.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from monarch._version import __version__
 from monarch.backups.catalog import BackupInfo, scan
-from monarch.backups.naming import VERIFIED_SUFFIX, parse_name, verified_key
+from monarch.backups.naming import VERIFIED_SUFFIX, parse_name
+from monarch.backups.records import VerifyRecord, read_verify
 from monarch.errors import ManifestError, StoreError
 from monarch.progress import format_size
-from monarch.stores.base import ObjectNotFound
 
 if TYPE_CHECKING:
-    from monarch.backups.verify import VerifyResult
     from monarch.stores.base import Store
 
-VERIFY_FORMAT = "monarch-verify"
+__all__ = ["EnvironmentHealth", "HealthReport", "VerifyRecord", "check_backups", "format_age",
+           "last_verify", "read_verify"]
+
 DEFAULT_MAX_AGE = "26h"
 """A nightly backup, with two hours to spare."""
 DEFAULT_MIN_RATIO = 0.5
 DEFAULT_WINDOW = 5
-
-
-@dataclass(frozen=True)
-class VerifyRecord:
-    """The outcome of the last ``verify`` of one backup, as stored beside it."""
-
-    name: str
-    ok: bool
-    verified_at: datetime
-    problems: tuple[str, ...] = ()
-
-    def to_json(self) -> str:
-        return json.dumps({
-            "format": VERIFY_FORMAT, "format_version": 1, "monarch_version": __version__,
-            "name": self.name, "ok": self.ok, "verified_at": self.verified_at.isoformat(),
-            "problems": list(self.problems),
-        }, indent=2)
-
-    @classmethod
-    def from_json(cls, text: bytes, where: str) -> VerifyRecord:
-        """Parse a record; anything else raises ManifestError naming ``where``."""
-        try:
-            doc: Any = json.loads(text)
-            if not isinstance(doc, dict) or doc.get("format") != VERIFY_FORMAT:
-                raise ValueError("not a verify record")
-            problems = doc.get("problems") or []
-            if not isinstance(problems, list):
-                raise ValueError("problems is not a list")
-            verified_at = datetime.fromisoformat(str(doc["verified_at"]))
-            if verified_at.tzinfo is None:
-                raise ValueError("verified_at has no time zone")
-            return cls(str(doc["name"]), doc["ok"] is True, verified_at,
-                       tuple(str(p) for p in problems))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{where} is not a monarch verify record ({exc})") from None
-
-
-def record_verify(store: Store, result: VerifyResult, at: datetime | None = None) -> VerifyRecord:
-    """Store ``result`` as backup ``result.name``'s last verify (replacing an earlier one)."""
-    record = VerifyRecord(result.name, result.ok, at or datetime.now(UTC), result.problems)
-    with store.writer(verified_key(result.name)) as upload:
-        upload.write(record.to_json().encode("utf-8"))
-    return record
-
-
-def read_verify(store: Store, name: str) -> VerifyRecord | None:
-    """Backup ``name``'s last verify record, or None when it was never verified."""
-    key = verified_key(name)
-    try:
-        with store.reader(key) as stream:
-            return VerifyRecord.from_json(stream.read(), key)
-    except ObjectNotFound:
-        return None
 
 
 def last_verify(store: Store, environment: str) -> VerifyRecord | None:

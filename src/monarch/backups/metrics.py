@@ -1,7 +1,7 @@
 """Prometheus metrics of backups and verifies, for node_exporter's textfile collector.
 
 ``monarch backup ENV --metrics-file /var/lib/node_exporter/textfile/monarch.prom`` leaves, per
-environment (label ``environment``) and per command (``backup``, ``verify``)::
+environment (label ``environment``) and per command (``backup``, ``verify``, ``drill``)::
 
     monarch_backup_success{environment="production"} 1
     monarch_backup_last_run_timestamp_seconds{environment="production"} 1764651600
@@ -44,9 +44,10 @@ _FAMILIES = {
     "size_bytes": ("Bytes of the archive of the last successful {what}.", True),
     "documents": ("Documents (or rows) in the last successful {what}.", True),
 }
-_COMMANDS = {"backup": "monarch backup", "verify": "monarch verify of a backup"}
+_COMMANDS = {"backup": "monarch backup", "verify": "monarch verify of a backup",
+             "drill": "restore drill of a backup (monarch verify --restore)"}
 _SAMPLE = re.compile(
-    r'^(monarch_(backup|verify)_[a-z_]+)\{environment="((?:[^"\\]|\\.)*)"\} (\S+)$'
+    r'^(monarch_(backup|verify|drill)_[a-z_]+)\{environment="((?:[^"\\]|\\.)*)"\} (\S+)$'
 )
 
 
@@ -55,7 +56,7 @@ class Run:
     """One command's outcome for one environment, as the metrics describe it."""
 
     command: str
-    """``"backup"`` or ``"verify"``."""
+    """``"backup"``, ``"verify"`` or ``"drill"``."""
     environment: str
     ok: bool
     finished: datetime

@@ -118,26 +118,42 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name", metavar="BACKUP", required=False)
+@click.option("--restore", "restore_drill", is_flag=True,
+              help="Drill: restore BACKUP into a scratch database, check it against the "
+                   "manifest and checks/*.py, then remove it.")
+@click.option("--into", metavar="ENV",
+              help="With --restore: the scratch database goes on ENV's server (default: the "
+                   "backup's environment's drill_into).")
 @_identity
 @_metrics_file
 @_notify
 @_quiet
 @_as_json
 @click.pass_obj
-def verify(session: Session, name: str | None, *, identity: str | None,
-           metrics_file: str | None, notify: str | None, quiet: bool, as_json: bool) -> int:
+def verify(session: Session, name: str | None, *, restore_drill: bool, into: str | None,
+           identity: str | None, metrics_file: str | None, notify: str | None, quiet: bool,
+           as_json: bool) -> int:
     """Read BACKUP's whole archive and check it against its manifest (exit 1 if unsound).
 
-    A monarch 0.0.x backup (or .dmp.zip file) is checked by itself: the zip, every member's
-    CRC-32, the metadata and every BSON document.
+    With --restore, a restore drill: BACKUP is restored into a new scratch database, held to
+    its manifest, to its last drill and to the project's checks (checks/*.py), and the scratch
+    is removed whatever happens. A monarch 0.0.x backup (or .dmp.zip file) is checked by
+    itself: the zip, every member's CRC-32, the metadata and every BSON document.
     """
     from monarch.cli.render.backups import show  # noqa: PLC0415
 
     if not name:
         raise UsageError("verify needs a backup name",
                          hint="monarch list_backups shows them; then monarch verify NAME")
-    result = monarch.verify(session.config, name, progress=_progress(quiet or as_json),
-                            metrics_file=metrics_file, notify=notify, identity=identity)
+    if into is not None and not restore_drill:
+        raise UsageError("--into is where a restore drill restores; it needs --restore",
+                         hint=f"monarch verify {name} --restore --into {into}")
+    progress = _progress(quiet or as_json)
+    result = (monarch.drill(session.config, name, into=into, progress=progress,
+                            identity=identity, metrics_file=metrics_file, notify=notify)
+              if restore_drill else
+              monarch.verify(session.config, name, progress=progress, metrics_file=metrics_file,
+                             notify=notify, identity=identity))
     show(result, as_json=as_json)
     return 0 if result.ok else 1
 

@@ -48,6 +48,11 @@ class EngineRow:
     """Characters a database name may not hold."""
     name_max_bytes: int | None = None
     """The size (UTF-8 bytes) a database name must stay under (None: no limit of its own)."""
+    exact_counts: bool = True
+    """Its backups' manifests count each table's rows exactly, and list exactly the tables a
+    restore creates (PostgreSQL's hold the planner's estimates, and list partitions and
+    materialized views beside the tables): a restore drill holds the restored database to
+    them."""
 
     @property
     def file_url(self) -> bool:
@@ -84,6 +89,7 @@ _ROWS = (
         template_example="CREATE INDEX CONCURRENTLY",
         template_connection="a psycopg 3 connection",
         sql_files=True,
+        exact_counts=False,
     ),
     EngineRow(
         name="sqlite",

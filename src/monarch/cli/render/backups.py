@@ -1,4 +1,5 @@
-"""Renderings of the backup commands' results: backup, list_backups, verify, prune,
+"""Renderings of the backup commands' results: backup, list_backups, verify (and its restore
+drill), prune,
 delete_backup, restore, copy_db, recover, drop_db, list_query_sets and generate_query_set.
 
 Restore and copy results are rendered from their fields only; the views below carry what a
@@ -12,15 +13,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from monarch.backups.catalog import BackupInfo
 from monarch.backups.copy import CopyResult
+from monarch.backups.drill import DrillResult
 from monarch.backups.health import HealthReport, format_age
 from monarch.backups.legacy import LegacyBackup
 from monarch.backups.preview import ADD, REMOVE, REPLACE, RestorePreview
 from monarch.backups.prune import DeleteResult, PruneResult
+from monarch.backups.records import DrillRecord, VerifyRecord
 from monarch.backups.restore import RestoreResult
 from monarch.backups.verify import VerifyResult
 from monarch.backups.writer import BackupResult
@@ -142,24 +146,39 @@ def _list_text(listing: BackupList) -> list[str]:
         return [f"No backups{where} in {listing.store_url}."]
     rows = [_legacy_row(b) if isinstance(b, LegacyBackup) else _backup_row(b) for b in backups]
     headers = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE", *_count_headers(backups),
-               "COMPRESSION")
+               "COMPRESSION", "VERIFIED", "DRILLED")
     return [table(headers, rows)]
+
+
+def _checked_cells(b: BackupInfo) -> tuple[str, str]:
+    """When the backup was last verified and drilled, and how it went; ``never`` for what was
+    never done."""
+    record = b.checked
+    verified = "never" if record is None else _outcome(record.ok, record.verified_at)
+    drilled = record.drill if record is not None else None
+    return (verified, "never" if drilled is None
+            else f"{_outcome(drilled.ok, drilled.drilled_at)} on {drilled.into}")
+
+
+def _outcome(ok: bool, at: datetime) -> str:
+    return f"{'ok' if ok else 'FAILED'} {at:%Y-%m-%d %H:%M}"
 
 
 def _backup_row(b: BackupInfo) -> tuple[object, ...]:
     if b.encrypted:  # counts are sealed in the manifest
         return (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
                 format_duration(b.duration), format_size(b.size), "-", "-",
-                b.compression + ", encrypted (age)")
+                b.compression + ", encrypted (age)", *_checked_cells(b))
     return (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
             format_duration(b.duration), format_size(b.size), b.collections, f"{b.documents:,}",
-            b.compression + (f" (query set {b.query_set})" if b.query_set else ""))
+            b.compression + (f" (query set {b.query_set})" if b.query_set else ""),
+            *_checked_cells(b))
 
 
 def _legacy_row(b: LegacyBackup) -> tuple[object, ...]:
     created = b.created.strftime("%Y-%m-%d %H:%M:%S UTC" if b.time_known else "%Y-%m-%d")
     return (b.name, "-", created, "-", format_size(b.size), "-", "-",
-            f"legacy zip (monarch 0.0.x, database {b.database})")
+            f"legacy zip (monarch 0.0.x, database {b.database})", "-", "-")
 
 
 def _count_headers(backups: Sequence[BackupInfo | LegacyBackup]) -> tuple[str, str]:
@@ -198,7 +217,26 @@ def _info_data(b: BackupInfo | LegacyBackup) -> dict[str, Any]:
         "archive": b.manifest.archive.key, "sha256": b.manifest.archive.sha256,
         "encrypted": sealed,
         "recipients": list(b.manifest.encryption.recipients) if b.manifest.encryption else [],
+        **_checked_data(b.checked),
     }
+
+
+def _checked_data(record: VerifyRecord | None) -> dict[str, Any]:
+    """``last_verify`` and ``last_drill`` of a listed backup (null: never done)."""
+    drill = record.drill if record is not None else None
+    return {
+        "last_verify": None if record is None else {
+            "ok": record.ok, "at": record.verified_at.isoformat(),
+            "problems": list(record.problems)},
+        "drilled": drill is not None,
+        "last_drill": None if drill is None else _drill_record_data(drill),
+    }
+
+
+def _drill_record_data(drill: DrillRecord) -> dict[str, Any]:
+    return {"ok": drill.ok, "at": drill.drilled_at.isoformat(), "into": drill.into,
+            "seconds": drill.seconds, "problems": list(drill.problems),
+            "checks": [{"name": c.name, "ok": c.ok, "error": c.error} for c in drill.checks]}
 
 
 # verify, prune, delete_backup ------------------------------------------------------------
@@ -222,6 +260,38 @@ def _verify_data(result: VerifyResult) -> dict[str, Any]:
             "problems": list(result.problems),
             "collections": result.collections, "documents": result.documents,
             "size": result.size, "seconds": round(result.seconds, 3)}
+
+
+@text.register
+def _drill_text(result: DrillResult) -> list[str]:
+    took = format_duration(result.seconds)
+    tail = [f"  the scratch database {result.scratch} on {result.into} was removed"]
+    if not result.ok:
+        return [f"FAILED {result.name}: restore drill on {result.into}: "
+                f"{len(result.problems)} problem(s) in {took}",
+                *(f"  - {problem}" for problem in result.problems), *tail]
+    lines = [f"OK {result.name}: restore drill on {result.into} passed in {took}",
+             f"  restored {counted(len(result.collections), result.unit)}, "
+             f"{contents(result.documents, result.unit)}",
+             f"  held to: {'; '.join(result.compared)}"]
+    if result.checks:
+        lines.append(f"  checks: {len(result.checks)} passed ("
+                     + ", ".join(c.name for c in result.checks) + ")")
+    else:
+        lines.append("  checks: none (write some in checks/*.py: see docs/backups.md)")
+    return [*lines, *tail]
+
+
+@data.register
+def _drill_data(result: DrillResult) -> dict[str, Any]:
+    return {"name": result.name, "ok": result.ok, "drill": True, "into": result.into,
+            "scratch": result.scratch, "problems": list(result.problems),
+            "compared": list(result.compared),
+            "collections": [{"name": c.name, "count": c.count, "digest": c.digest or None}
+                            for c in result.collections],
+            "checks": [{"name": c.name, "ok": c.ok, "error": c.error or None}
+                       for c in result.checks],
+            "documents": result.documents, "seconds": round(result.seconds, 3)}
 
 
 @text.register
