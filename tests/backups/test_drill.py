@@ -176,6 +176,11 @@ def test_a_drill_of_a_sound_backup_passes_is_recorded_and_leaves_no_scratch(shop
     config = shop.config()
     drilled = monarch.backup(config, "production").name
     never = monarch.backup(config, "production", label="later").name
+    before = shop.cli("list_backups")
+    assert "VERIFIED" not in before.stdout
+    assert before.stderr.startswith("Note: none of these backups was ever verified or "
+                                    "restore-drilled; drill one with `monarch verify NAME "
+                                    "--restore --into ENV`")
 
     done = shop.cli("verify", drilled, "--restore", "--into", "staging", "--json")
     assert done.code == 0, done.output
