@@ -24,6 +24,7 @@ from monarch.stores import open_store
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from monarch.backups.keys import BackupKeys
     from monarch.backups.manifest import Manifest
     from monarch.backups.notify import NotifyTarget
     from monarch.config import Config, Environment
@@ -69,11 +70,7 @@ def drill(
     try:
         keys = keys_for(config.backups, identity=identity)
         store = open_store(config.backups)
-        try:
-            manifest = open_manifest(store, name, keys)
-        except ManifestError as exc:  # a damaged manifest fails the drill as it fails a verify
-            _record_quietly(store, name, _failed(str(exc)))
-            raise
+        manifest = _manifest(store, name, keys)
         target = drill_target(config, manifest, into)
         checks = load_checks(config.checks_dir, manifest.environment)
         result = _drill(store, manifest, target, checks=checks, keys=keys, progress=progress,
@@ -129,9 +126,14 @@ def _previous(store: Store, name: str) -> VerifyRecord | None:
         return None
 
 
-def _failed(problem: str) -> DrillRecord:
-    """The record of a drill that could not start: the backup's manifest is damaged."""
-    return DrillRecord(False, datetime.now(UTC), "-", 0.0, (problem,))
+def _manifest(store: Store, name: str, keys: BackupKeys) -> Manifest:
+    """Backup ``name``'s opened manifest; a damaged one fails the drill (recorded, as verify
+    records it) and raises."""
+    try:
+        return open_manifest(store, name, keys)
+    except ManifestError as exc:
+        _record_quietly(store, name, DrillRecord(False, datetime.now(UTC), "-", 0.0, (str(exc),)))
+        raise
 
 
 def _record_quietly(store: Store, name: str, record: DrillRecord) -> None:
