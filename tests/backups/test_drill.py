@@ -30,6 +30,8 @@ from tests.backups.conftest import CliResult, run_cli
 from tests.backups.sql_support import flip_byte
 from tests.servers import MongoServer, PostgresServer
 
+SCRATCH = ("monarch_scratch_", "monarch_kept_")
+
 MONGO_CHECK = '''
 def check_every_order_has_a_user(db):
     users = set(db.users.distinct("_id"))
@@ -57,7 +59,7 @@ def check_there_are_users(conn):
 @dataclass
 class Shop:
     """A project whose ``production`` (protected) holds a shop; ``staging`` is on the same
-    server. ``scratches()`` lists what on that server looks like a drill's scratch database."""
+    server. ``scratches()`` lists the scratch databases on that server (SQLite: its folder)."""
 
     root: Path
     engine: str
@@ -104,7 +106,7 @@ def _mongo(root: Path, server: MongoServer) -> Iterator[Shop]:
                                "total": i * 1.5} for i in range(120))
 
     def scratches() -> set[str]:
-        return {n for n in client.list_database_names() if "drill" in n}
+        return {n for n in client.list_database_names() if n.startswith(SCRATCH)}
 
     try:
         yield Shop(root, "mongo", seed, scratches)
@@ -125,7 +127,7 @@ def _postgres(root: Path, server: PostgresServer) -> Iterator[Shop]:
     def scratches() -> set[str]:
         with psycopg.connect(urls["staging"], autocommit=True) as conn:
             rows = conn.execute("SELECT datname FROM pg_database").fetchall()
-        return {str(r[0]) for r in rows if "drill" in str(r[0])}
+        return {str(r[0]) for r in rows if str(r[0]).startswith(SCRATCH)}
 
     try:
         yield Shop(root, "postgres", seed, scratches)
@@ -145,7 +147,7 @@ def _sqlite(root: Path) -> Iterator[Shop]:
         conn.close()
 
     def scratches() -> set[str]:
-        return {p.name for p in root.iterdir() if "drill" in p.name}
+        return {p.name for p in root.iterdir() if p.name.startswith(SCRATCH)}
 
     yield Shop(root, "sqlite", seed, scratches)
 
@@ -341,4 +343,45 @@ def test_a_drill_into_an_environment_of_another_engine_is_refused(tmp_path: Path
                                          "MongoDB environment"):
         monarch.drill(config, name, into="mongo_staging")
     refused = shop.cli("verify", name, "--into", "staging")
-    assert refused.code == 2 and "--into is where a restore drill restores" in refused.stderr
+    assert refused.code == 2
+    assert "Error: --into is an option of a restore drill; it needs --restore" in refused.stderr
+
+
+def test_a_drill_holds_the_restored_content_to_the_backups_last_drill(tmp_path: Path) -> None:
+    shop = next(_sqlite(tmp_path))
+    shop.seed(False)
+    config = shop.config()
+    name = monarch.backup(config, "production").name
+    first = monarch.drill(config, name, into="staging")
+    assert first.ok and all(len(c.digest) == 64 for c in first.collections)
+    again = monarch.drill(config, name, into="staging")
+    assert again.ok and again.collections == first.collections
+    assert any(what.startswith("content digests against the drill of ")
+               for what in again.compared)
+
+    # The record of the earlier drill says orders held something else.
+    path = shop.root / "backups" / f"{name}.verified.json"
+    doc = json.loads(path.read_text())
+    for entry in doc["drill"]["collections"]:
+        if entry["name"] == "orders":
+            entry["digest"] = "0" * 64
+    path.write_text(json.dumps(doc))
+    changed = monarch.drill(config, name, into="staging")
+    (problem,) = changed.problems
+    assert problem.startswith("the content of orders differs from what the drill of ")
+    assert shop.scratches() == set()
+
+
+def test_a_kept_scratch_database_stays_for_inspection(tmp_path: Path) -> None:
+    shop = next(_sqlite(tmp_path))
+    shop.seed(True)
+    name = monarch.backup(shop.config(), "production").name
+    done = shop.cli("verify", name, "--restore", "--into", "staging", "--keep", "--json")
+    assert done.code == 1
+    result = json.loads(done.stdout)
+    assert result["kept"] is True and result["scratch"].startswith("monarch_kept_")
+    kept = sqlite3.connect(shop.root / result["scratch"])
+    try:
+        assert kept.execute("SELECT user_id FROM orders WHERE id = 7").fetchone() == (999,)
+    finally:
+        kept.close()

@@ -39,6 +39,7 @@ def drill(
     name: str,
     *,
     into: str | None = None,
+    keep: bool = False,
     progress: Progress | None = None,
     identity: str | Path | None = None,
     metrics_file: str | os.PathLike[str] | None = None,
@@ -52,6 +53,7 @@ def drill(
     to the backup's manifest (collections, counts), to its last drill (content digests), and to
     the project's checks (``checks/*.py``, see :mod:`monarch.backups.checks`). Returns a result
     listing every problem found: a backup that fails its drill is an answer, not an error.
+    ``keep`` leaves the scratch database for inspection (``result.scratch`` names it).
 
     The outcome is stored beside the backup (``NAME.verified.json``: the last drill, which is
     also the last verify), where ``list_backups`` and ``check_backups`` find it; a store that
@@ -74,7 +76,7 @@ def drill(
         target = drill_target(config, manifest, into)
         checks = load_checks(config.checks_dir, manifest.environment)
         result = _drill(store, manifest, target, checks=checks, keys=keys, progress=progress,
-                        previous=_previous(store, name))
+                        previous=_previous(store, name), keep=keep)
     except BaseException as exc:
         report.failed(exc)
         raise

@@ -18,21 +18,18 @@ a checks file that does not load (loaded before the scratch is made).
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monarch.backups.checks import run_checks
 from monarch.backups.manifest import unit_of
 from monarch.backups.records import CollectionPrint, DrillRecord, sealed
 from monarch.backups.restore import restore
-from monarch.engines import engine_for, registry
+from monarch.backups.scratch import scratch
+from monarch.engines import registry
 from monarch.errors import ArchiveError, BackupError, EncryptionError, RestoreBusy
-from monarch.secrets import Secret
+from monarch.history import BOOKKEEPING
 
 if TYPE_CHECKING:
     from monarch.backups.checks import Check
@@ -54,7 +51,8 @@ class DrillResult:
     into: str
     """The environment whose server held the scratch database."""
     scratch: str
-    """The scratch database's name (removed by the time the result is returned)."""
+    """The scratch database's name (removed by the time the result is returned, unless
+    ``kept``)."""
     problems: tuple[str, ...]
     collections: tuple[CollectionPrint, ...]
     """What the scratch held once restored, collection by collection."""
@@ -64,6 +62,8 @@ class DrillResult:
     compared: tuple[str, ...] = ()
     """What the restored database was held to, for the report."""
     encrypted: bool = False
+    kept: bool = False
+    """The scratch database was left for inspection (``keep``)."""
 
     @property
     def ok(self) -> bool:
@@ -85,12 +85,14 @@ class DrillResult:
 
 def drill(store: Store, manifest: Manifest, into: Environment, *, checks: tuple[Check, ...] = (),
           keys: BackupKeys | None = None, progress: Progress | None = None,
-          previous: VerifyRecord | None = None) -> DrillResult:
+          previous: VerifyRecord | None = None, keep: bool = False) -> DrillResult:
     """Restore the backup ``manifest`` describes into a new scratch database on ``into``'s
     server, check it, run ``checks`` on it, and remove it (also on failure or interrupt).
 
     ``previous``: the backup's record, whose last drill's digests the restored content must
-    match. Raises what says nothing about the backup (see the module docstring).
+    match. ``keep`` leaves the scratch database for inspection (named ``monarch_kept_...``,
+    see :mod:`monarch.backups.scratch`). Raises what says nothing about the backup (see the
+    module docstring).
     """
     started = time.monotonic()
     unit = unit_of(manifest.archive.format)
@@ -98,8 +100,8 @@ def drill(store: Store, manifest: Manifest, into: Environment, *, checks: tuple[
     prints: tuple[CollectionPrint, ...] = ()
     outcomes: tuple[CheckOutcome, ...] = ()
     compared: list[str] = []
-    with scratch_engine(into) as engine:
-        scratch = engine.environment.database
+    with scratch(into, keep=keep, purpose=f"restore drill of {manifest.name}") as made:
+        engine = made.engine
         try:
             restored = restore(store, engine, manifest.name, progress=progress, keys=keys)
         except (EncryptionError, RestoreBusy):
@@ -113,9 +115,9 @@ def drill(store: Store, manifest: Manifest, into: Environment, *, checks: tuple[
             problems += _against_last_drill(previous, prints, compared)
             outcomes = run_checks(checks, primary_database(engine))
             problems += [f"check {o.name} failed: {o.error}" for o in outcomes if not o.ok]
-    return DrillResult(manifest.name, into.name, scratch, tuple(problems), prints, outcomes,
+    return DrillResult(manifest.name, into.name, made.name, tuple(problems), prints, outcomes,
                        time.monotonic() - started, unit, tuple(compared),
-                       encrypted=manifest.encryption is not None)
+                       encrypted=manifest.encryption is not None, kept=keep)
 
 
 def _against_manifest(manifest: Manifest, prints: tuple[CollectionPrint, ...],
@@ -126,20 +128,28 @@ def _against_manifest(manifest: Manifest, prints: tuple[CollectionPrint, ...],
     exact = row is None or row.exact_counts
     noun = row.noun if row is not None else "collection"
     found = {p.name: p.count for p in prints}
-    recorded = {c.name: c.documents for c in manifest.collections
-                if c.type in ("collection", "table") and c.name not in skipped}
+    entries = {c.name: c for c in manifest.collections
+               if c.name not in skipped and not _bookkeeping(c.name)}
     problems = [f"{noun} {name} is in the restored database but not in the backup's manifest"
-                for name in sorted(set(found) - set(recorded))]
+                for name in sorted(set(found) - set(entries))]
+    recorded = {name: c.documents for name, c in entries.items()
+                if c.type in ("collection", "table")}  # a view's count is not its own
     if not exact:
         compared.append(f"the {noun}s against the manifest (its counts are estimates)")
         return problems
     compared.append(f"{noun}s and counts against the manifest")
     problems += [f"{noun} {name} is in the backup's manifest but not in the restored database"
-                 for name in sorted(set(recorded) - set(found))]
+                 for name in sorted(set(entries) - set(found))]
     problems += [f"{noun} {name}: {found[name]:,} restored, the manifest records "
                  f"{recorded[name]:,}" for name in sorted(set(recorded) & set(found))
                  if found[name] != recorded[name]]
     return problems
+
+
+def _bookkeeping(name: str) -> bool:
+    """Whether ``name`` (``schema.table`` on PostgreSQL) is monarch's own bookkeeping, which
+    fingerprints leave out (:data:`monarch.history.BOOKKEEPING`)."""
+    return name in BOOKKEEPING or name.partition(".")[2] in BOOKKEEPING
 
 
 def _against_last_drill(previous: VerifyRecord | None, prints: tuple[CollectionPrint, ...],
@@ -160,29 +170,10 @@ def _against_last_drill(previous: VerifyRecord | None, prints: tuple[CollectionP
 
 def fingerprint(engine: Engine) -> tuple[CollectionPrint, ...]:
     """Each collection's count and content digest, as the engine takes them."""
-    return tuple(CollectionPrint(name, count) for name, count in engine.inventory().items())
+    return tuple(CollectionPrint(name, found.count, found.digest)
+                 for name, found in sorted(engine.fingerprint().items()))
 
 
 def primary_database(engine: Engine) -> object:
     """The database handle migrations get first (``db``, or ``conn``): what checks receive."""
     return next(iter(engine.migration_context().values()))
-
-
-@contextmanager
-def scratch_engine(environment: Environment) -> Iterator[Engine]:
-    """An engine on a new database of ``environment``'s server, removed on the way out."""
-    name = f"monarch_drill_{uuid.uuid4().hex[:12]}"
-    row = registry.by_name(environment.engine)
-    if row is not None and row.file_url:
-        path = Path(environment.database).with_name(f"{name}.db")
-        aimed = replace(environment, url=Secret(f"sqlite:///{path}"), database=str(path))
-    else:
-        aimed = environment.with_database(name)
-    engine = engine_for(aimed)
-    try:
-        yield engine
-    finally:
-        try:
-            engine.drop()
-        finally:
-            engine.close()

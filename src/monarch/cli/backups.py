@@ -124,6 +124,8 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
 @click.option("--into", metavar="ENV",
               help="With --restore: the scratch database goes on ENV's server (default: the "
                    "backup's environment's drill_into).")
+@click.option("--keep", is_flag=True,
+              help="With --restore: leave the scratch database for inspection.")
 @_identity
 @_metrics_file
 @_notify
@@ -131,8 +133,8 @@ def list_backups(session: Session, env: str | None, as_json: bool) -> None:
 @_as_json
 @click.pass_obj
 def verify(session: Session, name: str | None, *, restore_drill: bool, into: str | None,
-           identity: str | None, metrics_file: str | None, notify: str | None, quiet: bool,
-           as_json: bool) -> int:
+           keep: bool, identity: str | None, metrics_file: str | None, notify: str | None,
+           quiet: bool, as_json: bool) -> int:
     """Read BACKUP's whole archive and check it against its manifest (exit 1 if unsound).
 
     With --restore, a restore drill: BACKUP is restored into a new scratch database, held to
@@ -145,11 +147,13 @@ def verify(session: Session, name: str | None, *, restore_drill: bool, into: str
     if not name:
         raise UsageError("verify needs a backup name",
                          hint="monarch list_backups shows them; then monarch verify NAME")
-    if into is not None and not restore_drill:
-        raise UsageError("--into is where a restore drill restores; it needs --restore",
-                         hint=f"monarch verify {name} --restore --into {into}")
+    if (into is not None or keep) and not restore_drill:
+        option = "--into" if into is not None else "--keep"
+        raise UsageError(f"{option} is an option of a restore drill; it needs --restore",
+                         hint=f"monarch verify {name} --restore {option}"
+                              + (f" {into}" if into is not None else ""))
     progress = _progress(quiet or as_json)
-    result = (monarch.drill(session.config, name, into=into, progress=progress,
+    result = (monarch.drill(session.config, name, into=into, keep=keep, progress=progress,
                             identity=identity, metrics_file=metrics_file, notify=notify)
               if restore_drill else
               monarch.verify(session.config, name, progress=progress, metrics_file=metrics_file,

@@ -277,7 +277,9 @@ def _verify_data(result: VerifyResult) -> dict[str, Any]:
 @text.register
 def _drill_text(result: DrillResult) -> list[str]:
     took = format_duration(result.seconds)
-    tail = [f"  the scratch database {result.scratch} on {result.into} was removed"]
+    tail = [f"  the scratch database {result.scratch} on {result.into} was "
+            + ("kept: remove it with the server's own tools when done" if result.kept
+               else "removed")]
     if not result.ok:
         return [f"FAILED {result.name}: restore drill on {result.into}: "
                 f"{len(result.problems)} problem(s) in {took}",
@@ -297,7 +299,8 @@ def _drill_text(result: DrillResult) -> list[str]:
 @data.register
 def _drill_data(result: DrillResult) -> dict[str, Any]:
     return {"name": result.name, "ok": result.ok, "drill": True, "into": result.into,
-            "scratch": result.scratch, "problems": list(result.problems),
+            "scratch": result.scratch, "kept": result.kept,
+            "problems": list(result.problems),
             "compared": list(result.compared),
             "collections": [{"name": c.name, "count": c.count, "digest": c.digest or None}
                             for c in result.collections],
