@@ -10,6 +10,7 @@ scratch database must be gone.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -176,15 +177,9 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
 def test_a_drill_of_a_sound_backup_passes_is_recorded_and_leaves_no_scratch(shop: Shop) -> None:
     shop.seed(False)
     config = shop.config()
-    drilled = monarch.backup(config, "production").name
-    never = monarch.backup(config, "production", label="later").name
-    before = shop.cli("list_backups")
-    assert "VERIFIED" not in before.stdout
-    assert before.stderr.startswith("Note: none of these backups was ever verified or "
-                                    "restore-drilled; drill one with `monarch verify NAME "
-                                    "--restore --into ENV`")
+    name = monarch.backup(config, "production").name
 
-    done = shop.cli("verify", drilled, "--restore", "--into", "staging", "--json")
+    done = shop.cli("verify", name, "--restore", "--into", "staging", "--json")
     assert done.code == 0, done.output
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["problems"] == []
@@ -195,20 +190,44 @@ def test_a_drill_of_a_sound_backup_passes_is_recorded_and_leaves_no_scratch(shop
     assert counts == {"users": 40, "orders": 120}
     assert shop.scratches() == set()
 
-    record = read_verify(open_store(config.backups), drilled)
+    record = read_verify(open_store(config.backups), name)
     assert record is not None and record.ok and record.drill is not None
     assert record.drill.ok and record.drill.into == "staging"
+    (listed,) = json.loads(shop.cli("list_backups", "--json").stdout)
+    assert listed["drilled"] is True and listed["last_drill"]["ok"] is True
+
+
+def test_list_backups_shows_when_each_backup_was_verified_and_drilled(tmp_path: Path) -> None:
+    shop = next(_sqlite(tmp_path))
+    shop.seed(False)
+    config = shop.config()
+    drilled = monarch.backup(config, "production").name
+    verified = monarch.backup(config, "production", label="verified").name
+    never = monarch.backup(config, "production", label="never").name
+    before = shop.cli("list_backups")
+    assert before.stdout.splitlines()[0].split()[-1] == "COMPRESSION"
+    assert before.stderr == ("Note: none of these backups was ever verified or "
+                             "restore-drilled; drill one with `monarch verify NAME --restore "
+                             "--into ENV` (docs/backups.md#restore-drills)\n")
+
+    assert monarch.drill(config, drilled, into="staging").ok
+    assert monarch.verify(config, verified).ok
+    text = shop.cli("list_backups")
+    assert text.stderr == ""
+    header, _rule, *rows = text.stdout.splitlines()
+    assert header.split()[-3:] == ["COMPRESSION", "VERIFIED", "DRILLED"]
+    row = {line.split()[0]: line.rstrip() for line in rows}
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d"
+    assert re.search(rf" ok {when} +ok {when} on staging$", row[drilled])
+    assert re.search(rf" ok {when} +never$", row[verified])
+    assert re.search(r" never +never$", row[never])
 
     listed = {b["name"]: b for b in json.loads(shop.cli("list_backups", "--json").stdout)}
     assert listed[drilled]["drilled"] is True and listed[drilled]["last_drill"]["ok"] is True
-    assert listed[drilled]["last_verify"]["ok"] is True
-    assert listed[never]["drilled"] is False and listed[never]["last_drill"] is None
-    text = shop.cli("list_backups").stdout
-    (drilled_line,) = [line for line in text.splitlines() if line.startswith(drilled + " ")]
-    (never_line,) = [line for line in text.splitlines() if line.startswith(never + " ")]
-    assert "VERIFIED" in text and "DRILLED" in text
-    assert " on staging" in drilled_line and drilled_line.count(" ok 20") == 2
-    assert never_line.split()[-2:] == ["never", "never"]
+    assert listed[drilled]["last_drill"]["into"] == "staging"
+    assert listed[verified]["last_verify"]["ok"] is True
+    assert listed[verified]["drilled"] is False and listed[verified]["last_drill"] is None
+    assert listed[never]["last_verify"] is None and listed[never]["drilled"] is False
 
 
 def test_a_drill_catches_bytes_changed_in_the_store(shop: Shop) -> None:
