@@ -276,6 +276,8 @@ def test_a_drill_catches_an_order_without_its_user(shop: Shop) -> None:
                                       "ModuleNotFoundError: No module named"),
     ("def helper(db):\n    pass\n", "orders.py defines no check: no function whose name "
                                     "starts with 'check_'"),
+    ("def check_users():\n    pass\n", "orders.py, line 1: check_users() must take one "
+                                       "argument, the restored database"),
 ])
 def test_a_checks_file_that_does_not_load_stops_the_drill_before_anything_is_restored(
     tmp_path: Path, text: str, said: str,

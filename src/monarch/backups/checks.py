@@ -19,9 +19,10 @@ a psycopg connection (PostgreSQL), a sqlite3 connection (SQLite). It fails by ra
 a file limits its checks to the backups of those environments.
 
 Every file is loaded before the drill restores anything: one that does not compile, raises
-while loading, defines no check, or has an ``ENVIRONMENTS`` that is not a list of names stops
-the drill (:class:`~monarch.errors.ChecksError`, naming the file and line). Files are compiled
-from their bytes, so no ``__pycache__`` is written beside them.
+while loading, defines no check or one that cannot take the database as its one argument, or
+has an ``ENVIRONMENTS`` that is not a list of names stops the drill
+(:class:`~monarch.errors.ChecksError`, naming the file and line). Files are compiled from their
+bytes, so no ``__pycache__`` is written beside them.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def load_checks(folder: Path, environment: str) -> tuple[Check, ...]:
                 "nothing was restored",
                 hint=f"name the checks {PREFIX}something(db), or start the file's name with _ "
                 "if it is a helper")
+        for function in functions:
+            _takes_the_database(function, path)
         if wanted is None or environment in wanted:
             found += [Check(f"{path.name}::{f.__name__}", path, f) for f in functions]
     return tuple(found)
@@ -99,6 +102,18 @@ def _load(path: Path) -> types.ModuleType:
         if sys.path and sys.path[0] == folder:
             del sys.path[0]
     return module
+
+
+def _takes_the_database(function: Callable[..., object], path: Path) -> None:
+    """Refuse a check that cannot be called with the database alone."""
+    try:
+        inspect.signature(function).bind(None)
+    except TypeError:
+        line = function.__code__.co_firstlineno
+        raise ChecksError(
+            f"{path}, line {line}: {function.__name__}() must take one argument, the restored "
+            "database; nothing was restored",
+            hint=f"def {function.__name__}(db): ... (conn on PostgreSQL and SQLite)") from None
 
 
 def _environments(module: types.ModuleType, path: Path) -> frozenset[str] | None:
