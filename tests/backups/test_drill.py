@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,10 +28,11 @@ from pymongo import MongoClient
 
 import monarch
 from monarch.backups.records import read_verify
+from monarch.backups.scratch import is_scratch
 from monarch.config import Config, load_config
 from monarch.errors import ChecksError, UsageError
 from monarch.stores import open_store
-from tests.backups.conftest import CliResult, run_cli
+from tests.backups.conftest import CliResult, environ, run_cli
 from tests.backups.sql_support import flip_byte
 from tests.servers import MongoServer, PostgresServer
 
@@ -406,3 +411,56 @@ def test_a_kept_scratch_database_stays_for_inspection(tmp_path: Path) -> None:
         assert kept.execute("SELECT user_id FROM orders WHERE id = 7").fetchone() == (999,)
     finally:
         kept.close()
+
+
+def databases(shop: Shop) -> set[str]:
+    """The scratch databases themselves (not a SQLite file's sidecars)."""
+    return {name for name in shop.scratches() if is_scratch(name)}
+
+
+WAITING_CHECK = '''
+import os, pathlib, time
+
+
+def check_waits_to_be_stopped(conn):
+    pathlib.Path(os.environ["DRILL_MARK"]).write_text("in the check")
+    time.sleep(60)
+'''
+
+
+def test_a_drill_stopped_by_sigterm_or_killed_leaves_no_scratch_behind(tmp_path: Path) -> None:
+    shop = next(_sqlite(tmp_path))
+    shop.seed(False)
+    name = monarch.backup(shop.config(), "production").name
+    (shop.root / "checks" / "orders.py").write_text(WAITING_CHECK)
+
+    def stopped_in_its_check(sig: signal.Signals) -> int:
+        mark = shop.root / f"mark-{sig.name}"
+        child = subprocess.Popen(
+            [sys.executable, "-m", "monarch", "--config", str(shop.config_path), "verify", name,
+             "--restore", "--into", "staging"],
+            cwd=shop.root, env={**environ(), "DRILL_MARK": str(mark)},
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not mark.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert mark.exists(), "the drill never reached its check"
+            assert len(databases(shop)) == 1  # restored, being checked
+            child.send_signal(sig)
+            return child.wait(timeout=20)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    assert stopped_in_its_check(signal.SIGTERM) == 128 + signal.SIGTERM
+    assert shop.scratches() == set()
+    assert stopped_in_its_check(signal.SIGKILL) == -signal.SIGKILL
+    assert len(databases(shop)) == 1  # nothing ran to remove it: the next drill does
+
+    (shop.root / "checks" / "orders.py").write_text(SQL_CHECK)
+    assert monarch.drill(shop.config(), name, into="staging").ok
+    assert shop.scratches() == set()
+    record = read_verify(open_store(shop.config().backups), name)
+    assert record is not None and record.drill is not None and record.drill.ok
