@@ -434,30 +434,32 @@ def test_a_drill_stopped_by_sigterm_or_killed_leaves_no_scratch_behind(tmp_path:
     name = monarch.backup(shop.config(), "production").name
     (shop.root / "checks" / "orders.py").write_text(WAITING_CHECK)
 
-    def stopped_in_its_check(sig: signal.Signals) -> int:
+    # Two drills at once, each stopped inside its check: one by SIGTERM, one by SIGKILL.
+    children = {}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         mark = shop.root / f"mark-{sig.name}"
-        child = subprocess.Popen(
+        children[sig] = (mark, subprocess.Popen(
             [sys.executable, "-m", "monarch", "--config", str(shop.config_path), "verify", name,
              "--restore", "--into", "staging"],
             cwd=shop.root, env={**environ(), "DRILL_MARK": str(mark)},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 20
-            while not mark.exists() and child.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert mark.exists(), "the drill never reached its check"
-            assert len(databases(shop)) == 1  # restored, being checked
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        deadline = time.monotonic() + 30
+        while not all(mark.exists() for mark, _ in children.values()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(mark.exists() for mark, _ in children.values()), "a drill never got there"
+        assert len(databases(shop)) == 2  # restored, being checked
+        for sig, (_, child) in children.items():
             child.send_signal(sig)
-            return child.wait(timeout=20)
-        finally:
+        codes = {sig: child.wait(timeout=20) for sig, (_, child) in children.items()}
+    finally:
+        for _, child in children.values():
             if child.poll() is None:
                 child.kill()
                 child.wait()
-
-    assert stopped_in_its_check(signal.SIGTERM) == 128 + signal.SIGTERM
-    assert shop.scratches() == set()
-    assert stopped_in_its_check(signal.SIGKILL) == -signal.SIGKILL
-    assert len(databases(shop)) == 1  # nothing ran to remove it: the next drill does
+    assert codes == {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGKILL: -signal.SIGKILL}
+    assert len(databases(shop)) == 1  # the killed one's: nothing ran to remove it
 
     (shop.root / "checks" / "orders.py").write_text(SQL_CHECK)
     assert monarch.drill(shop.config(), name, into="staging").ok
