@@ -33,6 +33,7 @@ from monarch.config import Config, load_config
 from monarch.errors import ChecksError, UsageError
 from monarch.stores import open_store
 from tests.backups.conftest import CliResult, environ, run_cli
+from tests.backups.encryption_support import encrypt_to, make_key
 from tests.backups.sql_support import flip_byte
 from tests.servers import MongoServer, PostgresServer
 
@@ -466,3 +467,27 @@ def test_a_drill_stopped_by_sigterm_or_killed_leaves_no_scratch_behind(tmp_path:
     assert shop.scratches() == set()
     record = read_verify(open_store(shop.config().backups), name)
     assert record is not None and record.drill is not None and record.drill.ok
+
+
+def test_an_encrypted_backups_drill_record_keeps_what_it_seals_out_of_the_clear(
+    tmp_path: Path,
+) -> None:
+    shop = next(_sqlite(tmp_path))
+    shop.seed(True)
+    key = make_key(tmp_path)
+    encrypt_to(shop.config_path, key.recipient)
+    config = shop.config()
+    name = monarch.backup(config, "production").name
+
+    result = monarch.drill(config, name, into="staging", identity=key.path)
+    assert not result.ok and "1 order(s) without their user" in result.problems[0]
+    text = (shop.root / "backups" / f"{name}.verified.json").read_text()
+    assert "orders" not in text.replace("orders.py", "") and "without" not in text
+    record = read_verify(open_store(config.backups), name)
+    assert record is not None and record.drill is not None and not record.drill.ok
+    assert record.drill.collections == ()
+    assert [c.ok for c in record.drill.checks] == [False, True]
+    assert record.problems == (f"1 problem(s); the backup is encrypted, so they are not "
+                               f"written here: run `monarch verify {name} --restore` with its "
+                               "identity",)
+    assert shop.scratches() == set()

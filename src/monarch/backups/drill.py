@@ -110,7 +110,8 @@ def drill(store: Store, manifest: Manifest, into: Environment, *, checks: tuple[
             problems.append(f"the restore failed: {exc.message}")
         else:
             prints = fingerprint(engine)
-            compared.append("size and SHA-256 of the stored archive")
+            compared.append("the stored archive's size and SHA-256" + (
+                ", each collection's CRC-64 as it was read" if unit == "collection" else ""))
             problems += _against_manifest(manifest, prints, restored.skipped, compared)
             problems += _against_last_drill(previous, prints, compared)
             outcomes = run_checks(checks, primary_database(engine))
