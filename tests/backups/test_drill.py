@@ -170,6 +170,23 @@ def _fill(conn: Any, orphan: bool) -> None:
         conn.execute(f"INSERT INTO orders VALUES ({i}, {user}, {i * 1.5})")
 
 
+def backed_up_lite(root: Path, *, orphan: bool = False) -> tuple[Shop, str]:
+    """The SQLite shop, seeded, and the name of a backup of its production."""
+    shop = next(_sqlite(root))
+    shop.seed(orphan)
+    return shop, monarch.backup(shop.config(), "production").name
+
+
+def rewrite_orders_entry(path: Path, field: str, value: object, *, within: str = "") -> None:
+    """Set ``field`` of the ``orders`` entry of the JSON file ``path``'s ``collections``
+    (those of its object ``within``, when given)."""
+    doc = json.loads(path.read_text())
+    for entry in (doc[within] if within else doc)["collections"]:
+        if entry["name"] == "orders":
+            entry[field] = value
+    path.write_text(json.dumps(doc))
+
+
 @pytest.fixture(params=["mongo", "postgres", "sqlite"])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
     if request.param == "mongo":
@@ -288,10 +305,8 @@ def test_a_drill_catches_an_order_without_its_user(shop: Shop) -> None:
 def test_a_checks_file_that_does_not_load_stops_the_drill_before_anything_is_restored(
     tmp_path: Path, text: str, said: str,
 ) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(False)
+    shop, name = backed_up_lite(tmp_path)
     config = shop.config()
-    name = monarch.backup(config, "production").name
     (shop.root / "checks" / "orders.py").write_text(text)
 
     done = shop.cli("verify", name, "--restore", "--into", "staging")
@@ -306,9 +321,7 @@ def test_a_checks_file_that_does_not_load_stops_the_drill_before_anything_is_res
 
 
 def test_a_drill_never_writes_to_a_protected_server_unless_told_to(tmp_path: Path) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(False)
-    name = monarch.backup(shop.config(), "production").name
+    shop, name = backed_up_lite(tmp_path)
 
     refused = shop.cli("verify", name, "--restore")
     assert refused.code == 2
@@ -329,27 +342,17 @@ def test_a_drill_never_writes_to_a_protected_server_unless_told_to(tmp_path: Pat
 
 
 def test_a_drill_holds_the_restored_counts_to_the_manifest(tmp_path: Path) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(False)
-    config = shop.config()
-    name = monarch.backup(config, "production").name
-    manifest = shop.root / "backups" / f"{name}.manifest.json"
-    doc = json.loads(manifest.read_text())
-    for entry in doc["collections"]:
-        if entry["name"] == "orders":
-            entry["documents"] = 121
-    manifest.write_text(json.dumps(doc))
+    shop, name = backed_up_lite(tmp_path)
+    rewrite_orders_entry(shop.root / "backups" / f"{name}.manifest.json", "documents", 121)
 
-    result = monarch.drill(config, name, into="staging")
+    result = monarch.drill(shop.config(), name, into="staging")
     assert result.problems == ("table orders: 120 restored, the manifest records 121",)
     assert shop.scratches() == set()
 
 
 def test_a_verify_after_a_drill_keeps_the_drill_on_record(tmp_path: Path) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(False)
+    shop, name = backed_up_lite(tmp_path)
     config = shop.config()
-    name = monarch.backup(config, "production").name
     drilled = monarch.drill(config, name, into="staging")
     assert monarch.verify(config, name).ok
     record = read_verify(open_store(config.backups), name)
@@ -359,13 +362,11 @@ def test_a_verify_after_a_drill_keeps_the_drill_on_record(tmp_path: Path) -> Non
 
 
 def test_a_drill_into_an_environment_of_another_engine_is_refused(tmp_path: Path) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(False)
+    shop, name = backed_up_lite(tmp_path)
     text = shop.config_path.read_text() + (
         '\n[environments.mongo_staging]\nurl = "mongodb://127.0.0.1:9/x"\n')
     shop.config_path.write_text(text)
     config = shop.config()
-    name = monarch.backup(config, "production").name
     with pytest.raises(UsageError, match="is a SQLite backup, and --into mongo_staging names a "
                                          "MongoDB environment"):
         monarch.drill(config, name, into="mongo_staging")
@@ -375,10 +376,8 @@ def test_a_drill_into_an_environment_of_another_engine_is_refused(tmp_path: Path
 
 
 def test_a_drill_holds_the_restored_content_to_the_backups_last_drill(tmp_path: Path) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(False)
+    shop, name = backed_up_lite(tmp_path)
     config = shop.config()
-    name = monarch.backup(config, "production").name
     first = monarch.drill(config, name, into="staging")
     assert first.ok and all(len(c.digest) == 64 for c in first.collections)
     again = monarch.drill(config, name, into="staging")
@@ -387,12 +386,8 @@ def test_a_drill_holds_the_restored_content_to_the_backups_last_drill(tmp_path: 
                for what in again.compared)
 
     # The record of the earlier drill says orders held something else.
-    path = shop.root / "backups" / f"{name}.verified.json"
-    doc = json.loads(path.read_text())
-    for entry in doc["drill"]["collections"]:
-        if entry["name"] == "orders":
-            entry["digest"] = "0" * 64
-    path.write_text(json.dumps(doc))
+    rewrite_orders_entry(shop.root / "backups" / f"{name}.verified.json", "digest", "0" * 64,
+                         within="drill")
     changed = monarch.drill(config, name, into="staging")
     (problem,) = changed.problems
     assert problem.startswith("the content of orders differs from what the drill of ")
@@ -400,9 +395,7 @@ def test_a_drill_holds_the_restored_content_to_the_backups_last_drill(tmp_path: 
 
 
 def test_a_kept_scratch_database_stays_for_inspection(tmp_path: Path) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(True)
-    name = monarch.backup(shop.config(), "production").name
+    shop, name = backed_up_lite(tmp_path, orphan=True)
     done = shop.cli("verify", name, "--restore", "--into", "staging", "--keep", "--json")
     assert done.code == 1
     result = json.loads(done.stdout)
@@ -430,9 +423,7 @@ def check_waits_to_be_stopped(conn):
 
 
 def test_a_drill_stopped_by_sigterm_or_killed_leaves_no_scratch_behind(tmp_path: Path) -> None:
-    shop = next(_sqlite(tmp_path))
-    shop.seed(False)
-    name = monarch.backup(shop.config(), "production").name
+    shop, name = backed_up_lite(tmp_path)
     (shop.root / "checks" / "orders.py").write_text(WAITING_CHECK)
 
     # Two drills at once, each stopped inside its check: one by SIGTERM, one by SIGKILL.
