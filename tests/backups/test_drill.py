@@ -218,6 +218,8 @@ def test_a_drill_of_a_sound_backup_passes_is_recorded_and_leaves_no_scratch(shop
     assert record.drill.ok and record.drill.into == "staging"
     (listed,) = json.loads(shop.cli("list_backups", "--json").stdout)
     assert listed["drilled"] is True and listed["last_drill"]["ok"] is True
+    healthy = shop.cli("check_backups", "production")
+    assert healthy.code == 0 and ", verified and drilled)" in healthy.stdout
 
 
 def test_list_backups_shows_when_each_backup_was_verified_and_drilled(tmp_path: Path) -> None:

@@ -358,7 +358,8 @@ def _health_text(report: HealthReport) -> list[str]:
         assert e.newest is not None  # a healthy environment has a newest backup
         verified = ""
         if e.last_verify is not None and e.last_verify.name == e.newest.name:
-            verified = ", verified"
+            drill = e.last_verify.drill
+            verified = ", verified and drilled" if drill is not None and drill.ok else ", verified"
         parts.append(f"{e.environment} ({e.newest.name}, {format_age(e.age or 0)} old, "
                      f"{format_size(e.newest.size)}{verified})")
     return [f"OK {len(parts)} environment{_s(len(parts))}: " + "; ".join(parts)]
@@ -380,7 +381,9 @@ def _health_data(report: HealthReport) -> dict[str, Any]:
             "last_verify": None if e.last_verify is None else {
                 "name": e.last_verify.name, "ok": e.last_verify.ok,
                 "verified_at": e.last_verify.verified_at.isoformat(),
-                "problems": list(e.last_verify.problems)},
+                "problems": list(e.last_verify.problems),
+                "drill": None if e.last_verify.drill is None
+                else _drill_record_data(e.last_verify.drill)},
         } for e in report.environments],
     }
 
