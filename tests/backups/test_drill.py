@@ -484,3 +484,14 @@ def test_an_encrypted_backups_drill_record_keeps_what_it_seals_out_of_the_clear(
                                f"written here: run `monarch verify {name} --restore` with its "
                                "identity",)
     assert shop.scratches() == set()
+
+
+def test_a_backup_of_monarch_0_0_x_has_no_manifest_to_drill_against(tmp_path: Path) -> None:
+    shop = next(_sqlite(tmp_path))
+    refused = shop.cli("verify", "shop__2016_11_01", "--restore", "--into", "staging")
+    assert refused.code == 2
+    assert refused.stderr.splitlines() == [
+        "Error: 'shop__2016_11_01' is a backup of monarch 0.0.x: it has no manifest to hold a "
+        "restore drill to",
+        "Try: check it with `monarch verify shop__2016_11_01`",
+    ]
