@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent / "src"
 
 LAYERS: list[tuple[str, list[str]]] = [
     # (layer, module prefixes), top first; a module belongs to its longest matching prefix
+    ("testing", ["monarch.testing"]),  # the pytest plugin for users' suites, over the api
     ("cli", ["monarch.cli", "monarch.__main__"]),
     ("api", ["monarch", "monarch.api"]),
     ("features", ["monarch.migrations", "monarch.backups", "monarch.project", "monarch.safety"]),

@@ -32,6 +32,9 @@ from tests.servers import postgres as postgres_module
 from tests.servers import s3 as s3_module
 from tests.servers.mongotools import mongo_tools as build_mongo_tools
 
+# pytester: the test kit's tests (tests/testing) run a user project's own suite with it.
+pytest_plugins = ["pytester"]
+
 # The S3 servers every S3 test runs against, one test each: moto and SeaweedFS, or the
 # endpoint of $MONARCH_TEST_S3_ENDPOINT alone.
 S3_KINDS = s3_module.planned_kinds()
