@@ -20,12 +20,10 @@ def engine() -> str:
 
 
 @pytest.fixture
-def user_project(request: pytest.FixtureRequest, pytester: pytest.Pytester,
-                 engine: str) -> UserProject:
+def user_project(request: pytest.FixtureRequest, engine: str) -> UserProject:
     """A project whose environment ``test`` is a fresh database of ``engine`` (SQLite: a file
     in the project, not made yet)."""
-    if engine == "sqlite":
-        url = "sqlite:///test.db"
-    else:
-        url = request.getfixturevalue(f"{engine}_url")
-    return UserProject(pytester, engine, url)
+    # The server first: pytester points HOME at its folder, where the cached server builds
+    # (~/.cache/monarch) are not.
+    url = "sqlite:///test.db" if engine == "sqlite" else request.getfixturevalue(f"{engine}_url")
+    return UserProject(request.getfixturevalue("pytester"), engine, url)

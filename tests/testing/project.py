@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import textwrap
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,5 +106,5 @@ def database_exists(engine: str, url: str, database: str) -> bool:
 
 
 def sqlite_rows(path: Path, table: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()

@@ -3,11 +3,14 @@ the ready check, run by pytester against the real servers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import monarch
 from monarch.config import load_config
 from monarch.engines import engine_for
-from tests.testing.project import ENGINES, ITEMS, UserProject, database_exists
+from tests.testing.project import ENGINES, ITEMS, UserProject, database_exists, sqlite_rows
 
 
 def _inventory(project: UserProject) -> dict[str, int]:
@@ -45,7 +48,7 @@ def test_monarch_db_is_a_new_database_on_the_environments_server_removed_after_t
     assert _inventory(user_project) == {}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 def test_rollbacks_that_restore_the_data_pass_the_ready_check(
     user_project: UserProject, engine: str
 ) -> None:
@@ -65,7 +68,7 @@ def test_rollbacks_that_restore_the_data_pass_the_ready_check(
     assert _inventory(user_project) == {}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ["postgres", "mongo"])
 def test_a_rollback_that_leaves_data_behind_fails_naming_the_migration_and_the_collection(
     user_project: UserProject, engine: str
 ) -> None:
@@ -115,3 +118,81 @@ def test_the_helpers_run_one_migration_all_of_them_and_rollbacks(
             assert monarch_db.inventory() == {"items": 2}
     """)
     user_project.run().assert_outcomes(passed=1)
+
+
+def test_a_database_seeded_from_the_latest_backup_of_an_environment_holds_its_data_and_history(
+    user_project: UserProject,
+) -> None:
+    user_project.setup(environments="""
+        [environments.staging]
+        url = "sqlite:///staging.db"
+    """)
+    user_project.migration("20240101000000", "create_items")
+    config = load_config(user_project.root / "monarch.toml")
+    monarch.migrate(config, "staging")
+    monarch.backup(config, "staging")
+    user_project.migration("20240102000000", "add_item")
+    user_project.tests("""
+        import pytest
+
+        from monarch.testing import assert_rollbacks_restore
+
+        @pytest.mark.monarch(backup="latest:staging")
+        def test_seeded(monarch_db):
+            assert monarch_db.inventory() == {"items": 2}
+            assert monarch_db.pending() == ["20240102000000_add_item"]
+            assert_rollbacks_restore(monarch_db)
+            assert monarch_db.inventory() == {"items": 3}
+    """)
+    user_project.run().assert_outcomes(passed=1)
+    assert sqlite_rows(user_project.root / "staging.db", "items") == [(1, 1), (2, 2)]
+
+
+def test_a_protected_environment_or_none_at_all_fails_the_test_saying_what_to_set(
+    user_project: UserProject,
+) -> None:
+    user_project.setup(environments="""
+        [environments.production]
+        url = "sqlite:///production.db"
+    """)
+    user_project.tests("""
+        import pytest
+
+        @pytest.mark.monarch(environment="production")
+        def test_on_production(monarch_db):
+            pass
+
+        @pytest.mark.monarch(environment="")
+        def test_on_nothing(monarch_db):
+            pass
+    """)
+    result = user_project.run("-o", "monarch_environment=")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*Error: environment 'production' is protected (named 'production'); the test kit "
+        "makes scratch databases only on servers of unprotected environments",
+        "*Try: point the tests at a local or test environment*",
+        "*monarch_db needs an environment: set monarch_environment in pytest.ini*",
+    ])
+    assert not (user_project.root / "production.db").exists()
+
+
+def test_monarch_keep_keeps_the_scratch_database_and_names_it_in_the_summary(
+    user_project: UserProject,
+) -> None:
+    user_project.setup()
+    user_project.migration("20240101000000", "create_items")
+    user_project.tests("""
+        import pathlib
+
+        def test_kept(monarch_db):
+            monarch_db.migrate()
+            pathlib.Path("made.txt").write_text(monarch_db.database)
+    """)
+    result = user_project.run("--monarch-keep")
+    result.assert_outcomes(passed=1)
+    made = Path((user_project.root / "made.txt").read_text())
+    result.stdout.fnmatch_lines(["*monarch: 1 scratch database(s) kept*",
+                                 f"test_app.py::test_kept: sqlite:///{made}"])
+    assert sqlite_rows(made, "items") == [(1, 1), (2, 2)]
+    made.unlink()

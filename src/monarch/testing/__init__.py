@@ -24,6 +24,7 @@ from monarch.testing.plugin import (
     monarch_db,
     pytest_addoption,
     pytest_configure,
+    pytest_terminal_summary,
 )
 from monarch.testing.rollbacks import (
     Difference,
@@ -44,5 +45,6 @@ __all__ = [
     "monarch_db",
     "pytest_addoption",
     "pytest_configure",
+    "pytest_terminal_summary",
     "scratch_database",
 ]

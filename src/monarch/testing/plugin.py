@@ -58,8 +58,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "into each scratch database")
 
 
+KEPT = pytest.StashKey[list[str]]()
+"""The scratch databases ``--monarch-keep`` kept, said in the run's summary."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
+    config.stash[KEPT] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    kept = config.stash.get(KEPT, [])
+    if kept:
+        terminalreporter.write_sep("-", f"monarch: {len(kept)} scratch database(s) kept")
+        for line in kept:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +103,7 @@ def monarch_db(request: pytest.FixtureRequest, monarch_config: Config) -> Iterat
                     "(or pyproject.toml), pass --monarch-environment ENV, or mark the test "
                     "@pytest.mark.monarch(environment=...)", pytrace=False)
     seeded = {"backup", "query_set"} & set(marked)
+    keep = settings.getoption("monarch_keep")
     try:
         with scratch_database(
             monarch_config,
@@ -96,8 +111,10 @@ def monarch_db(request: pytest.FixtureRequest, monarch_config: Config) -> Iterat
             backup=marked.get("backup") if seeded else settings.getini("monarch_backup") or None,
             query_set=marked.get("query_set") if seeded
             else settings.getini("monarch_query_set") or None,
-            keep=settings.getoption("monarch_keep"),
+            keep=keep,
         ) as db:
+            if keep:
+                settings.stash[KEPT].append(f"{request.node.nodeid}: {db.environment.display_url}")
             yield db
     except MonarchError as exc:  # setting up or removing it: said as the command says it
         pytest.fail(said(exc), pytrace=False)
