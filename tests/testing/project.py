@@ -17,8 +17,9 @@ from tests.migrations.driver import migration_source
 
 ENGINES = ("sqlite", "postgres", "mongo")
 
-# (run, rollback) per engine and migration: a table (collection) of two items, then a third
-# item whose rollback removes it (right) or, by a wrong filter, does not (wrong).
+# (run, rollback) per engine and migration: a table (collection) of two items; a third item
+# whose rollback removes it (right) or, by a wrong filter, does not (wrong); every item's n
+# scaled up, a rollback that, by a wrong filter, scales none back.
 _SQL = {
     "create_items": (
         'self.conn.execute("CREATE TABLE items (id integer PRIMARY KEY, n integer)")\n'
@@ -33,6 +34,10 @@ _SQL = {
         'self.conn.execute("INSERT INTO items VALUES (3, 3)")',
         'self.conn.execute("DELETE FROM items WHERE n > 5")',
     ),
+    "scale_wrong": (
+        'self.conn.execute("UPDATE items SET n = n * 10")',
+        'self.conn.execute("UPDATE items SET n = n / 10 WHERE n > 100")',
+    ),
 }
 _MONGO = {
     "create_items": (
@@ -46,6 +51,10 @@ _MONGO = {
     "add_item_wrong": (
         'self.db.items.insert_one({"_id": 3, "n": 3})',
         'self.db.items.delete_many({"n": {"$gt": 5}})',
+    ),
+    "scale_wrong": (
+        'self.db.items.update_many({}, {"$mul": {"n": 10}})',
+        'self.db.items.update_many({"n": {"$gt": 100}}, {"$mul": {"n": 0.1}})',
     ),
 }
 BASES = {"sqlite": "SQLiteMigration", "postgres": "PostgresMigration", "mongo": "MongoMigration"}

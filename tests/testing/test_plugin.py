@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pymongo import MongoClient
 
 import monarch
 from monarch.config import load_config
@@ -68,13 +69,17 @@ def test_rollbacks_that_restore_the_data_pass_the_ready_check(
     assert _inventory(user_project) == {}
 
 
-@pytest.mark.parametrize("engine", ["postgres", "mongo"])
-def test_a_rollback_that_leaves_data_behind_fails_naming_the_migration_and_the_collection(
-    user_project: UserProject, engine: str
+@pytest.mark.parametrize(("engine", "kind", "said"), [
+    ("postgres", "add_item_wrong", "2 before, 3 after the rollback"),
+    ("mongo", "scale_wrong", "same count (2), different content"),
+])
+def test_a_rollback_that_does_not_restore_the_data_fails_naming_the_migration_and_collection(
+    user_project: UserProject, engine: str, kind: str, said: str
 ) -> None:
     user_project.setup()
     user_project.migration("20240101000000", "create_items")
-    user_project.migration("20240102000000", "add_item_wrong", "add_item")
+    user_project.migration("20240102000000", kind, "change_items")
+    user_project.migration("20240103000000", "add_item")
     user_project.tests("""
         import pathlib
 
@@ -87,10 +92,12 @@ def test_a_rollback_that_leaves_data_behind_fails_naming_the_migration_and_the_c
     result = user_project.run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "E *AssertionError: the rollback of 20240102000000_add_item does not restore the data:",
-        f"E *  {ITEMS[engine]}: 2 before, 3 after the rollback",
+        "E *AssertionError: the rollback of 20240102000000_change_items does not restore the "
+        "data:",
+        f"E *  {ITEMS[engine]}: {said}",
+        "E *not checked after it: 20240103000000_add_item",
         "E *(2 migration(s) checked, each migrated, rolled back and compared, then migrated "
-        "again, on scratch database *)",
+        "again, on scratch database monarch_scratch_*)",
     ])
     made = (user_project.root / "made.txt").read_text()
     assert not database_exists(engine, user_project.url, made)
@@ -196,3 +203,31 @@ def test_monarch_keep_keeps_the_scratch_database_and_names_it_in_the_summary(
                                  f"test_app.py::test_kept: sqlite:///{made}"])
     assert sqlite_rows(made, "items") == [(1, 1), (2, 2)]
     made.unlink()
+
+
+@pytest.mark.parametrize("engine", ["mongo"])
+def test_a_database_seeded_through_a_query_set_holds_what_it_selects_of_the_environment(
+    user_project: UserProject, engine: str
+) -> None:
+    user_project.setup()
+    (user_project.root / "querysets").mkdir()
+    (user_project.root / "querysets" / "small.py").write_text(
+        'COLLECTIONS = {"users": {"filter": {"deleted": {"$ne": True}}}}\nEXCLUDE = ["logs"]\n')
+    client: MongoClient[dict[str, object]] = MongoClient(user_project.url)
+    try:
+        source = client.get_default_database()
+        source.users.insert_many([{"_id": 1}, {"_id": 2, "deleted": True}, {"_id": 3}])
+        source.logs.insert_one({"_id": 1})
+        user_project.tests("""
+            import pytest
+
+            @pytest.mark.monarch(query_set="small")
+            def test_seeded(monarch_db):
+                assert monarch_db.inventory() == {"users": 2}
+                db = monarch_db.context()["db"]
+                assert sorted(d["_id"] for d in db.users.find()) == [1, 3]
+        """)
+        user_project.run().assert_outcomes(passed=1)
+        assert _inventory(user_project) == {"users": 3, "logs": 1}
+    finally:
+        client.close()

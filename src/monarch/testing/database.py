@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from monarch.api.backups import copy_db, list_backups, restore
 from monarch.api.migrations import list_migrations, migrate, migrate_one, rollback
-from monarch.testing.stopgap import Fingerprint, fingerprint, scratch  # STOPGAP
+from monarch.backups.scratch import scratch
 from monarch.engines import engine_for
 from monarch.errors import UsageError
 from monarch.migrations.discovery import MigrationFile, discover
 
 if TYPE_CHECKING:
     from monarch.config import Config, Environment
-    from monarch.engines.base import Engine
+    from monarch.engines.base import Engine, Fingerprint
     from monarch.migrations.progress import Reporter
     from monarch.migrations.results import RunResult
 
@@ -88,7 +88,7 @@ class ScratchDatabase:
 
     def fingerprint(self) -> dict[str, Fingerprint]:
         """Each collection's (table's) count and content digest now, monarch's own left out."""
-        return fingerprint(self.engine)  # STOPGAP
+        return self.engine.fingerprint()
 
     def migrations(self) -> list[MigrationFile]:
         """The project's migration files, in the order they run."""
@@ -151,14 +151,14 @@ def scratch_database(
         )
     chosen = _backup_named(config, backup) if backup is not None else None
     with ExitStack() as stack:
-        made = stack.enter_context(scratch(origin, keep=keep, label="test"))
+        made = stack.enter_context(scratch(origin, keep=keep, purpose="pytest")).environment
         alone = _config_with(config, {origin.name: made})
         if chosen is not None:
             restore(alone, chosen, origin.name)
         elif query_set is not None:
             both = _config_with(config, {_SOURCE: origin, origin.name: made})
             copy_db(both, _SOURCE, origin.name, query_set=query_set)
-        db = ScratchDatabase(alone, made, origin, reporter)
+        db = ScratchDatabase(alone, alone.environments[origin.name], origin, reporter)
         stack.callback(db.close)  # before the removal: PostgreSQL drops no database in use
         yield db
 

@@ -3,8 +3,9 @@
 For each pending migration, in order: digest the data, migrate it, and where it has a
 rollback, roll it back, digest again and compare, then migrate it again (which also proves it
 runs cleanly on top of its own rollback). The first rollback that does not restore the data
-ends the check: what runs after it would run on data the project never has. The digests are :meth:`Engine.fingerprint`'s: per
-collection (table), its count and a hash of its content, monarch's bookkeeping left out.
+ends the check: what runs after it would run on data the project never has. The digests are
+:meth:`Engine.fingerprint`'s: per collection (table), its count and a hash of its content
+(indexes and columns too), monarch's bookkeeping left out.
 
 ::
 
@@ -17,8 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from monarch.engines.base import differing
+
 if TYPE_CHECKING:
-    from monarch.testing.stopgap import Fingerprint  # STOPGAP
+    from monarch.engines.base import Fingerprint
     from monarch.testing.database import ScratchDatabase
 
 
@@ -91,8 +94,8 @@ def check_rollbacks(db: ScratchDatabase) -> RollbackReport:
     """Run every pending migration of ``db`` up -> down -> up (only up where it has no
     rollback), comparing the data after each rollback with the data before the migration.
     Leaves every migration applied, unless a rollback does not restore the data: then the
-    check stops there, that migration rolled back and the later ones not run. A migration or rollback that fails raises
-    :class:`~monarch.errors.MigrationFailed`, as ``migrate`` does."""
+    check stops there, that migration rolled back and the later ones not run. A migration or
+    rollback that fails raises :class:`~monarch.errors.MigrationFailed`, as ``migrate`` does."""
     rollbacks = {f.name: f.cls.has_rollback() for f in db.migrations()}
     checks: list[RollbackCheck] = []
     pending = db.pending()
@@ -125,9 +128,10 @@ def assert_rollbacks_restore(db: ScratchDatabase) -> RollbackReport:
 def compare(before: dict[str, Fingerprint], after: dict[str, Fingerprint]) -> tuple[
         Difference, ...]:
     """The collections (tables) whose count or content differs between two fingerprints."""
-    found = []
-    for name in sorted(before.keys() | after.keys()):
-        old, new = before.get(name), after.get(name)
-        if old != new:
-            found.append(Difference(name, old.count if old else None, new.count if new else None))
-    return tuple(found)
+    return tuple(Difference(name, _count(before, name), _count(after, name))
+                 for name in differing(before, after))
+
+
+def _count(state: dict[str, Fingerprint], name: str) -> int | None:
+    found = state.get(name)
+    return found.count if found is not None else None
