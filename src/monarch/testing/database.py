@@ -42,7 +42,7 @@ _SOURCE = "monarch-testing-source"
 database (two names are needed for the copy; the scratch one keeps the environment's)."""
 
 
-@dataclass
+@dataclass(repr=False)
 class ScratchDatabase:
     """One scratch database, made for a test and removed after it.
 
@@ -58,6 +58,9 @@ class ScratchDatabase:
     origin: Environment
     reporter: Reporter | None = None
     _engine: Engine | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return f"<ScratchDatabase {self.database} (a scratch database of {self.name!r})>"
 
     @property
     def name(self) -> str:
