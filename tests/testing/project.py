@@ -74,14 +74,16 @@ class UserProject:
     def root(self) -> Path:
         return self.pytester.path
 
-    def setup(self, *, environments: str = "") -> None:
-        """monarch.toml (``test``, plus ``environments`` TOML), pytest.ini, conftest.py."""
+    def setup(self, *, files: tuple[str, ...] = (), ini: str = "") -> None:
+        """monarch.toml (``test``, and an environment on SQLite file NAME.db for each NAME of
+        ``files``), pytest.ini (with the lines ``ini``), conftest.py."""
+        others = "".join(f'[environments.{n}]\nurl = "sqlite:///{n}.db"\n' for n in files)
         self.pytester.makefile(
             ".toml",
             monarch=f'backups = "file://backups"\n\n[environments.test]\nurl = "{self.url}"\n'
-            + textwrap.dedent(environments),
+            + others,
         )
-        self.pytester.makeini("[pytest]\nmonarch_environment = test\n")
+        self.pytester.makeini(f"[pytest]\nmonarch_environment = test\n{ini}")
         self.pytester.makeconftest('pytest_plugins = ["monarch.testing"]\n')
 
     def migration(self, stamp: str, kind: str, name: str | None = None) -> None:

@@ -130,10 +130,7 @@ def test_the_helpers_run_one_migration_all_of_them_and_rollbacks(
 def test_a_database_seeded_from_the_latest_backup_of_an_environment_holds_its_data_and_history(
     user_project: UserProject,
 ) -> None:
-    user_project.setup(environments="""
-        [environments.staging]
-        url = "sqlite:///staging.db"
-    """)
+    user_project.setup(files=("staging",), ini="monarch_backup = latest:staging\n")
     user_project.migration("20240101000000", "create_items")
     config = load_config(user_project.root / "monarch.toml")
     monarch.migrate(config, "staging")
@@ -144,24 +141,25 @@ def test_a_database_seeded_from_the_latest_backup_of_an_environment_holds_its_da
 
         from monarch.testing import assert_rollbacks_restore
 
-        @pytest.mark.monarch(backup="latest:staging")
         def test_seeded(monarch_db):
             assert monarch_db.inventory() == {"items": 2}
             assert monarch_db.pending() == ["20240102000000_add_item"]
             assert_rollbacks_restore(monarch_db)
             assert monarch_db.inventory() == {"items": 3}
+
+        @pytest.mark.monarch(backup=None)
+        def test_not_seeded(monarch_db):
+            assert monarch_db.inventory() == {}
+            assert len(monarch_db.pending()) == 2
     """)
-    user_project.run().assert_outcomes(passed=1)
+    user_project.run().assert_outcomes(passed=2)
     assert sqlite_rows(user_project.root / "staging.db", "items") == [(1, 1), (2, 2)]
 
 
 def test_a_protected_environment_or_none_at_all_fails_the_test_saying_what_to_set(
     user_project: UserProject,
 ) -> None:
-    user_project.setup(environments="""
-        [environments.production]
-        url = "sqlite:///production.db"
-    """)
+    user_project.setup(files=("production",))
     user_project.tests("""
         import pytest
 

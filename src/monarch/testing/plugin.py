@@ -120,8 +120,9 @@ def monarch_db(request: pytest.FixtureRequest, monarch_config: Config) -> Iterat
         pytest.fail(said(exc), pytrace=False)
 
 
-def _marked(marker: pytest.Mark | None) -> dict[str, str]:
-    """The ``monarch`` marker's settings; anything else it is given fails the test."""
+def _marked(marker: pytest.Mark | None) -> dict[str, str | None]:
+    """The ``monarch`` marker's settings (``backup=None`` too: it turns the ini's seed off);
+    anything else it is given fails the test."""
     if marker is None:
         return {}
     unknown = sorted(set(marker.kwargs) - {"environment", "backup", "query_set"})
@@ -129,7 +130,7 @@ def _marked(marker: pytest.Mark | None) -> dict[str, str]:
         wrong = ", ".join([*map(repr, marker.args), *(f"{k}=" for k in unknown)])
         pytest.fail(f"@pytest.mark.monarch takes environment=, backup= and query_set= only, "
                     f"not {wrong}", pytrace=False)
-    return {key: str(value) for key, value in marker.kwargs.items() if value is not None}
+    return {key: None if value is None else str(value) for key, value in marker.kwargs.items()}
 
 
 def said(exc: MonarchError) -> str:
