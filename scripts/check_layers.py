@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("testing", ["monarch.testing"]),  # the pytest plugin for users' suites, over the api
     ("cli", ["monarch.cli", "monarch.__main__"]),
     ("api", ["monarch", "monarch.api"]),
-    ("features", ["monarch.migrations", "monarch.backups", "monarch.project", "monarch.safety"]),
+    ("features", ["monarch.migrations", "monarch.backups", "monarch.project", "monarch.safety",
+                  "monarch.rehearsal"]),
     ("parts", ["monarch.engines", "monarch.stores", "monarch.archive", "monarch.querysets"]),
     ("base", ["monarch.config", "monarch.engines.registry", "monarch.progress", "monarch.io",
               "monarch.secrets", "monarch.errors", "monarch.retry", "monarch.sizes",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names below (and the CLI
     from monarch.api.migrations import migrate_one as migrate_one
     from monarch.api.migrations import rollback as rollback
     from monarch.api.migrations import unlock as unlock
+    from monarch.api.rehearsal import rehearse as rehearse
     from monarch.config import Config as Config
     from monarch.config import Environment as Environment
     from monarch.config import load_config as load_config
@@ -73,6 +74,7 @@ _LAZY = {
     "migrate_one": "monarch.api.migrations",
     "rollback": "monarch.api.migrations",
     "unlock": "monarch.api.migrations",
+    "rehearse": "monarch.api.rehearsal",
     "Migration": "monarch.migrations.migration",
     "MongoMigration": "monarch.migrations.migration",
     "MongoBackedMigration": "monarch.migrations.migration",

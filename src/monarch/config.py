@@ -28,8 +28,16 @@ CONFIG_NAME = "monarch.toml"
 LEGACY_SETTINGS = Path("migrations") / "settings.py"
 
 _TOP_KEYS = ("migrations", "querysets", "checks", "backups", "environments")
-_ENV_KEYS = ("url", "username", "password", "protected", "backup_before_migrate", "description",
-             "drill_into")
+_ENV_KEYS = (
+    "url",
+    "username",
+    "password",
+    "protected",
+    "backup_before_migrate",
+    "description",
+    "drill_into",
+    "rehearse_into",
+)
 _BACKUP_KEYS = (
     "url",
     "region",
@@ -92,6 +100,8 @@ class Environment:
     drill_into: str = ""
     """The environment whose server restore drills of this one's backups use (``drill_into``);
     empty: name one with ``--into``."""
+    rehearse_into: str = ""
+    """The environment whose server ``monarch rehearse`` makes its scratch database on."""
     # Variables the URL needs that are not set: the environment is listed but cannot be used.
     missing: tuple[str, ...] = ()
     missing_key: str = "url"  # the key that uses missing[0]
@@ -151,6 +161,11 @@ class Environment:
             raise UsageError(f"{name!r} is not a file name")
         path = Path(folder).absolute() / name
         return replace(self, database=str(path), url=Secret(f"{row.schemes[0]}:///{path}"))
+
+    @property
+    def remote_host(self) -> str | None:
+        """The first host that is not this machine (None: every host is local, or a file)."""
+        return next((host for host in self.hosts if not _local(host)), None)
 
     @property
     def host(self) -> str:
@@ -550,6 +565,7 @@ def _environment(
         backup_before_migrate=backup_first,
         description=str(raw.get("description", "")),
         drill_into=_string(raw.get("drill_into", ""), where, f"{section}.drill_into"),
+        rehearse_into=_string(raw.get("rehearse_into", ""), where, f"{section}.rehearse_into"),
         missing=missing,
         missing_key=missing_key,
         substituted=tuple(Secret(v) for v in dict.fromkeys(secrets) if v),
@@ -591,10 +607,15 @@ def _judge_protection(name: str, hosts: tuple[str, ...], explicit: bool | None) 
     if name.lower() in _PRODUCTION_NAMES:
         return True, f"named {name!r}"
     for host in hosts:
-        bare = host.partition("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
-        if bare.lower() not in _LOCAL_HOSTS and not bare.startswith("127."):
+        if not _local(host):
             return True, f"host {host} is not local"
     return False, "local"
+
+
+def _local(host: str) -> bool:
+    """Whether ``host`` (with or without its port) is this machine."""
+    bare = host.partition("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+    return bare.lower() in _LOCAL_HOSTS or bare.startswith("127.")
 
 
 def _store_config(raw: object, base: Path, where: str, environ: Mapping[str, str]) -> StoreConfig:

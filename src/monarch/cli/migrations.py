@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 import monarch
 from monarch.cli.output import confirm_name
+from monarch.cli.progress import progress_for
 from monarch.cli.session import Session
 from monarch.engines import registry
 from monarch.errors import UsageError
@@ -242,10 +244,46 @@ def _run_arguments(
     }
 
 
+@click.command()
+@click.argument("env")
+@click.option("--into", metavar="ENV2",
+              help="Make the scratch database on ENV2's server (default: ENV's rehearse_into).")
+@click.option("--from-backup", metavar="NAME|latest",
+              help="Copy from this backup of ENV (latest: the newest), not from ENV itself.")
+@click.option("--query-set", metavar="NAME", help="Copy ENV through query set NAME.")
+@click.option("--keep", is_flag=True, help="Keep the scratch database afterwards.")
+@click.option("--report", metavar="FILE.md", type=click.Path(dir_okay=False),
+              help="Also write the result as a Markdown report (for a pull request).")
+@click.option("--identity", metavar="FILE", help="age identity of an encrypted backup.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def rehearse(session: Session, /, env: str, **options: Any) -> int:
+    """Rehearse ENV's pending migrations on a throwaway copy; ENV is not changed.
+
+    Copies ENV (or a backup of it) into a new scratch database on another server (--into, or
+    ENV's rehearse_into setting; ENV's own only when it is local and not protected), runs the
+    pending migrations there with their times and writes, and where every one has a
+    rollback, rolls them back, checks that the data is exactly as before, and migrates again.
+    The scratch database is removed afterwards, also on failure or Ctrl-C (unless --keep).
+    Exit codes: 0 clean, 1 a migration failed, 4 a rollback did not restore the data.
+    """
+    from monarch.cli.render.rehearsal import show, write_report  # noqa: PLC0415
+
+    as_json, report = options.pop("as_json"), options.pop("report")
+    result = monarch.rehearse(
+        session.config, env, **options, progress=progress_for(sys.stderr, quiet=as_json),
+        reporter=StreamReporter(sys.stderr, sys.stderr, tty=sys.stderr.isatty()),
+    )
+    if report is not None:
+        write_report(result, Path(report))
+    show(result, as_json=as_json)
+    return int(result.exit_code)
+
+
 def _reporter() -> StreamReporter:
     return StreamReporter(sys.stdout, sys.stderr, tty=sys.stderr.isatty())
 
 
 
 
-COMMANDS = [generate, list_migrations, migrate, migrate_one, rollback, unlock]
+COMMANDS = [generate, list_migrations, migrate, migrate_one, rollback, rehearse, unlock]
