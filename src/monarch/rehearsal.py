@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from monarch.engines.base import differing
 from monarch.errors import MigrationFailed
-from monarch.history import APPLIED, ROLLED_BACK, Record
+from monarch.history import APPLIED, BOOKKEEPING, ROLLED_BACK, Record
 from monarch.migrations.results import RunResult, seconds
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ class Rehearsal:
     """What a rehearsal found (see the module doc).
 
     ``source``: what the copy was made from (``environment production``, ``backup NAME``,
-    ``... through query set NAME``). ``server``: the environment whose server held the scratch
+    ``... through query set NAME``); ``copied``: the copy's documents (rows) per collection
+    (table), monarch's own left out. ``server``: the environment whose server held the scratch
     database ``scratch`` (``kept``: it is still there). ``rollback`` is one of ``restored``,
     ``differs``, ``failed``, ``skipped`` (``without_rollback`` names the migrations that have
     none) or ``not run``; ``differing`` names the collections (tables) the rollback did not
@@ -182,7 +183,8 @@ def rehearse_in(
     started = time.monotonic()
     source = fill()
     copy_seconds = time.monotonic() - started
-    copied = scratch.engine.inventory()
+    copied = {name: count for name, count in scratch.engine.inventory().items()
+              if name.rpartition(".")[2] not in BOOKKEEPING}
     planned = [step.name for step in runs.plan().planned]
     by_name = {f.name: f for f in files}
     without = tuple(n for n in planned if not by_name[n].cls.has_rollback())

@@ -71,7 +71,7 @@ def test_a_clean_rehearsal_reports_each_migrations_writes_and_proves_the_rollbac
     assert index["migrate"]["accounting"] == [{"target": "users", "indexes_created": 1}]
     assert plan["rollback"]["accounting"] == [{"target": "users", "matched": 50,
                                                "modified": 50}]
-    assert data["copied"] == {"monarch_migrations": 1, "settings": 1, "users": 50}
+    assert data["copied"] == {"settings": 1, "users": 50}
     text = report.read_text()
     assert "Rollback check: every migration rolled back" in text
     assert "| `20260201000000_add_plan` |" in text and "users: 50 matched, 50 modified" in text
