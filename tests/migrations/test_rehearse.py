@@ -101,7 +101,7 @@ def test_a_rollback_that_does_not_restore_the_data_exits_4_naming_the_collection
     result = shop.cli("rehearse", "development", "--report", str(report))
     assert result.code == 4, result.output
     assert "The rollback did not restore the data: users differ(s)" in result.stderr
-    assert "Not restored by the rollback: `users`" in report.read_text()
+    assert "- users: 50 document(s) before and after, but their content" in report.read_text()
 
 
 def test_a_protected_environment_needs_a_server_named_for_the_copy(shop: Project) -> None:

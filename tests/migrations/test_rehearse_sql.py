@@ -108,4 +108,5 @@ def test_sigterm_stops_a_rehearsal_and_removes_its_scratch_database(
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=30)
     assert child.returncode == 143, err
+    assert "stopped the rehearsal of 'development', which was not changed" in err
     assert scratches(shop) == []

@@ -19,10 +19,10 @@ from monarch.backups.copy import copy_db
 from monarch.backups.keys import keys_for
 from monarch.backups.querysets import query_set_for
 from monarch.backups.restore import restore
-from monarch.backups.scratch import scratch
+from monarch.backups.scratch import Scratch, scratch
 from monarch.engines import engine_for, registry
-from monarch.errors import BackupNotFound, ConfigError, UsageError
-from monarch.migrations.discovery import discover
+from monarch.errors import BackupNotFound, ConfigError, Terminated, UsageError
+from monarch.migrations.discovery import MigrationFile, discover
 from monarch.rehearsal import Rehearsal, Runs, rehearse_in
 from monarch.stores import open_store
 
@@ -73,32 +73,57 @@ def rehearse(
                          "as it was made", hint="give --from-backup or --query-set, not both")
     server = _server(config, environment, into)
     files = discover(config.migrations_dir)  # a broken migration file fails before any copy
+    try:
+        with scratch(server, keep=keep, purpose=f"rehearse {environment.name}") as space:
+            return _rehearse_in(config, environment, server, space, files, query_set=query_set,
+                                from_backup=from_backup, reporter=reporter, progress=progress,
+                                identity=identity)
+    except KeyboardInterrupt as exc:
+        left = "kept" if keep else "removed"
+        raise Terminated.of(
+            exc, f"stopped the rehearsal of {environment.name!r}, which was not changed; "
+            f"its scratch database was {left}",
+            hint=f"run `monarch rehearse {environment.name}` again when ready") from exc
+
+
+def _rehearse_in(
+    config: Config,
+    environment: Environment,
+    server: Environment,
+    space: Scratch,
+    files: list[MigrationFile],
+    *,
+    query_set: str | QueryPlan | None,
+    from_backup: str | None,
+    reporter: Reporter | None,
+    progress: Progress | None,
+    identity: str | Path | None,
+) -> Rehearsal:
+    """The rehearsal in scratch database ``space``: the runs aimed at it, and how to fill it."""
     row = registry.by_name(environment.engine)
-    with scratch(server, keep=keep, purpose=f"rehearse {environment.name}") as space:
-        aimed = replace(config, environments={**config.environments,
-                                              space.name: space.environment})
-        runs = Runs(
-            plan=lambda: migrate(aimed, space.name, dry_run=True),
-            migrate=lambda: migrate(aimed, space.name, backup=False, reporter=reporter),
-            rollback=lambda steps: rollback(aimed, space.name, steps=steps, backup=False,
-                                            reporter=reporter),
-            records=lambda: space.engine.history().records(),
-        )
+    aimed = replace(config, environments={**config.environments, space.name: space.environment})
+    runs = Runs(
+        plan=lambda: migrate(aimed, space.name, dry_run=True),
+        migrate=lambda: migrate(aimed, space.name, backup=False, reporter=reporter),
+        rollback=lambda steps: rollback(aimed, space.name, steps=steps, backup=False,
+                                        reporter=reporter),
+        records=lambda: space.engine.history().records(),
+    )
 
-        def fill() -> str:
-            if from_backup is not None:
-                made = _restore(config, environment, from_backup, space.engine,
-                                progress=progress, identity=identity)
-                return f"backup {made}"
-            used = _copy(config, environment, query_set, space.engine, progress)
-            through = f" through query set {used}" if used is not None else ""
-            return f"environment {environment.name}{through}"
+    def fill() -> str:
+        if from_backup is not None:
+            made = _restore(config, environment, from_backup, space.engine,
+                            progress=progress, identity=identity)
+            return f"backup {made}"
+        used = _copy(config, environment, query_set, space.engine, progress)
+        through = f" through query set {used}" if used is not None else ""
+        return f"environment {environment.name}{through}"
 
-        return rehearse_in(
-            space, runs, files, environment=environment.name, server=server.name, fill=fill,
-            removed=space.removed, noun=row.noun if row else "collection",
-            unit=row.unit if row else "document",
-        )
+    return rehearse_in(
+        space, runs, files, environment=environment.name, server=server.name, fill=fill,
+        removed=space.removed, noun=row.noun if row else "collection",
+        unit=row.unit if row else "document",
+    )
 
 
 def _server(config: Config, environment: Environment, into: str | None) -> Environment:

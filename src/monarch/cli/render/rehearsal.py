@@ -11,7 +11,7 @@ from typing import Any
 from monarch.cli.output import table
 from monarch.cli.render import ToStderr, data, show, text
 from monarch.migrations.results import seconds
-from monarch.rehearsal import CLEAN, Rehearsal, Run, markdown, written
+from monarch.rehearsal import CLEAN, Rehearsal, Run, difference, markdown, written
 
 __all__ = ["show", "write_report"]
 
@@ -41,6 +41,7 @@ def _rehearsal_text(result: Rehearsal) -> list[str]:
               for run in (step.migrated, step.rolled_back, step.again)
               if run is not None and run.error]
     lines += [ToStderr(f"Error in {line}") for line in errors]
+    lines += [ToStderr(f"Not restored: {difference(result, name)}") for name in result.differing]
     if result.kept:
         lines.append(f"\nKept the scratch database {result.scratch}: remove it yourself when "
                      "done (monarch never removes a kept one).")
