@@ -151,3 +151,35 @@ def test_a_rehearsal_killed_midway_leaves_a_scratch_database_the_next_one_remove
     result = shop.cli("rehearse", "development", "--json")
     assert result.code == 0, result.output
     assert json.loads(result.stdout)["removed"] == left
+
+
+def test_a_copy_through_a_query_set_keeps_the_environments_pending_migrations(
+    shop: Project,
+) -> None:
+    (shop.root / "querysets").mkdir()
+    (shop.root / "querysets" / "sample.py").write_text(
+        'COLLECTIONS = {"users": {"filter": {"_id": {"$lt": 10}}}}\n'
+        'EXCLUDE = ["monarch_migrations"]\n')
+    shop.write("20260201000000_add_plan", USERS, rollback=UNDO_USERS)
+    result = shop.cli("rehearse", "development", "--query-set", "sample", "--json")
+    assert result.code == 0, result.output  # the applied migration is not run again
+    data = json.loads(result.stdout)
+    assert data["source"] == "environment development through query set sample"
+    assert data["copied"] == {"settings": 1, "users": 10}
+    assert [s["name"] for s in data["steps"]] == ["20260201000000_add_plan"]
+    assert data["steps"][0]["migrate"]["accounting"][0]["modified"] == 10
+
+
+def test_a_rollback_that_raises_exits_4_and_one_without_rollback_skips_the_check(
+    shop: Project,
+) -> None:
+    shop.write("20260201000000_add_plan", USERS, rollback='raise RuntimeError("cannot undo")')
+    failed = shop.cli("rehearse", "development", "--json")
+    assert failed.code == 4, failed.output
+    data = json.loads(failed.stdout)
+    assert data["rollback"] == "failed" and "cannot undo" in data["rollback_error"]
+    shop.write("20260201000000_add_plan", USERS)  # no rollback at all
+    skipped = shop.cli("rehearse", "development")
+    assert skipped.code == 0, skipped.output
+    assert "the rollback was not rehearsed: 20260201000000_add_plan has (have) no rollback" in (
+        skipped.stdout)
