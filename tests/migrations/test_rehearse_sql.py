@@ -33,10 +33,14 @@ def fingerprint(project: SQLProject) -> dict[str, Fingerprint]:
         engine.close()
 
 
+_OTHERS: set[str] = set()  # what other tests of this worker left on the server
+
+
 def scratches(project: SQLProject) -> list[str]:
+    """This test's scratch databases on the server (SQLite: in the folder)."""
     engine = engine_for(project.config().environment("development"))
     try:
-        return engine.databases(PREFIX)
+        return [name for name in engine.databases(PREFIX) if name not in _OTHERS]
     finally:
         engine.close()
 
@@ -55,6 +59,8 @@ def shop(sql_project: SQLProject) -> Iterator[SQLProject]:
         for i in range(20):
             conn.execute(f"INSERT INTO orders (id, total) VALUES ({i}, {i * 2})")
     before = fingerprint(sql_project)
+    _OTHERS.clear()
+    _OTHERS.update(scratches(sql_project))
     yield sql_project
     assert fingerprint(sql_project) == before
     assert scratches(sql_project) == []
