@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from monarch.api.rehearsal import rehearse
 from monarch.backups.scratch import PREFIX
+from monarch.config import load_config
 from monarch.engines import engine_for
 from monarch.engines.base import Fingerprint
+from monarch.errors import ConfigError, UsageError
 from tests.migrations.conftest import Project
 
 USERS = """
@@ -190,3 +193,22 @@ def test_a_rollback_that_raises_exits_4_and_one_without_rollback_skips_the_check
     assert skipped.code == 0, skipped.output
     assert "the rollback was not rehearsed: 20260201000000_add_plan has (have) no rollback" in (
         skipped.stdout)
+
+
+def test_a_remote_server_is_never_written_unasked_even_when_not_protected(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "monarch.toml").write_text(
+        '[environments.shared]\nurl = "mongodb://db.example.invalid:27017/app"\n'
+        "protected = false\n"
+        '[environments.other]\nurl = "sqlite:///other.db"\n'
+        '[environments.typo]\nurl = "mongodb://localhost/app"\nrehearse_into = "stagign"\n')
+    config = load_config(tmp_path / "monarch.toml")
+    assert config.environment("shared").remote_host == "db.example.invalid:27017"
+    assert config.environment("typo").rehearse_into == "stagign"
+    with pytest.raises(UsageError, match=r"its host db\.example\.invalid:27017 is not local"):
+        rehearse(config, "shared")
+    with pytest.raises(UsageError, match="a rehearsal needs a server of the same kind"):
+        rehearse(config, "shared", into="other")
+    with pytest.raises(ConfigError, match="rehearse_into names 'stagign'"):
+        rehearse(config, "typo")
