@@ -51,6 +51,17 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ[name] = value
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests (marked ``slow``) first, the rest in their usual order after them.
+
+    With ``-n`` and ``--maxschedchunk=1`` (pyproject's addopts) each worker takes the next test
+    as it frees up, so the long ones start at once on both workers and the many short ones
+    fill in behind them: both workers finish together instead of one running a kill loop
+    alone at the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         "servers (started on first use): "

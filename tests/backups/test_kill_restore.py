@@ -1,15 +1,18 @@
-"""SIGKILL a real ``monarch restore`` process at random moments: after recovery the target is
-always exactly its old contents or exactly the backup, never a mix, never with leftovers."""
+"""SIGKILL a real ``monarch restore`` process at moments spread over its phases: after
+recovery the target is always exactly its old contents or exactly the backup, never a mix,
+never with leftovers."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,13 +23,13 @@ from monarch.api.backups import recover
 from monarch.engines.mongo.journal import JOURNAL
 from tests.backups.conftest import environ
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
+    Snapshot,
     TwoDbs,
     leftovers,
     snapshot,
     two_dbs_fixture,
 )
 
-ITERATIONS = 18
 NAMES = {
     "plain": ("users", "events", "only_in_v"),
     # The test server cannot rename these: the swap copies them, so it lasts longer (and the
@@ -71,11 +74,19 @@ def start_and_wait_for_journal(
     return process, time.monotonic()
 
 
-def wait_for_swap(two_dbs: TwoDbs, process: subprocess.Popen[bytes]) -> None:
+# A restore's phases as its journal shows them, in order ("done": the journal is gone).
+PHASES = ("loading", "aside", "placing", "dropping", "done")
+
+
+def wait_for_phase(two_dbs: TwoDbs, process: subprocess.Popen[bytes], phase: str) -> None:
+    """Return once the restore's journal shows ``phase`` or a later one (or it exited)."""
     journal = two_dbs.target[JOURNAL]
+    wanted = PHASES.index(phase)
     while process.poll() is None:
         doc = journal.find_one({}, {"state": 1})
-        if doc is None or doc["state"] != "loading":
+        state = "done" if doc is None else doc["state"]
+        # ("undoing", never expected here, counts as part of the swap.)
+        if PHASES.index(state if state in PHASES else "placing") >= wanted:
             return
         time.sleep(0.001)
 
@@ -100,30 +111,99 @@ def calibrate(two_dbs: TwoDbs, name: str, extra: Sequence[str] = ()) -> tuple[fl
     return whole, swap_from or whole, swap_to or whole
 
 
-def kill_restore_at_a_moment(
-    two_dbs: TwoDbs, name: str, iteration: int, rng: random.Random,
-    timings: tuple[float, float, float], *, extra: Sequence[str] = (),
-) -> tuple[int, float]:
-    """Start a restore of ``name`` and SIGKILL it: every third iteration inside its swap, the
-    others anywhere from its start, or late (index builds, swap, exit). ``timings`` are
-    :func:`calibrate`'s. Returns the exit code and the delay (-1: killed inside the swap)."""
+@dataclass(frozen=True)
+class Moment:
+    """When to SIGKILL a restore: ``after`` seconds once its journal shows ``phase`` (for
+    ``loading``: from the journal's appearance)."""
+
+    phase: str
+    after: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.after:.2f}s into {self.phase}"
+
+
+def kill_moments(timings: tuple[float, float, float], rng: random.Random) -> list[Moment]:
+    """Few kill moments, one in each part of a restore (:func:`calibrate`'s ``timings``): as it
+    begins, a third and two thirds into its loading, as each step of its swap begins and a
+    moment into it (the swap may last milliseconds, too short to hit by timing alone: these
+    watch the journal), once the swap is done, and two anywhere (``rng``)."""
     whole, swap_from, swap_to = timings
-    delay = -1.0
-    process, began = start_and_wait_for_journal(two_dbs, name, extra=extra)
-    if iteration % 3 == 2:
-        # The swap lasts milliseconds, too short to hit by timing alone, so watch the journal
-        # for the swap to begin and kill at once (or a moment later).
-        wait_for_swap(two_dbs, process)
-        time.sleep(rng.uniform(0, max(0.0, swap_to - swap_from)))
-    else:
-        delay = rng.uniform(0, whole) if iteration % 3 == 0 else rng.uniform(0.5, 1) * whole
-        time.sleep(max(0.0, began + delay - time.monotonic()))
+    return [
+        Moment("loading"),
+        Moment("loading", swap_from / 3),
+        Moment("loading", swap_from * 2 / 3),
+        Moment("aside"),
+        Moment("aside", (swap_to - swap_from) / 3),
+        Moment("placing"),
+        Moment("dropping"),
+        Moment("done"),
+        Moment("loading", rng.uniform(0, whole)),
+        Moment("loading", rng.uniform(0, whole)),
+    ]
+
+
+def kill_seed(default: int) -> int:
+    """The seed of a kill loop's random moments: ``default``, or ``MONARCH_KILL_SEED``."""
+    return int(os.environ.get("MONARCH_KILL_SEED") or default)
+
+
+def kill_restore_at_a_moment(
+    two_dbs: TwoDbs, name: str, moment: Moment, *, extra: Sequence[str] = ()
+) -> int:
+    """Start a restore of ``name`` and SIGKILL it at ``moment``; return its exit code."""
+    process, _ = start_and_wait_for_journal(two_dbs, name, extra=extra)
+    wait_for_phase(two_dbs, process, moment.phase)
+    time.sleep(moment.after)
     process.send_signal(signal.SIGKILL)
-    return process.wait(timeout=60), delay
+    return process.wait(timeout=60)
+
+
+def kill_and_recover_in_turn(
+    two_dbs: TwoDbs, expected: dict[str, Snapshot], seed: int, *,
+    extra: Sequence[str] = (), check: Callable[[Snapshot, str], None] = lambda now, where: None,
+) -> None:
+    """Restore the two backups of ``expected`` (name -> the target's contents it gives; the
+    target holds the first's) in turn, each killed at one of :func:`kill_moments` and
+    recovered: then the target is exactly one of them, with no leftovers, and ``check(now,
+    where)`` holds."""
+    config = two_dbs.config()
+    first, second = expected
+    timings = calibrate(two_dbs, first, extra)
+    assert snapshot(two_dbs.target) == expected[first]
+    moments = kill_moments(timings, random.Random(seed))
+    current = first
+    outcomes: Counter[str] = Counter()
+    for moment in moments:
+        wanted = second if current == first else first
+        code = kill_restore_at_a_moment(two_dbs, wanted, moment, extra=extra)
+
+        said = recover(config, "staging")
+
+        where = (f"after a kill {moment} and recovery ({said}); "
+                 f"seed {seed}: rerun with MONARCH_KILL_SEED={seed}")
+        now = snapshot(two_dbs.target)
+        assert leftovers(two_dbs.target) == [], f"leftovers {where}"
+        check(now, where)
+        if now == expected[wanted]:
+            current = wanted
+            outcome = ("finished before the kill" if code == 0 else
+                       "rolled forward" if said and "during its swap" in said else
+                       "killed after the swap")
+        else:
+            assert now == expected[current], (
+                f"{where}: the target is neither its old contents nor the backup"
+            )
+            outcome = "rolled back" if said else "killed before it began"
+        outcomes[outcome] += 1
+    whole, swap_from, swap_to = timings
+    print(f"\nrestore of {whole:.2f}s from its journal (swap at {swap_from:.2f}-{swap_to:.2f}s) "
+          f"killed {len(moments)} times (seed {seed}): {dict(outcomes)}")
+    assert sum(outcomes.values()) == len(moments)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # 18 restores and recoveries, on a machine that may be busy
+@pytest.mark.timeout(600)  # restores and recoveries, on a machine that may be busy
 @pytest.mark.parametrize("kind", list(NAMES))
 def test_restore_killed_at_random_moments_leaves_old_or_new_never_a_mix(
     two_dbs: TwoDbs, kind: str
@@ -140,33 +220,4 @@ def test_restore_killed_at_random_moments_leaves_old_or_new_never_a_mix(
     expected[second] = snapshot(two_dbs.source)
     assert expected[first] != expected[second]
 
-    whole, swap_from, swap_to = calibrate(two_dbs, first)
-    current = first
-    assert snapshot(two_dbs.target) == expected[first]
-
-    rng = random.Random(20260101)
-    outcomes: Counter[str] = Counter()
-    for iteration in range(ITERATIONS):
-        wanted = second if current == first else first
-        code, delay = kill_restore_at_a_moment(two_dbs, wanted, iteration, rng,
-                                               (whole, swap_from, swap_to))
-
-        said = recover(config, "staging")
-
-        now = snapshot(two_dbs.target)
-        assert leftovers(two_dbs.target) == [], f"iteration {iteration}: leftovers"
-        if now == expected[wanted]:
-            current = wanted
-            kind = ("finished before the kill" if code == 0 else
-                    "rolled forward" if said and "during its swap" in said else
-                    "killed after the swap")
-        else:
-            assert now == expected[current], (
-                f"iteration {iteration}: after a kill at {delay:.2f}s and recovery ({said}), "
-                "the target is neither its old contents nor the backup"
-            )
-            kind = "rolled back" if said else "killed before it began (unexpected here)"
-        outcomes[kind] += 1
-    print(f"\nrestore of {whole:.2f}s from its journal (swap at {swap_from:.2f}-{swap_to:.2f}s) "
-          f"killed {ITERATIONS} times: {dict(outcomes)}")
-    assert sum(outcomes.values()) == ITERATIONS
+    kill_and_recover_in_turn(two_dbs, expected, kill_seed(20260101))

@@ -1,32 +1,24 @@
-"""SIGKILL a real selective ``monarch restore --collection ...`` at random moments: after
-recovery the selected collections are exactly old or exactly new, and every other collection of
-the target is untouched (the harness of test_kill_restore.py, with a selection)."""
+"""SIGKILL a real selective ``monarch restore --collection ...`` at moments spread over its
+phases: after recovery the selected collections are exactly old or exactly new, and every
+other collection of the target is untouched (the harness of test_kill_restore.py, with a
+selection)."""
 
 from __future__ import annotations
 
-import random
-from collections import Counter
 from typing import Any
 
 import pytest
 from pymongo.database import Database
 
 from monarch import backup
-from monarch.api.backups import recover
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
+    Snapshot,
     TwoDbs,
-    leftovers,
     snapshot,
     two_dbs_fixture,
 )
-from tests.backups.test_kill_restore import (
-    NAMES,
-    calibrate,
-    fill,
-    kill_restore_at_a_moment,
-)
+from tests.backups.test_kill_restore import NAMES, fill, kill_and_recover_in_turn, kill_seed
 
-ITERATIONS = 12
 SELECTED = ("users", "events")
 SELECT = ["--collection", "users", "--collection", "ev*"]
 
@@ -57,33 +49,12 @@ def test_selective_restore_killed_at_random_moments_leaves_the_rest_untouched(
 
     bystanders(two_dbs.target)
     others = snapshot(two_dbs.target)
-    whole, swap_from, swap_to = calibrate(two_dbs, first, SELECT)
     expected = {name: {**others, **chosen} for name, chosen in selected.items()}
-    assert snapshot(two_dbs.target) == expected[first]
 
-    current = first
-    rng = random.Random(20261202)
-    outcomes: Counter[str] = Counter()
-    for iteration in range(ITERATIONS):
-        wanted = second if current == first else first
-        code, delay = kill_restore_at_a_moment(two_dbs, wanted, iteration, rng,
-                                               (whole, swap_from, swap_to), extra=SELECT)
-
-        said = recover(config, "staging")
-
-        now = snapshot(two_dbs.target)
-        assert leftovers(two_dbs.target) == [], f"iteration {iteration}: leftovers"
+    def untouched(now: Snapshot, where: str) -> None:
         assert {n: v for n, v in now.items() if n not in SELECTED} == others, (
-            f"iteration {iteration}: a collection outside the selection changed ({said})"
+            f"{where}: a collection outside the selection changed"
         )
-        if now == expected[wanted]:
-            current = wanted
-            outcomes["new" if code != 0 else "finished before the kill"] += 1
-        else:
-            assert now == expected[current], (
-                f"iteration {iteration}: after a kill at {delay:.2f}s and recovery ({said}), "
-                "the selected collections are neither old nor new"
-            )
-            outcomes["old"] += 1
-    print(f"\nselective restore of {whole:.2f}s killed {ITERATIONS} times: {dict(outcomes)}")
-    assert sum(outcomes.values()) == ITERATIONS
+
+    kill_and_recover_in_turn(two_dbs, expected, kill_seed(20261202), extra=SELECT,
+                             check=untouched)
