@@ -237,6 +237,7 @@ def test_a_run_whose_lock_is_cleared_stops_before_the_next_migration(project: Pr
     assert project.runs() == {}
 
 
+@pytest.mark.slow
 def test_eight_migrate_processes_at_once_run_every_migration_exactly_once(
     project: Project,
 ) -> None:
