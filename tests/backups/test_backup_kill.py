@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import random
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 from pymongo.database import Database
 
 from monarch import backup, list_backups, prune, verify
 from monarch.stores.local import TEMP_PREFIX
 from tests.backups.conftest import Project
+from tests.servers import MongoServer
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +33,21 @@ def fill(db: Database[dict[str, Any]], documents: int) -> None:
         )
 
 
+@pytest.fixture(scope="module")
+def mongo_url(mongo_server: MongoServer) -> Iterator[str]:
+    """One database for this module's tests, filled once: they back it up and never change it
+    (each test keeps its own backup store)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = mongo_server.database_url(name)
+    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=5000)
+    try:
+        fill(client.get_default_database(), 40_000)
+    finally:
+        client.close()
+    yield url
+    mongo_server.drop_database(name)
+
+
 def age_everything(folder: os.PathLike[str], seconds: float) -> None:
     then = time.time() - seconds
     for entry in os.scandir(folder):
@@ -36,7 +55,6 @@ def age_everything(folder: os.PathLike[str], seconds: float) -> None:
 
 
 def test_killed_backups_are_never_listed_and_are_cleaned_up(any_project: Project) -> None:
-    fill(any_project.db, 40_000)
     started = time.monotonic()
     finished = any_project.process("backup", "development", "--quiet")
     full = time.monotonic() - started
