@@ -24,7 +24,7 @@ def test_backup_list_verify_delete_round(shop: Project) -> None:
     assert listed.code == 0
     header, _rule, row = listed.stdout.splitlines()
     assert header.split() == ["NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE",
-                              "COLLECTIONS", "DOCUMENTS", "COMPRESSION"]
+                              "COLLECTIONS", "DOCUMENTS", "COMPRESSION", "VERIFIED", "DRILLED"]
     assert row.startswith(name[1]) and " 4 " in row and "1,000" in row and "gzip" in row
 
     checked = shop.cli("verify", name[1])

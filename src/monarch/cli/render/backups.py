@@ -29,7 +29,7 @@ from monarch.backups.restore import RestoreResult
 from monarch.backups.verify import VerifyResult
 from monarch.backups.writer import BackupResult
 from monarch.cli.output import table
-from monarch.cli.render import ToStderr, brief, data, show, text
+from monarch.cli.render import brief, data, show, text
 from monarch.engines import registry
 from monarch.engines.base import ARCHIVE_FORMAT, CollectionRestored, Dropped
 from monarch.progress import contents, counted, format_duration, format_size
@@ -144,53 +144,42 @@ def _list_text(listing: BackupList) -> list[str]:
     if not backups:
         where = f" of {listing.env}" if listing.env else ""
         return [f"No backups{where} in {listing.store_url}."]
-    # VERIFIED and DRILLED once any backup listed has been checked; before that, one note
-    # says that none was (the table keeps the shape scripts of earlier versions read).
-    checked = any(isinstance(b, BackupInfo) and b.checked is not None for b in backups)
-    rows = [_legacy_row(b) if isinstance(b, LegacyBackup) else _backup_row(b)
-            for b in backups]
-    headers: tuple[str, ...] = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE",
-                                *_count_headers(backups), "COMPRESSION")
-    if checked:
-        headers += ("VERIFIED", "DRILLED")
-        rows = [(*row, *(_checked_cells(b) if isinstance(b, BackupInfo) else ("-", "-")))
-                for row, b in zip(rows, backups, strict=True)]
-    lines = [table(headers, rows)]
-    if not checked and any(isinstance(b, BackupInfo) for b in backups):
-        lines.append(ToStderr(
-            "Note: none of these backups was ever verified or restore-drilled; drill one with "
-            "`monarch verify NAME --restore --into ENV` (docs/backups.md#restore-drills)"))
-    return lines
+    headers = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE", *_count_headers(backups),
+               "COMPRESSION", "VERIFIED", "DRILLED")
+    return [table(headers, [_legacy_row(b) if isinstance(b, LegacyBackup) else _backup_row(b)
+                            for b in backups])]
 
 
 def _checked_cells(b: BackupInfo) -> tuple[str, str]:
-    """When the backup was last verified and drilled, and how it went; ``never`` for what was
-    never done."""
+    """The day the backup was last verified and drilled, and how it went; ``never`` for what
+    was never done. Day only, and no drill environment (``--json`` has both in full): the
+    table is wide already."""
     record = b.checked
-    verified = "never" if record is None else _outcome(record.ok, record.verified_at)
-    drilled = record.drill if record is not None else None
-    return (verified, "never" if drilled is None
-            else f"{_outcome(drilled.ok, drilled.drilled_at)} on {drilled.into}")
+    drill = record.drill if record is not None else None
+    return ("never" if record is None else _outcome(record.ok, record.verified_at),
+            "never" if drill is None else _outcome(drill.ok, drill.drilled_at))
 
 
 def _outcome(ok: bool, at: datetime) -> str:
-    return f"{'ok' if ok else 'FAILED'} {at:%Y-%m-%d %H:%M}"
+    return f"{'ok' if ok else 'FAILED'} {at:%Y-%m-%d}"
 
 
 def _backup_row(b: BackupInfo) -> tuple[object, ...]:
+    created = b.created.strftime("%Y-%m-%d %H:%M:%S UTC")
     if b.encrypted:  # counts are sealed in the manifest
-        return (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                format_duration(b.duration), format_size(b.size), "-", "-",
-                b.compression + ", encrypted (age)")
-    return (b.name, b.environment, b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            format_duration(b.duration), format_size(b.size), b.collections, f"{b.documents:,}",
-            b.compression + (f" (query set {b.query_set})" if b.query_set else ""))
+        return (b.name, b.environment, created, format_duration(b.duration), format_size(b.size),
+                "-", "-", b.compression + ", encrypted (age)", *_checked_cells(b))
+    return (b.name, b.environment, created, format_duration(b.duration), format_size(b.size),
+            b.collections, f"{b.documents:,}",
+            b.compression + (f" (query set {b.query_set})" if b.query_set else ""),
+            *_checked_cells(b))
 
 
 def _legacy_row(b: LegacyBackup) -> tuple[object, ...]:
+    """A 0.0.x zip: no manifest, so nothing to verify against or drill (``-``, not never)."""
     created = b.created.strftime("%Y-%m-%d %H:%M:%S UTC" if b.time_known else "%Y-%m-%d")
     return (b.name, "-", created, "-", format_size(b.size), "-", "-",
-            f"legacy zip (monarch 0.0.x, database {b.database})")
+            f"legacy zip (monarch 0.0.x, database {b.database})", "-", "-")
 
 
 def _count_headers(backups: Sequence[BackupInfo | LegacyBackup]) -> tuple[str, str]:
