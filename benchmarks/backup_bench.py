@@ -39,7 +39,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -72,6 +72,12 @@ class Run:
     cpu: float
     rss_mb: float
     note: str = ""
+    walls: list[float] = field(default_factory=list)
+    """Each round's wall time, CPU seconds and tree RSS series (see TreeMemory)."""
+    cpus: list[float] = field(default_factory=list)
+    rss_series: list[list[list[float]]] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+    """The machine's 1-minute load average at the end of each round."""
 
 
 def measure(label: str, *commands: list[str]) -> Run:
@@ -96,23 +102,8 @@ def measure(label: str, *commands: list[str]) -> Run:
         errors[p.pid] = p.stderr.read()
 
     readers = [threading.Thread(target=drain, args=(p,)) for p in procs]
-    peaks = {p.pid: 0 for p in procs}
-
-    def watch(pid: int) -> None:
-        # ru_maxrss would count the memory of this (big) process, which a child has at fork:
-        # read the child's own high-water mark while it runs instead.
-        while True:
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                return
-            hwm = next((ln for ln in status.splitlines() if ln.startswith("VmHWM:")), None)
-            if hwm is None:
-                return  # exited: a zombie has no memory left
-            peaks[pid] = max(peaks[pid], int(hwm.split()[1]))
-            time.sleep(0.02)
-
-    readers += [threading.Thread(target=watch, args=(p.pid,)) for p in procs]
+    memory = TreeMemory([p.pid for p in procs], started)
+    readers.append(threading.Thread(target=memory.watch))
     for t in readers:
         t.start()
     for proc in procs:
@@ -122,13 +113,79 @@ def measure(label: str, *commands: list[str]) -> Run:
         if proc.returncode:
             failed.append(f"{proc.args[0]} exited {proc.returncode}: "
                           f"{errors.get(proc.pid, b'')[-400:]!r}")
+    seconds = time.perf_counter() - started
+    memory.done.set()
     for t in readers:
         t.join()
-    seconds = time.perf_counter() - started
-    rss = max(peaks.values()) / 1024
     if failed:
         raise SystemExit(f"{label} failed: " + "; ".join(failed))
-    return Run(label, seconds, cpu, rss)
+    return Run(label, seconds, cpu, memory.peak_mb(), walls=[seconds], cpus=[cpu],
+               rss_series=[memory.series], loads=[os.getloadavg()[0]])
+
+
+class TreeMemory:
+    """The memory of running processes and their descendants, read from /proc.
+
+    ``peaks`` keeps each process's own high-water mark (``VmHWM``, read every 20 ms while it
+    lives: ru_maxrss would count the memory of this big process, which a child has at fork);
+    ``series`` is the resident memory of the whole tree (the sum of ``VmRSS``) every
+    ``every`` seconds, as ``[seconds since start, MB]``.
+    """
+
+    def __init__(self, roots: list[int], started: float, every: float = 0.05) -> None:
+        self.roots, self.started, self.every = roots, started, every
+        self.peaks: dict[int, int] = {}
+        self.series: list[list[float]] = []
+        self.done = threading.Event()
+
+    def peak_mb(self) -> float:
+        return max(self.peaks.values(), default=0) / 1024
+
+    def watch(self) -> None:
+        tree, found_at, sampled_at = set(self.roots), 0.0, -self.every
+        while not self.done.is_set():
+            now = time.perf_counter()
+            if now - found_at > 0.5:  # children come and go rarely: look for them twice a second
+                tree, found_at = _descendants(self.roots), now
+            rss = 0
+            for pid in tree:
+                fields = _status(pid)
+                if "VmHWM" in fields:  # a zombie has no memory left
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), fields["VmHWM"])
+                    rss += fields.get("VmRSS", 0)
+            if now - sampled_at >= self.every:
+                self.series.append([round(now - self.started, 3), round(rss / 1024, 1)])
+                sampled_at = now
+            self.done.wait(0.02)
+
+
+def _status(pid: int) -> dict[str, int]:
+    """The kB figures of /proc/PID/status ({} once the process is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in lines)
+            if k.startswith("Vm") and v.strip().endswith("kB")}
+
+
+def _descendants(roots: list[int]) -> set[int]:
+    """``roots`` and every process below them (by each process's parent in /proc/PID/stat)."""
+    parent = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # The command name (in parentheses) may hold spaces: the parent follows its ")".
+                after_name = (entry / "stat").read_text().rsplit(")", 1)[1]
+                parent[int(entry.name)] = int(after_name.split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, grew = set(roots), True
+    while grew:
+        below = {pid for pid, up in parent.items() if up in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return tree
 
 
 def generate(db: object, total: int, seed: int = 1) -> int:
@@ -413,7 +470,10 @@ def _summary(runs: list[Run]) -> Run:
     cpus = sorted(r.cpu for r in runs)
     note = f"best {walls[0]:.1f} s" if len(runs) > 1 else ""
     return Run(runs[0].label, statistics.median(walls), statistics.median(cpus),
-               max(r.rss_mb for r in runs), note)
+               max(r.rss_mb for r in runs), note, walls=[w for r in runs for w in r.walls],
+               cpus=[c for r in runs for c in r.cpus],
+               rss_series=[s for r in runs for s in r.rss_series],
+               loads=[x for r in runs for x in r.loads])
 
 
 def report(docs: int, runs: list[Run]) -> str:

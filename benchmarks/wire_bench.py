@@ -15,12 +15,15 @@ in one run, rounds interleaved:
 
 Same parallelism on both sides (``--parallel``, default 4: monarch's ``--parallel`` and restore
 workers, mongodump/mongorestore ``--numParallelCollections``). Wall time, MB/s of BSON, client
-CPU seconds per GB (user + system of the child processes) and peak RSS (VmHWM)::
+CPU seconds per GB (user + system of the child processes), peak RSS (the largest client
+process's VmHWM) and, for the JSON results, the client process tree's resident memory every
+50 ms of each round (read from /proc)::
 
     python benchmarks/wire_bench.py                         # 1 GB of each shape, 2 rounds
     python benchmarks/wire_bench.py --gb 0.1 --shapes small --rounds 1
-    python benchmarks/wire_bench.py --gb 10 --shapes huge   # the big size (slow; disk-heavy)
-    python benchmarks/wire_bench.py --json results.json     # also keep the figures
+    python benchmarks/wire_bench.py --gb 1,10 --shapes huge # two sizes (10 GB: slow, disk-heavy)
+    python benchmarks/wire_bench.py --json docs/figures/wire.json   # keep every figure
+    python benchmarks/charts.py docs/figures/wire.json      # ... and draw them (docs/figures/)
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,14 +54,34 @@ BENCH = str(ROOT / "benchmarks" / "backup_bench.py")
 
 @dataclass
 class Row:
+    """One case of one shape and size: the medians, and each round as measured."""
+
     shape: str
+    gb: float
     label: str
+    tool: str
+    """monarch, mongodump, mongorestore, mongodump | mongorestore, limit or compression."""
     seconds: float
     cpu: float
     rss_mb: float
     mb_per_s: float
     cpu_per_gb: float
     note: str = ""
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    rss_series: list[list[list[float]]] = field(default_factory=list)
+    """Per round, the client process tree's resident MB every 50 ms: [[seconds, MB], ...]."""
+    loads: list[float] = field(default_factory=list)
+
+
+def tool_of(label: str) -> str:
+    if "limit" in label:
+        return "limit"
+    if label.startswith("monarch"):
+        return "monarch"
+    if label.startswith("mongo"):
+        return label.partition(" --")[0] if "|" not in label else "mongodump | mongorestore"
+    return "compression"
 
 
 def bench_shape(shape: str, gb: float, *, parallel: int, rounds: int, work: Path,
@@ -133,8 +157,9 @@ def bench_shape(shape: str, gb: float, *, parallel: int, rounds: int, work: Path
         if raw is not None and (not only or "compress" in only):
             (work / "raw").symlink_to(raw)
             runs += compress_alone(work / "raw", rounds=2)
-    return [Row(shape, r.label, r.seconds, r.cpu, r.rss_mb, size / 1e6 / r.seconds,
-                r.cpu / (size / 1e9), r.note) for r in runs]
+    return [Row(shape, gb, r.label, tool_of(r.label), r.seconds, r.cpu, r.rss_mb,
+                size / 1e6 / r.seconds, r.cpu / (size / 1e9), r.note, r.walls, r.cpus,
+                r.rss_series, r.loads) for r in runs]
 
 
 def _resolve(arg: str, store: Path, named: Callable[[str], str]) -> str:
@@ -147,12 +172,12 @@ def _resolve(arg: str, store: Path, named: Callable[[str], str]) -> str:
     return arg
 
 
-def report(gb: float, rows: list[Row]) -> str:
-    lines = [f"\n### {gb:g} GB of BSON per shape (median of the rounds)\n",
-             "| shape | case | wall s | MB/s | client CPU s/GB | peak RSS MB | vs limit | note |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
-    for shape in dict.fromkeys(r.shape for r in rows):
-        mine = [r for r in rows if r.shape == shape]
+def report(rows: list[Row]) -> str:
+    lines = ["\n### Median of the rounds\n",
+             "| GB | shape | case | wall s | MB/s | client CPU s/GB | peak RSS MB | vs limit "
+             "| note |", "|---:|---|---|---:|---:|---:|---:|---:|---|"]
+    for gb, shape in dict.fromkeys((r.gb, r.shape) for r in rows):
+        mine = [r for r in rows if r.shape == shape and r.gb == gb]
         limit = {r.label: r.seconds for r in mine}
         for r in mine:
             base = None
@@ -164,39 +189,61 @@ def report(gb: float, rows: list[Row]) -> str:
             rss = f"{r.rss_mb:.0f}" if r.rss_mb else ""
             speed = f"{r.mb_per_s:,.0f}" if r.rss_mb or "limit" in r.label else ""
             cpu = f"{r.cpu_per_gb:.1f}" if r.rss_mb or "limit" in r.label else ""
-            lines.append(f"| {shape} | {r.label} | {r.seconds:.1f} | {speed} | {cpu} | {rss} | "
-                         f"{ratio} | {r.note} |")
+            lines.append(f"| {gb:g} | {shape} | {r.label} | {r.seconds:.1f} | {speed} | {cpu} "
+                         f"| {rss} | {ratio} | {r.note} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gb", type=float, default=1.0, help="GB of BSON per shape")
+    parser.add_argument("--gb", default="1", help="GB of BSON per shape, comma-separated sizes")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
     parser.add_argument("--parallel", type=int, default=4, help="collections at once")
     parser.add_argument("--rounds", type=int, default=2, help="repetitions (median reported)")
     parser.add_argument("--only", help="only the cases whose label has one of these "
                         "comma-separated texts ('compress' for compression alone)")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--json", help="also write the machine and every row (with each "
+                        "round's times and memory over time) to this JSON file, the input "
+                        "of benchmarks/charts.py")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print("# command: python benchmarks/wire_bench.py " + " ".join(sys.argv[1:]), flush=True)
     rows: list[Row] = []
     started = time.perf_counter()
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
+               "python": platform.python_version(), "tools": tools_version(),
+               "command": "python benchmarks/wire_bench.py " + " ".join(sys.argv[1:]),
+               "parallel": args.parallel, "rounds": args.rounds,
+               "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="monarch-wire-") as tmp:
-        for shape in args.shapes.split(","):
-            work = Path(tmp) / shape
-            work.mkdir()
-            only = args.only.split(",") if args.only else None
-            rows += bench_shape(shape, args.gb, parallel=args.parallel, rounds=args.rounds,
-                                work=work, only=only)
-            print(report(args.gb, [r for r in rows if r.shape == shape]), flush=True)
-    print(report(args.gb, rows))
-    print(f"# {time.perf_counter() - started:.0f} s in all")
+        for gb in (float(g) for g in args.gb.split(",")):
+            for shape in args.shapes.split(","):
+                work = Path(tmp) / f"{shape}-{gb:g}"
+                work.mkdir()
+                only = args.only.split(",") if args.only else None
+                mine = bench_shape(shape, gb, parallel=args.parallel, rounds=args.rounds,
+                                   work=work, only=only)
+                rows += mine
+                print(report(mine), flush=True)
+                if args.json:  # kept as it grows: a stopped run keeps what it measured
+                    write_json(Path(args.json), machine, rows, time.perf_counter() - started)
+    print(report(rows))
+    print(f"# {time.perf_counter() - started:.0f} s in all; load average "
+          f"{machine['load_before']} before, {os.getloadavg()} after")
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        write_json(Path(args.json), machine, rows, time.perf_counter() - started)
 
+
+def write_json(path: Path, machine: dict[str, object], rows: list[Row], seconds: float) -> None:
+    machine = machine | {"load_after": os.getloadavg(), "seconds": round(seconds)}
+    path.write_text(json.dumps({"machine": machine, "rows": [asdict(r) for r in rows]}))
+
+
+def tools_version() -> str:
+    out = subprocess.run([str(mongo_tools().mongodump), "--version"], capture_output=True,
+                         text=True, check=False).stdout
+    return out.splitlines()[0] if out else ""
 
 if __name__ == "__main__":
     main()
