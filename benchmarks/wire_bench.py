@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,25 +173,42 @@ def _resolve(arg: str, store: Path, named: Callable[[str], str]) -> str:
     return arg
 
 
+# Each monarch case and the MongoDB tools' case it is measured against, side by side.
+RIVALS = {"monarch backup (none)": "mongodump --archive",
+          "monarch backup (gzip)": "mongodump --archive --gzip",
+          "monarch backup (zstd)": "mongodump --archive --gzip",
+          "monarch restore (zstd)": "mongorestore --archive",
+          "monarch copy_db": "mongodump --archive | mongorestore --archive"}
+
+
 def report(rows: list[Row]) -> str:
+    """The Markdown table: medians, against the limits and against the MongoDB tools.
+
+    "vs limit" and "vs tool" are wall-time ratios (below 1: faster than the limit or the tool).
+    """
     lines = ["\n### Median of the rounds\n",
              "| GB | shape | case | wall s | MB/s | client CPU s/GB | peak RSS MB | vs limit "
-             "| note |", "|---:|---|---|---:|---:|---:|---:|---:|---|"]
+             "| vs tool | load | note |", "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for gb, shape in dict.fromkeys((r.gb, r.shape) for r in rows):
         mine = [r for r in rows if r.shape == shape and r.gb == gb]
-        limit = {r.label: r.seconds for r in mine}
+        seconds = {r.label: r.seconds for r in mine}
         for r in mine:
             base = None
             if r.label.startswith(("monarch backup", "mongodump --archive")) and "|" not in r.label:
-                base = limit.get("raw read limit (find_raw_batches)")
+                base = seconds.get("raw read limit (find_raw_batches)")
             elif r.label.startswith(("monarch restore", "mongorestore")):
-                base = limit.get("raw insert limit")
+                base = seconds.get("raw insert limit")
             ratio = f"{r.seconds / base:.2f}x" if base else ""
+            rival = seconds.get(RIVALS.get(r.label, ""))
+            against = f"{r.seconds / rival:.2f}x" if rival else ""
             rss = f"{r.rss_mb:.0f}" if r.rss_mb else ""
-            speed = f"{r.mb_per_s:,.0f}" if r.rss_mb or "limit" in r.label else ""
-            cpu = f"{r.cpu_per_gb:.1f}" if r.rss_mb or "limit" in r.label else ""
-            lines.append(f"| {gb:g} | {shape} | {r.label} | {r.seconds:.1f} | {speed} | {cpu} "
-                         f"| {rss} | {ratio} | {r.note} |")
+            measured = r.tool != "compression"
+            speed = f"{r.mb_per_s:,.0f}" if measured else ""
+            cpu = f"{r.cpu_per_gb:.1f}" if measured else ""
+            load = f"{statistics.median(r.loads):.1f}" if r.loads else ""
+            label = r.label.replace("|", "\\|")
+            lines.append(f"| {gb:g} | {shape} | {label} | {r.seconds:.1f} | {speed} | {cpu} "
+                         f"| {rss} | {ratio} | {against} | {load} | {r.note} |")
     return "\n".join(lines)
 
 
@@ -205,7 +223,14 @@ def main() -> None:
     parser.add_argument("--json", help="also write the machine and every row (with each "
                         "round's times and memory over time) to this JSON file, the input "
                         "of benchmarks/charts.py")
+    parser.add_argument("--table", metavar="JSON", help="measure nothing: print the table of "
+                        "a results file written by --json")
     args = parser.parse_args()
+    if args.table:
+        results = json.loads(Path(args.table).read_text())
+        print(f"# {results['machine']['command']}")
+        print(report([Row(**r) for r in results["rows"]]))
+        return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print("# command: python benchmarks/wire_bench.py " + " ".join(sys.argv[1:]), flush=True)
