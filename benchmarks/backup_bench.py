@@ -103,18 +103,20 @@ def measure(label: str, *commands: list[str]) -> Run:
 
     readers = [threading.Thread(target=drain, args=(p,)) for p in procs]
     memory = TreeMemory([p.pid for p in procs], started)
-    readers.append(threading.Thread(target=memory.watch))
+    readers.append(threading.Thread(target=memory.watch, daemon=True))
     for t in readers:
         t.start()
-    for proc in procs:
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        cpu += usage.ru_utime + usage.ru_stime
-        if proc.returncode:
-            failed.append(f"{proc.args[0]} exited {proc.returncode}: "
-                          f"{errors.get(proc.pid, b'')[-400:]!r}")
-    seconds = time.perf_counter() - started
-    memory.done.set()
+    try:
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
+            if proc.returncode:
+                failed.append(f"{proc.args[0]} exited {proc.returncode}: "
+                              f"{errors.get(proc.pid, b'')[-400:]!r}")
+        seconds = time.perf_counter() - started
+    finally:
+        memory.done.set()
     for t in readers:
         t.join()
     if failed:
@@ -419,9 +421,10 @@ class Case:
 
 
 def run_cases(cases: list[Case], rounds: int, resolve: Callable[[str], str],
-              tag: str = "") -> list[Run]:
+              tag: str = "", first_round: int = 1) -> list[Run]:
     """Measure every case ``rounds`` times, interleaved (so a slow spell of the machine hits
-    every case), resolving each argument with ``resolve``; one summary per case."""
+    every case), resolving each argument with ``resolve``; one summary per case. Rounds are
+    numbered from ``first_round`` in the progress lines."""
     results: dict[str, list[Run]] = {c.label: [] for c in cases}
     for round_ in range(rounds):
         for case in cases:
@@ -432,9 +435,9 @@ def run_cases(cases: list[Case], rounds: int, resolve: Callable[[str], str],
                 note = case.check()
                 run.note = note if isinstance(note, str) else run.note
             results[case.label].append(run)
-            print(f"#   {tag}round {round_ + 1}: {run.label}: {run.seconds:.1f} s, "
+            print(f"#   {tag}round {first_round + round_}: {run.label}: {run.seconds:.1f} s, "
                   f"{run.cpu:.1f} CPU s, {run.rss_mb:.0f} MB", flush=True)
-    return [_summary(rs) for rs in results.values()]
+    return [summarize(rs) for rs in results.values()]
 
 
 def _remove_backups(store: Path, label: str) -> None:
@@ -464,11 +467,11 @@ def _count(db: object, expected: int) -> str:
     return ""
 
 
-def _summary(runs: list[Run]) -> Run:
+def summarize(runs: list[Run]) -> Run:
     """Median wall time and CPU of the rounds; the largest peak RSS; the best time noted."""
     walls = sorted(r.seconds for r in runs)
     cpus = sorted(r.cpu for r in runs)
-    note = f"best {walls[0]:.1f} s" if len(runs) > 1 else ""
+    note = f"best {walls[0]:.1f} s" if len(runs) > 1 else runs[0].note
     return Run(runs[0].label, statistics.median(walls), statistics.median(cpus),
                max(r.rss_mb for r in runs), note, walls=[w for r in runs for w in r.walls],
                cpus=[c for r in runs for c in r.cpus],

@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -45,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "benchmarks")]
 
-from backup_bench import Case, compress_alone, run_cases  # noqa: E402
+from backup_bench import Case, Run, compress_alone, run_cases, summarize  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 from tests.servers import mongo_tools  # noqa: E402
 from tests.servers.wire import DATABASE, SHAPES, start_wire  # noqa: E402
@@ -85,8 +86,10 @@ def tool_of(label: str) -> str:
     return "compression"
 
 
-def bench_shape(shape: str, gb: float, *, parallel: int, rounds: int, work: Path,
-                only: list[str] | None) -> list[Row]:
+def bench_shape(shape: str, gb: float, *, parallel: int, round_: int, work: Path,
+                only: list[str] | None) -> tuple[int, list[Run]]:
+    """One round of every case against a server of ``gb`` GB of ``shape``: the BSON bytes
+    served and the runs (compression alone in the first round only)."""
     tools = mongo_tools()
     with start_wire(work, shape=shape, megabytes=gb * 1000) as server:
         client: MongoClient[dict[str, object]] = MongoClient(server.uri, directConnection=True)
@@ -150,17 +153,28 @@ def bench_shape(shape: str, gb: float, *, parallel: int, rounds: int, work: Path
         ]
         if only:
             cases = [c for c in cases if any(o in c.label for o in only)]
-        runs = run_cases(cases, rounds, lambda a: _resolve(a, store, named), f"{shape} ")
+        runs = run_cases(cases, 1, lambda a: _resolve(a, store, named), f"{gb:g} GB {shape} ",
+                         first_round=round_)
         unknown = [ln for ln in server.log().splitlines() if "unknown" in ln]
         if unknown:
             print("# the server met commands it does not know:\n#   " + "\n#   ".join(unknown))
         raw = store / f"{named('none')}.archive" if list(store.glob("*-none.archive")) else None
-        if raw is not None and (not only or "compress" in only):
+        if raw is not None and round_ == 1 and (not only or "compress" in only):
             (work / "raw").symlink_to(raw)
             runs += compress_alone(work / "raw", rounds=2)
-    return [Row(shape, gb, r.label, tool_of(r.label), r.seconds, r.cpu, r.rss_mb,
-                size / 1e6 / r.seconds, r.cpu / (size / 1e9), r.note, r.walls, r.cpus,
-                r.rss_series, r.loads) for r in runs]
+    return size, runs
+
+
+def rows_of(measured: dict[tuple[float, str], tuple[int, dict[str, list[Run]]]]) -> list[Row]:
+    """One row per size, shape and case: the summary of its rounds so far."""
+    rows = []
+    for (gb, shape), (size, cases) in measured.items():
+        for runs in cases.values():
+            r = summarize(runs)
+            rows.append(Row(shape, gb, r.label, tool_of(r.label), r.seconds, r.cpu, r.rss_mb,
+                            size / 1e6 / r.seconds, r.cpu / (size / 1e9), r.note, r.walls,
+                            r.cpus, r.rss_series, r.loads))
+    return rows
 
 
 def _resolve(arg: str, store: Path, named: Callable[[str], str]) -> str:
@@ -234,30 +248,36 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print("# command: python benchmarks/wire_bench.py " + " ".join(sys.argv[1:]), flush=True)
-    rows: list[Row] = []
     started = time.perf_counter()
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
                "python": platform.python_version(), "tools": tools_version(),
                "command": "python benchmarks/wire_bench.py " + " ".join(sys.argv[1:]),
                "parallel": args.parallel, "rounds": args.rounds,
                "load_before": os.getloadavg()}
+    only = args.only.split(",") if args.only else None
+    measured: dict[tuple[float, str], tuple[int, dict[str, list[Run]]]] = {}
+    # Rounds outermost: every shape and size is measured once before any is measured again,
+    # so a slow spell of the (shared) machine is spread over all, and a run stopped early
+    # has every case of its first round.
     with tempfile.TemporaryDirectory(prefix="monarch-wire-") as tmp:
-        for gb in (float(g) for g in args.gb.split(",")):
-            for shape in args.shapes.split(","):
-                work = Path(tmp) / f"{shape}-{gb:g}"
-                work.mkdir()
-                only = args.only.split(",") if args.only else None
-                mine = bench_shape(shape, gb, parallel=args.parallel, rounds=args.rounds,
-                                   work=work, only=only)
-                rows += mine
-                print(report(mine), flush=True)
-                if args.json:  # kept as it grows: a stopped run keeps what it measured
-                    write_json(Path(args.json), machine, rows, time.perf_counter() - started)
-    print(report(rows))
+        for round_ in range(1, args.rounds + 1):
+            for gb in (float(g) for g in args.gb.split(",")):
+                for shape in args.shapes.split(","):
+                    work = Path(tmp) / f"{shape}-{gb:g}-{round_}"
+                    work.mkdir()
+                    size, runs = bench_shape(shape, gb, parallel=args.parallel, round_=round_,
+                                             work=work, only=only)
+                    shutil.rmtree(work)
+                    cases = measured.setdefault((gb, shape), (size, {}))[1]
+                    for run in runs:
+                        cases.setdefault(run.label, []).append(run)
+                    rows = rows_of(measured)
+                    print(report([r for r in rows if (r.gb, r.shape) == (gb, shape)]), flush=True)
+                    if args.json:  # kept as it grows: a stopped run keeps what it measured
+                        write_json(Path(args.json), machine, rows, time.perf_counter() - started)
+    print(report(rows_of(measured)))
     print(f"# {time.perf_counter() - started:.0f} s in all; load average "
           f"{machine['load_before']} before, {os.getloadavg()} after")
-    if args.json:
-        write_json(Path(args.json), machine, rows, time.perf_counter() - started)
 
 
 def write_json(path: Path, machine: dict[str, object], rows: list[Row], seconds: float) -> None:
