@@ -16,6 +16,7 @@ Three charts, one panel per dataset shape:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ matplotlib.use("Agg")  # files only: no display needed
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures"
@@ -50,12 +52,20 @@ def load(paths: list[Path]) -> tuple[dict[str, object], list[Row]]:
     return machine, rows
 
 
-def caption(machine: dict[str, object]) -> str:
-    load_ = machine.get("load_before")
-    load_text = f", load {load_[0]:.1f}" if isinstance(load_, list) and load_ else ""
-    return (f"{machine.get('cpus')} CPUs{load_text}, Python {machine.get('python')}, "
-            f"{machine.get('tools', '')}; parallel {machine.get('parallel')}, median of "
-            f"{machine.get('rounds')} rounds\n{machine.get('command', '')}")
+def caption(machine: dict[str, object], rows: list[Row]) -> str:
+    """The machine, its load while the cases ran, the rounds and the command, in two lines."""
+    loads = sorted(x for r in rows for x in r.get("loads", []))  # type: ignore[attr-defined]
+    load = f", load average {loads[0]:.1f}-{loads[-1]:.1f}" if loads else ""
+    rounds = sorted({len(r["walls"]) for r in rows if r["tool"] != "compression"}) or [0]  # type: ignore[arg-type]
+    median = f"{rounds[0]}" if rounds[0] == rounds[-1] else f"{rounds[0]}-{rounds[-1]}"
+    return (f"{machine.get('cpus')} CPUs{load}, Python {machine.get('python')}, "
+            f"{machine.get('tools', '')}; parallel {machine.get('parallel')}; median of "
+            f"{median} rounds\n{machine.get('command', '')}")
+
+
+def short(label: str) -> str:
+    """A case's label without ``--archive``, which every MongoDB tools' case has."""
+    return label.replace(" --archive", "")
 
 
 def panels(shapes: list[str], *, height: float) -> tuple[plt.Figure, list[Axes]]:
@@ -90,7 +100,7 @@ def bar_chart(rows: list[Row], value: Callable[[Row], float], unit: str,
                         alpha=SHADES[min(k, len(SHADES) - 1)])
                 ax.text(figure, y, f" {figure:,.0f}" if figure >= 10 else f" {figure:.1f}",
                         va="center", fontsize=7)
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_yticks(range(len(labels)), [short(label) for label in labels], fontsize=7)
         ax.invert_yaxis()
         ax.set_title(SHAPES.get(shape, shape), fontsize=10)
         ax.set_xlabel(unit, fontsize=8)
@@ -102,7 +112,7 @@ def bar_chart(rows: list[Row], value: Callable[[Row], float], unit: str,
                                  alpha=SHADES[min(k, len(SHADES) - 1)])
                    for k in range(len(sizes))]
         fig.legend(handles, [f"{gb:g} GB" for gb in sizes], loc="upper right", fontsize=8)
-    finish(fig, unit, machine, path)
+    finish(fig, unit, caption(machine, rows), path)
 
 
 def rss_chart(rows: list[Row], machine: dict[str, object], path: Path) -> None:
@@ -114,12 +124,22 @@ def rss_chart(rows: list[Row], machine: dict[str, object], path: Path) -> None:
     shapes = list(dict.fromkeys(str(r["shape"]) for r in backups))
     fig, axes = panels(shapes, height=3.2)
     for ax, shape in zip(axes, shapes, strict=True):
-        for row in (r for r in backups if r["shape"] == shape):
+        mine = [r for r in backups if r["shape"] == shape]
+        # mongodump --gzip may run ten times longer than the rest: the axis ends a little
+        # after the others, and its line is cut there.
+        ends = [r["rss_series"][0][-1][0] for r in mine  # type: ignore[index]
+                if r["rss_series"][0] and "--gzip" not in str(r["label"])]  # type: ignore[index]
+        for row in mine:
             label = str(row["label"])
             series = row["rss_series"][0]  # type: ignore[index]
             style = "--" if "gzip" in label else ":" if "zstd" in label else "-"
-            ax.plot([p[0] for p in series], [p[1] for p in series], style, linewidth=1.2,
-                    color=COLORS[str(row["tool"])], label=label)
+            cut = ends and series and series[-1][0] > 1.2 * max(ends)
+            shown = [p for p in series if p[0] <= 1.2 * max(ends)] if cut else series
+            ax.plot([p[0] for p in shown], [p[1] for p in shown], style, linewidth=1.2,
+                    color=COLORS[str(row["tool"])],
+                    label=short(label) + (f" (cut; ends at {series[-1][0]:.0f} s)" if cut else ""))
+        if ends:
+            ax.set_xlim(0, 1.2 * max(ends))
         ax.set_title(f"{SHAPES.get(shape, shape)}, {largest:g} GB", fontsize=10)
         ax.set_xlabel("seconds", fontsize=8)
         ax.set_ylabel("client resident MB", fontsize=8)
@@ -127,16 +147,19 @@ def rss_chart(rows: list[Row], machine: dict[str, object], path: Path) -> None:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    finish(fig, "client memory during a backup", machine, path)
+    finish(fig, "client memory during a backup (first round)", caption(machine, rows), path)
 
 
-def finish(fig: plt.Figure, title: str, machine: dict[str, object], path: Path) -> None:
+def finish(fig: plt.Figure, title: str, note: str, path: Path) -> None:
     fig.suptitle(title, fontsize=11)
-    fig.text(0.01, 0.005, caption(machine), fontsize=6, color="#444444", va="bottom")
+    fig.text(0.01, 0.005, note, fontsize=6, color="#444444", va="bottom")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=72)
+    drawn = io.BytesIO()
+    fig.savefig(drawn, dpi=100)
     plt.close(fig)
+    # A palette of 64 colours keeps each file small enough to commit (a third of RGBA's size).
+    Image.open(drawn).convert("RGB").quantize(64).save(path, optimize=True)
     print(f"{path} ({path.stat().st_size // 1024} KB)")
 
 
