@@ -1,10 +1,11 @@
 """Writing a backup into the store: open, stream, commit with the manifest last, or abort.
 
 The pipeline is dump -> compression -> [age encryption] -> SHA-256 -> upload: the SHA-256 and
-size are those of the stored bytes. A store whose keys call for encryption (``keys.encrypts``)
-gets an encrypted archive and a sealed manifest (docs/security.md), or no backup at all: what
-encryption needs (the library, valid recipients, the passphrase) is checked before anything is
-written.
+size are those of the stored bytes. Everything after the dump runs on a thread of its own
+(:class:`~monarch.backups._pipe.WriterThread`), so the dump never waits on its output. A store
+whose keys call for encryption (``keys.encrypts``) gets an encrypted archive and a sealed
+manifest (docs/security.md), or no backup at all: what encryption needs (the library, valid
+recipients, the passphrase) is checked before anything is written.
 
 The order is the guarantee. The archive is uploaded under its final key only once it is
 complete (the store's commit is atomic); the manifest, written after it with ``exclusive=True``,
@@ -34,6 +35,7 @@ from bson import json_util
 from monarch._version import __version__
 from monarch.archive.compression import METHODS, Method, open_compressed_writer
 from monarch.archive.meta import CollectionMeta
+from monarch.backups._pipe import WriterThread
 from monarch.backups.catalog import LEFTOVER_AGE, remove_orphans
 from monarch.backups.encryption import EncryptingWriter, seal
 from monarch.backups.keys import BackupKeys
@@ -155,6 +157,7 @@ class BackupWriter:
         self.name = claim_name(store, environment.name, label)
         self.committed: BackupResult | None = None
         self._encrypted: EncryptingWriter | None = None
+        self._thread: WriterThread | None = None
         try:
             self._key = archive_key(self.name, compression,
                                     encrypted=self._sealing is not None)
@@ -164,9 +167,12 @@ class BackupWriter:
                                EncryptingWriter(self._hashed, self._sealing.recipients))
             self._compressed = open_compressed_writer(self._encrypted or self._hashed,
                                                       compression)
-            self.out = CountingWriter(self._compressed)
+            self._thread = WriterThread(self._compressed, name="monarch-backup-out")
+            self.out = CountingWriter(self._thread)
             """Where the dump goes, uncompressed."""
         except BaseException:
+            if self._thread is not None:
+                self._thread.abort()
             if self._encrypted is not None:
                 self._encrypted.abort()
             release_name(store, self.name)
@@ -175,6 +181,8 @@ class BackupWriter:
     def commit(self, dump: DumpStats, backup_format: str) -> BackupResult:
         """Finish the archive, then write the manifest that makes the backup exist."""
         try:
+            assert self._thread is not None
+            self._thread.close()
             self._compressed.close()
             if self._encrypted is not None:
                 self._encrypted.close()
@@ -222,6 +230,8 @@ class BackupWriter:
             release_name(self._store, self.name)
 
     def _abort_upload(self, *, interrupted: bool) -> None:
+        if self._thread is not None:
+            self._thread.abort()  # before the upload goes: the thread may be writing into it
         if self._encrypted is not None:
             self._encrypted.abort()
         with suppress(StoreError):  # a leftover upload: the next backup removes it

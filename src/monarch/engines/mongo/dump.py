@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from monarch.archive.writer import ArchiveWriter, NamespaceStats
 from monarch.engines.base import CollectionDump, DumpStats
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.journal import is_operational, unfinished_swap
+from monarch.engines.mongo.raw_batches import Batch, find_counted
 from monarch.engines.mongo.split import id_ranges, parts_for
 from monarch.errors import BackupError
 from monarch.io import Writable
@@ -49,11 +50,14 @@ if TYPE_CHECKING:
 
 DEFAULT_PARALLEL = 4
 """Collections read at once: mongodump's default (``--numParallelCollections``)."""
-QUEUE_BYTES = 32 * 1024 * 1024
-"""Bytes of batches waiting for the writer; the main bound on memory."""
-BATCH_BYTES = 4 * 1024 * 1024
-"""Target size of one batch from the server. Smaller than the server's 16 MiB cap keeps several
-readers' in-flight batches cheap; bigger batches bought nothing measurable."""
+QUEUE_BYTES = 8 * 1024 * 1024
+"""Bytes of batches waiting for the writer; a bound on memory. Measured on the wire server
+(docs/backups.md): 32 MiB bought no speed and cost its size."""
+BATCH_BYTES = 1024 * 1024
+"""Target size of one batch from the server. Each reader holds several copies of its batch
+while pymongo cuts it out of the reply, so this bounds memory per reader; measured on the wire
+server (docs/backups.md), 1 MiB batches were as fast as 4 MiB ones or faster, with 140 MB less
+peak memory for four readers."""
 DEFAULT_BATCH_DOCUMENTS = 1000
 
 
@@ -145,12 +149,13 @@ def dump_archive(
                 if progress is not None:
                     progress.finish_item(meta.collection)
                 continue
-            assert isinstance(payload, bytes)
+            assert isinstance(payload, tuple)
+            batch, count = payload
             ns = stats[(meta.db, meta.data_collection)]
             before = ns.documents
-            writer.write_documents(meta.db, meta.data_collection, payload)
+            writer.write_documents(meta.db, meta.data_collection, batch, count)
             if progress is not None:
-                progress.advance(meta.collection, ns.documents - before, len(payload))
+                progress.advance(meta.collection, ns.documents - before, len(batch))
         writer.close()
     finally:
         readers.stop()
@@ -270,7 +275,7 @@ def _collection_dump(meta: CollectionMeta, ns: NamespaceStats) -> CollectionDump
     )
 
 
-_Item = tuple[str, "_Source", "bytes | BaseException | None"]
+_Item = tuple[str, "_Source", "Batch | BaseException | None"]
 
 
 class _Pipe:
@@ -363,19 +368,19 @@ class _Readers:
         collection = self._engine.db[meta.data_collection]
         transform = _transformer(meta, query) if query is not None and query.transform else None
         with translated(self._engine.environment, f"reading collection {meta.collection!r}"):
-            cursor = _find(collection, query, source.avg_size, source.part)
+            batches = _find(collection, query, source.avg_size, source.part)
             try:
-                for raw in cursor:
-                    batch = transform(raw) if transform is not None else raw
-                    if batch and not self._pipe.put(("data", source, batch), len(batch)):
+                for raw, count in batches:
+                    batch = (transform(raw), None) if transform is not None else (raw, count)
+                    if batch[0] and not self._pipe.put(("data", source, batch), len(batch[0])):
                         return False
             finally:
-                cursor.close()
+                batches.close()
         return self._pipe.put(("end", source, None))
 
 
 def _find(collection: Collection[Any], query: CollectionQuery | None, avg: int | None,
-          part: dict[str, Any] | None = None) -> Any:
+          part: dict[str, Any] | None = None) -> Generator[Batch]:
     batch = max(1, BATCH_BYTES // avg) if avg else DEFAULT_BATCH_DOCUMENTS
     kwargs: dict[str, Any] = {"batch_size": batch}
     if part:
@@ -388,7 +393,7 @@ def _find(collection: Collection[Any], query: CollectionQuery | None, avg: int |
             kwargs["sort"] = list(query.sort)
         if query.limit:
             kwargs["limit"] = query.limit
-    return collection.find_raw_batches(**kwargs)
+    return find_counted(collection, **kwargs)
 
 
 def _transformer(meta: CollectionMeta, query: CollectionQuery) -> Callable[[bytes], bytes]:
