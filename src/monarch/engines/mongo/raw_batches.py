@@ -1,4 +1,4 @@
-"""Reading a collection as raw BSON batches, each with its number of documents, cheaply.
+"""Raw BSON to and from the driver, cheaply: batches read with their counts, documents to insert.
 
 pymongo's ``find_raw_batches`` decodes every reply twice: once into one ``RawBSONDocument`` per
 document (thrown away), once more to cut the batch out of the reply's array. Profiled on the
@@ -12,16 +12,24 @@ Everything else (sessions, retries, getMore, killCursors) is pymongo's own curso
 pymongo internals this leans on are missing, :func:`find_counted` falls back on
 ``find_raw_batches`` with counts of None, which the archive writer then takes by walking the
 documents.
+
+:func:`raw_documents` hands a run of documents to ``insert_many`` as ``RawBSONDocument`` objects
+made without re-checking each one (the archive reader already did): ``bson.decode_all`` spent
+most of a restore's CPU making them (docs/backups.md).
 """
 
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import bson
 from bson import raw_bson
+from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
+
+from monarch.io import Buffer
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
 Batch = tuple[bytes, int | None]
 """Whole BSON documents, concatenated, and how many (None: not known)."""
 
+_unpack_int32 = struct.Struct("<i").unpack_from
 _TO_STREAM: Any = getattr(bson, "_array_of_documents_to_buffer", None)
 _RAW_ARRAYS: Any = getattr(raw_bson, "_RAW_ARRAY_BSON_OPTIONS", None)
 
@@ -70,6 +79,46 @@ def documents_in_array(array_size: int, stream_size: int) -> int | None:
         count += span
         first, digits = 10**digits, digits + 1
     return count if extra == 0 else None
+
+
+class _Trusted(RawBSONDocument):
+    """A RawBSONDocument over bytes known to be one whole document: made without the size
+    check and the codec options check of ``RawBSONDocument.__init__`` (per document, they cost
+    more than everything else a restore does with it)."""
+
+    __slots__ = ()
+
+    def __init__(self, raw: bytes) -> None:
+        self._RawBSONDocument__raw = raw
+        self._RawBSONDocument__inflated_doc = None
+        self._RawBSONDocument__codec_options = DEFAULT_RAW_BSON_OPTIONS
+
+
+def _trusted_works() -> bool:
+    """Whether RawBSONDocument still keeps its state where :class:`_Trusted` puts it."""
+    try:
+        sample = bson.encode({"_id": 1})
+        return _Trusted(sample).raw is sample and _Trusted(sample)["_id"] == 1
+    except Exception:
+        return False
+
+
+_TRUSTED = _trusted_works()
+
+
+def raw_documents(data: Buffer) -> list[RawBSONDocument]:
+    """The documents of ``data`` (whole BSON documents, concatenated, already walked and
+    checked, as the archive reader hands them out), one RawBSONDocument each."""
+    if not _TRUSTED:
+        return bson.decode_all(data, DEFAULT_RAW_BSON_OPTIONS)
+    blob = data if isinstance(data, bytes) else bytes(data)
+    documents: list[RawBSONDocument] = []
+    add, unpack, pos, end = documents.append, _unpack_int32, 0, len(blob)
+    while pos < end:
+        size = unpack(blob, pos)[0]
+        add(_Trusted(blob[pos:pos + size]))
+        pos += size
+    return documents
 
 
 @functools.cache

@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import bson
-from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
+from bson.raw_bson import RawBSONDocument
 
 from monarch.archive.events import CollectionEnd
 from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW, invalid_collection_name
@@ -32,6 +31,7 @@ from monarch.engines.mongo.journal import (
     is_operational,
     name_fits,
 )
+from monarch.engines.mongo.raw_batches import raw_documents
 from monarch.engines.selection import WHOLE, Selection
 from monarch.errors import (
     ArchiveError,
@@ -62,7 +62,12 @@ DEFAULT_WORKERS = 4
 """Insertion threads on other servers: mongorestore's parallelism (4 collections at once),
 for servers whose writes scale with connections."""
 BATCH_DOCUMENTS = 1000
-BATCH_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = 2 * 1024 * 1024
+"""With the size of a dump reader's runs of documents (256 KiB: a batch is cut once it holds
+BATCH_DOCUMENTS or BATCH_BYTES, so it passes them by at most one run), this bounds each insert,
+and so memory: up to ``2 * workers`` batches wait and ``workers`` are in flight. Measured on
+the wire server (docs/backups.md), 16 MiB batches of large documents cost 200 MB more and were
+no faster."""
 
 _PROBE_BYTES = 6
 _SAME_PROBE = f"^{PROBE_PREFIX}[0-9a-f]{{{2 * _PROBE_BYTES}}}$"
@@ -232,7 +237,7 @@ class _Staging:
                         inserter.submit(name, target.staging, batch, size)
                     inserter.end(name)
                     continue
-                batch.extend(bson.decode_all(event.data, DEFAULT_RAW_BSON_OPTIONS))
+                batch.extend(raw_documents(event.data))
                 size += len(event.data)
                 target.size += len(event.data)
                 if len(batch) >= BATCH_DOCUMENTS or size >= BATCH_BYTES:
