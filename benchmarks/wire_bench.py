@@ -87,7 +87,7 @@ def tool_of(label: str) -> str:
 
 
 def bench_shape(shape: str, gb: float, *, parallel: int, round_: int, work: Path,
-                only: list[str] | None) -> tuple[int, list[Run]]:
+                only: list[str] | None, skip: list[str] | None = None) -> tuple[int, list[Run]]:
     """One round of every case against a server of ``gb`` GB of ``shape``: the BSON bytes
     served and the runs (compression alone in the first round only)."""
     tools = mongo_tools()
@@ -153,6 +153,8 @@ def bench_shape(shape: str, gb: float, *, parallel: int, round_: int, work: Path
         ]
         if only:
             cases = [c for c in cases if any(o in c.label for o in only)]
+        if skip:
+            cases = [c for c in cases if not any(s in c.label for s in skip)]
         runs = run_cases(cases, 1, lambda a: _resolve(a, store, named), f"{gb:g} GB {shape} ",
                          first_round=round_)
         unknown = [ln for ln in server.log().splitlines() if "unknown" in ln]
@@ -234,6 +236,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="repetitions (median reported)")
     parser.add_argument("--only", help="only the cases whose label has one of these "
                         "comma-separated texts ('compress' for compression alone)")
+    parser.add_argument("--skip", help="leave out the cases whose label has one of these "
+                        "comma-separated texts")
     parser.add_argument("--json", help="also write the machine and every row (with each "
                         "round's times and memory over time) to this JSON file, the input "
                         "of benchmarks/charts.py")
@@ -266,7 +270,8 @@ def main() -> None:
                     work = Path(tmp) / f"{shape}-{gb:g}-{round_}"
                     work.mkdir()
                     size, runs = bench_shape(shape, gb, parallel=args.parallel, round_=round_,
-                                             work=work, only=only)
+                                             work=work, only=only,
+                                             skip=args.skip.split(",") if args.skip else None)
                     shutil.rmtree(work)
                     cases = measured.setdefault((gb, shape), (size, {}))[1]
                     for run in runs:
