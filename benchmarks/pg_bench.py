@@ -8,7 +8,9 @@ events, the bulk; users; orders), and side by side in one run:
 - restore: ``monarch restore`` of the gzip backup into an existing database (restore into a
   scratch database, swap, drop the old one) against ``pg_restore`` into a fresh, empty database
   (created beforehand, outside the timing) from pg_dump's default-compressed file, and
-  ``createdb`` followed by that ``pg_restore`` (what monarch does around pg_restore, by hand).
+  ``createdb`` followed by that ``pg_restore`` (what monarch does around pg_restore, by hand);
+- copy: ``monarch copy_db`` (pg_dump's stream through monarch into pg_restore, into a scratch
+  database, swapped in) against ``createdb`` then ``pg_dump | pg_restore`` through an OS pipe.
 
 Each measurement is one child process (and its own children: pg_dump, pg_restore), reaped
 with ``wait4``: wall time, client CPU (user + system) and peak RSS. Median of ``--rounds``::
@@ -127,6 +129,15 @@ def bench(server: object, rows: int, rounds: int, work: Path) -> list[Run]:
                              '"$3" --no-owner --dbname="$4" "$5"',
                              str(bin_dir / "createdb"), uri, fresh, str(bin_dir / "pg_restore"),
                              url, str(dump_file)]))
+        server.drop_database(fresh)  # type: ignore[attr-defined]
+        # copy_db streams pg_dump -> monarch -> pg_restore; against the same through an OS pipe.
+        runs.append(measure("monarch copy_db", [*monarch, "copy_db", "src:dst", "-q"]))
+        runs.append(measure("createdb + pg_dump -Fc --compress=0 | pg_restore",
+                            ["sh", "-c", '"$0" --no-password --maintenance-db="$1" "$2" && '
+                             '"$3" --format=custom --compress=0 --dbname="$4" | '
+                             '"$5" --no-owner --dbname="$6"',
+                             str(bin_dir / "createdb"), uri, fresh, str(bin_dir / "pg_dump"),
+                             src, str(bin_dir / "pg_restore"), url]))
         server.drop_database(fresh)  # type: ignore[attr-defined]
     sizes = {f"monarch {m}": (store / f"{names[m]}.manifest.json").with_name(
         names[m] + {"gzip": ".archive.gz", "zstd": ".archive.zst", "none": ".archive"}[m]
