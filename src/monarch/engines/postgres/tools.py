@@ -28,6 +28,24 @@ STDERR_KEEP = 64 * 1024
 CHUNK = 1024 * 1024
 
 
+PIPE_SIZE = 1024 * 1024
+"""Bytes an OS pipe to or from a tool holds (Linux; the default is 64 KiB). monarch stands
+between pg_dump and pg_restore, or between a backup and pg_restore: a pipe that holds a whole
+chunk lets the tool on the other side go on while monarch waits for the CPU, as it would
+reading a file."""
+_PIPE_MAX = Path("/proc/sys/fs/pipe-max-size")
+
+
+def pipe_size() -> int:
+    """:data:`PIPE_SIZE`, or less where the system allows less; -1 (the system's default) where
+    pipe sizes cannot be set."""
+    try:
+        allowed = int(_PIPE_MAX.read_text())
+    except (OSError, ValueError):
+        return -1
+    return min(PIPE_SIZE, allowed)
+
+
 def major_of(server_version: int) -> int:
     """The major version of a server version number (150004 -> 15, 90624 -> 9)."""
     return server_version // 10000 if server_version >= 100000 else server_version // 100 // 100
@@ -97,7 +115,8 @@ class Tool:
     ) -> None:
         self.name = Path(argv[0]).name
         self.process = subprocess.Popen(
-            list(argv), env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
+            list(argv), env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+            pipesize=pipe_size(),
         )
         self._stderr = bytearray()
         self._reader = threading.Thread(target=self._drain, name=f"{self.name}-stderr", daemon=True)
