@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
+from monarch.history import EVENTS_NAME, LOCK_NAME
 from tests.servers import MongoTools
 from tests.servers.wire import WireServer, start_wire
 
@@ -28,9 +29,10 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireServer]:
 
 
 def counts(server: WireServer, db: str) -> dict[str, int]:
+    """Documents per collection (monarch's lock and audit trail left out: the environment's)."""
     client: MongoClient[dict[str, object]] = MongoClient(server.uri, directConnection=True)
     with client:
-        names = client[db].list_collection_names()
+        names = set(client[db].list_collection_names()) - {LOCK_NAME, EVENTS_NAME}
         return {name: client[db][name].estimated_document_count() for name in names}
 
 

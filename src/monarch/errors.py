@@ -51,6 +51,10 @@ class ConnectionFailed(MonarchError):
     """A database or store could not be reached (message names the host, never a password)."""
 
 
+class DatabaseMissing(ConnectionFailed):
+    """The environment's database does not exist (yet) on a server that was reached."""
+
+
 class ServerBusy(ConnectionFailed):
     """The server turned a request away for a moment (busy, locked, a dropped connection):
     the same request may well succeed if tried again a little later."""

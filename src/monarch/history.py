@@ -42,6 +42,15 @@ LEGACY_HISTORY_NAME = "mongo_migration_history"
 BOOKKEEPING = frozenset({HISTORY_NAME, LOCK_NAME, EVENTS_NAME, LEGACY_HISTORY_NAME})
 """The names above: not the application's data, so a fingerprint
 (:meth:`monarch.engines.base.Engine.fingerprint`) leaves them out."""
+# Kinds of audit events: changes to an environment that are not migration runs.
+BASELINE = "baseline"
+MARK = "mark"
+ACCEPT = "accept"
+RESTORE = "restore"
+COPY_DB = "copy_db"
+DROP_DB = "drop_db"
+RECOVER = "recover"
+EVENT_KINDS = (BASELINE, MARK, ACCEPT, RESTORE, COPY_DB, DROP_DB, RECOVER)
 
 
 @dataclass
@@ -164,6 +173,70 @@ class Acquisition:
     previous: LockHolder | None = None
 
 
+@dataclass(frozen=True)
+class Change:
+    """One thing an audited command changed: ``what`` of ``subject``, ``before`` -> ``after``.
+
+    For a repair, ``subject`` is a migration and ``what`` is ``state`` or ``checksum``; for a
+    restore, copy or drop, ``subject`` is the database and ``what`` says what replaced it.
+    """
+
+    subject: str
+    what: str
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        return f"{self.subject}: {self.what} {self.before or '-'} -> {self.after or '-'}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An audit entry: who changed an environment outside a migration run, when, from where,
+    and what changed.
+
+    ``id`` is unique (the lock token of the command that wrote it), so writing the same event
+    twice stores it once. ``at`` is on the server's clock. ``summary`` is one line for people;
+    ``changes`` the details; ``source`` the backup or environment a restore or copy came from.
+    """
+
+    id: str
+    kind: str
+    at: datetime
+    user: str
+    host: str
+    pid: int
+    command: str
+    version: str
+    summary: str
+    changes: tuple[Change, ...] = ()
+    source: str | None = None
+
+    @property
+    def who(self) -> str:
+        return f"{self.user}@{self.host}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict for storage (``changes`` as a list of dicts)."""
+        data = asdict(self)
+        data["changes"] = [asdict(change) for change in self.changes]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Build an event from stored data, ignoring fields this version does not know."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        names = {f.name for f in fields(Change)}
+        values["changes"] = tuple(
+            Change(**{k: v for k, v in item.items() if k in names})
+            for item in values.get("changes") or ()
+            if isinstance(item, dict)
+        )
+        values["pid"] = int(values.get("pid") or 0)
+        return cls(**values)
+
+
 class HistoryStore(Protocol):
     """Migration records of one environment, and its transactions.
 
@@ -190,6 +263,18 @@ class HistoryStore(Protocol):
 
     def supports_transactions(self) -> bool:
         """Whether :meth:`transaction` can make several writes atomic on this server."""
+        ...
+
+    def events(self, limit: int | None = None) -> list[Event]:
+        """The audit events, newest first (at most ``limit``); empty when none was written.
+
+        Reading creates nothing (no table, no file).
+        """
+        ...
+
+    def add_event(self, event: Event) -> None:
+        """Store ``event`` unless an event with its ``id`` is stored already (so that writing
+        the same events again, as a restore does with the events it replaced, adds nothing)."""
         ...
 
     def transaction(self) -> AbstractContextManager[object]:

@@ -108,14 +108,26 @@ def seed(db: Database[dict[str, Any]], scale: int = 1, seed_value: int = 7) -> N
     db.create_collection("empty")
 
 
+# monarch's own bookkeeping beside the data: the environment's lock, which a restore, copy or drop
+# holds like migrate (#12), and the audit events they write. Neither is part of what a backup
+# holds or a restore gives back, so contents compared here leave them out.
+BOOKKEEPING = frozenset({"monarch_lock", "monarch_events"})
+
+
+def data_collections(db: Database[Any]) -> list[str]:
+    """The names of ``db``'s collections, sorted, but monarch's bookkeeping."""
+    return sorted(set(db.list_collection_names()) - BOOKKEEPING)
+
+
 def snapshot(db: Database[Any], *, batch_size: int = 0) -> Snapshot:
-    """Every collection: its documents as raw BSON (sorted) and its indexes' key/name/unique.
+    """Every collection (but monarch's bookkeeping): its documents as raw BSON (sorted) and its
+    indexes' key/name/unique.
 
     ``batch_size`` bounds documents per reply (FerretDB sends replies past the 48 MB message
     limit when documents are near 16 MB, which the driver then refuses).
     """
     result: Snapshot = {}
-    for name in sorted(db.list_collection_names()):
+    for name in sorted(set(db.list_collection_names()) - BOOKKEEPING):
         indexes = sorted(
             (tuple(spec["key"].items()), spec["name"], bool(spec.get("unique", False)))
             for spec in db[name].list_indexes()

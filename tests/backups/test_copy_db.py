@@ -15,6 +15,7 @@ from monarch.config import load_config
 from monarch.errors import ConfirmationRequired, QuerySetError, UsageError
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
+    data_collections,
     leftovers,
     seed,
     snapshot,
@@ -64,7 +65,7 @@ def test_copy_db_with_a_query_set_copies_only_what_it_selects(two_dbs: TwoDbs) -
     copy_db(two_dbs.config(), "development", "staging", query_set="slim")
 
     target = two_dbs.target
-    assert sorted(target.list_collection_names()) == ["empty", "orders", "users"]
+    assert data_collections(target) == ["empty", "orders", "users"]
     active = two_dbs.source.users.count_documents({"active": True})
     assert target.users.count_documents({}) == active
     assert target.users.count_documents({"email": {"$regex": "example.invalid$"}}) == active
@@ -133,7 +134,7 @@ def test_copy_db_detects_one_database_behind_different_host_spellings(
     with pytest.raises(UsageError, match="same database"):
         copy_db(load_config(config_path), "alias", "staging")
     assert snapshot(two_dbs.target) == before
-    assert sorted(two_dbs.target.list_collection_names()) == sorted(before)
+    assert data_collections(two_dbs.target) == sorted(before)
 
 
 def test_copy_db_refuses_environments_of_different_engines(two_dbs: TwoDbs) -> None:

@@ -28,6 +28,7 @@ from monarch.errors import ArchiveError, UsageError
 from tests.backups.helpers import server_documents
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
+    data_collections,
     leftovers,
     seed,
     snapshot,
@@ -168,7 +169,7 @@ def test_monarch_restores_the_sample_archives_shipped_with_mongo_tools(
 
     db, _, collection = namespace.partition(".")
     assert result.source_database == db
-    assert sorted(two_dbs.target.list_collection_names()) == [collection]
+    assert data_collections(two_dbs.target) == [collection]
     with path.open("rb") as raw:
         expected = dumped_documents(open_archive(raw), namespace)
     assert expected and server_documents(two_dbs.target, collection) == expected
@@ -182,7 +183,7 @@ def test_monarch_restores_a_sample_directory_dump_without_its_oplog(
     result = restore(two_dbs.config(), str(folder), "staging")
 
     assert result.source_database == "db1"
-    assert sorted(two_dbs.target.list_collection_names()) == ["c1", "c2", "c3", "c4"]
+    assert data_collections(two_dbs.target) == ["c1", "c2", "c3", "c4"]
     for name in ("c1", "c2", "c3", "c4"):
         expected = dumped_documents(DirectoryReader(folder, db="db1"), f"db1.{name}")
         assert server_documents(two_dbs.target, name) == expected

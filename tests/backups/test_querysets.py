@@ -25,6 +25,7 @@ from tests.backups.conftest import Project, environ, seed_shop
 from tests.backups.helpers import read_archive
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
+    data_collections,
     run_cli,
     seed,
     snapshot,
@@ -328,7 +329,7 @@ def test_cli_backup_through_a_class_based_query_set_then_restore_drops_what_it_l
     restored = shop.cli("restore", f"{made.stdout.strip()}:development", "--quiet")
     assert restored.code == 0, restored.output
 
-    assert sorted(shop.db.list_collection_names()) == ["empty", "logs", "orders", "users"]
+    assert data_collections(shop.db) == ["empty", "logs", "orders", "users"]
     assert shop.db.users.count_documents({}) == shop.db.users.count_documents({"active": True})
     assert shop.db.users.count_documents({}) == 200
     assert shop.db.orders.count_documents({}) == 500
@@ -345,7 +346,7 @@ def test_copy_db_through_a_class_based_query_set_copies_only_active_users_and_no
     copy_db(two_dbs.config(), "development", "staging", query_set="ActiveUsersQuerySet")
 
     target = two_dbs.target
-    assert sorted(target.list_collection_names()) == ["empty", "notes", "orders", "users"]
+    assert data_collections(target) == ["empty", "notes", "orders", "users"]
     active = two_dbs.source.users.count_documents({"active": True})
     assert target.users.count_documents({}) == active
     assert target.users.count_documents({"active": {"$ne": True}}) == 0

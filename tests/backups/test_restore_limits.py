@@ -19,7 +19,9 @@ from monarch.archive.limits import LimitedReader, SizeLimitExceeded
 from monarch.errors import ArchiveError, ConfigError
 from monarch.sizes import parse_size
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
+    RAW,
     TwoDbs,
+    data_collections,
     edit_manifest,
     leftovers,
     run_cli,
@@ -49,10 +51,12 @@ def bomb_archive(path: Path, megabytes: int, db: str = "source") -> Path:
 
 
 def database_state(two_dbs: TwoDbs) -> tuple[list[str], int]:
-    """What the server holds for the target: its collections and their data size."""
-    names = sorted(two_dbs.target.list_collection_names())
-    stats = two_dbs.target.command("dbStats")
-    return names, int(stats.get("dataSize", 0))
+    """What the server holds for the target: its collections and their data size (monarch's
+    bookkeeping, the environment's lock and audit trail, left out)."""
+    names = data_collections(two_dbs.target)
+    size = sum(len(raw.raw) for name in names
+               for raw in two_dbs.target.get_collection(name, codec_options=RAW).find())
+    return names, size
 
 
 def database_names(url: str) -> list[str]:

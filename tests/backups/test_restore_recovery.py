@@ -31,6 +31,7 @@ from monarch.engines.mongo.journal import (
 )
 from monarch.errors import RestoreBusy
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
+    BOOKKEEPING,
     TwoDbs,
     leftovers,
     seed,
@@ -53,7 +54,7 @@ def dead_pid() -> int:
 
 def contents(db: Database[Any]) -> dict[str, list[dict[str, Any]]]:
     return {name: list(db[name].find(sort=[("_id", 1)]))
-            for name in sorted(db.list_collection_names())}
+            for name in sorted(set(db.list_collection_names()) - BOOKKEEPING)}
 
 
 def swap_steps(db: Database[Any]) -> list[Any]:

@@ -26,6 +26,7 @@ from tests.backups.sql_support import (  # noqa: F401 - fixtures
     SQLProject,
     local_project_fixture,
 )
+from tests.engines.pg_helpers import BOOKKEEPING
 from tests.engines.test_postgres_kill import wait_for_restore_lock_free
 from tests.servers import PostgresServer
 
@@ -61,6 +62,8 @@ def pg_state(url: str) -> dict[str, Any]:
             "('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
         found: dict[str, Any] = {}
         for schema, table in tables:
+            if table in BOOKKEEPING:
+                continue
             rows = conn.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()
             indexes = conn.execute(
                 "SELECT indexname, regexp_replace(indexdef, ' ON .* USING', ' USING') "

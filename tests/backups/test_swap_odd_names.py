@@ -25,6 +25,7 @@ from monarch.engines.mongo.journal import ASIDE_PREFIX, JOURNAL, STAGING_PREFIX,
 from monarch.errors import BackupError
 from tests.backups.restore_support import (  # noqa: F401 - fixtures
     TwoDbs,
+    data_collections,
     leftovers,
     snapshot,
     two_dbs_fixture,
@@ -261,7 +262,7 @@ def test_a_journal_whose_collections_are_all_gone_is_finished_without_error(
     said = recover(two_dbs.config(), "staging")
 
     assert said is not None and "finished" in said
-    assert db.list_collection_names() == []
+    assert data_collections(db) == []
 
 
 def test_a_journal_monarch_did_not_write_is_refused_with_a_hint(two_dbs: TwoDbs) -> None:
@@ -284,7 +285,7 @@ def test_scratch_collections_of_an_interrupted_probe_are_removed_by_recovery(
 
     recover(two_dbs.config(), "staging")  # no journal: only leftovers to remove
 
-    assert db.list_collection_names() == ["plain"]
+    assert data_collections(db) == ["plain"]
 
 
 def test_a_backup_in_the_middle_of_a_swap_is_refused_and_points_at_recover(
@@ -303,7 +304,7 @@ def test_a_backup_in_the_middle_of_a_swap_is_refused_and_points_at_recover(
     assert list_backups(config) == []
     with pytest.raises(BackupError, match="middle of a restore's swap"):
         copy_db(config, "staging", "development")
-    assert two_dbs.source.list_collection_names() == []
+    assert data_collections(two_dbs.source) == []
 
     recover(config, "staging")
     name = backup(config, "staging").name

@@ -74,8 +74,15 @@ def fill_old(url: str) -> None:
         )
 
 
+# monarch's own bookkeeping beside the data: the environment's lock, which a restore, copy or drop
+# holds like migrate (#12), and the audit events they write. Neither is part of what a backup
+# holds or a restore gives back, so contents compared here leave them out.
+BOOKKEEPING = frozenset({"monarch_lock", "monarch_events"})
+
+
 def contents(url: str) -> dict[str, list[str]]:
-    """Every table's and materialized view's rows (as sorted JSON) and every sequence's state."""
+    """Every table's and materialized view's rows (as sorted JSON) and every sequence's state
+    (but monarch's bookkeeping)."""
     with psycopg.connect(url, autocommit=True) as conn:
         relations = conn.execute(
             "SELECT n.nspname, c.relname, c.relkind FROM pg_class c "
@@ -85,6 +92,8 @@ def contents(url: str) -> dict[str, list[str]]:
         ).fetchall()
         found: dict[str, list[str]] = {}
         for schema, name, kind in relations:
+            if name in BOOKKEEPING:
+                continue
             qualified = psycopg.sql.Identifier(schema, name)
             if kind == "S":
                 query = psycopg.sql.SQL("SELECT last_value::text, is_called::text FROM {}")
@@ -96,9 +105,11 @@ def contents(url: str) -> dict[str, list[str]]:
 
 
 def schema_dump(bin_dir: Path, url: str) -> str:
-    """``pg_dump --schema-only`` of ``url``, without the per-run random \\restrict keys."""
+    """``pg_dump --schema-only`` of ``url`` (but monarch's bookkeeping), without the per-run
+    random \\restrict keys."""
+    leave_out = [f"--exclude-table={name}" for name in sorted(BOOKKEEPING)]
     result = subprocess.run(
-        [str(bin_dir / "pg_dump"), "--schema-only", f"--dbname={url}"],
+        [str(bin_dir / "pg_dump"), "--schema-only", *leave_out, f"--dbname={url}"],
         capture_output=True,
         text=True,
         check=True,

@@ -55,13 +55,21 @@ def fill_other(path: Path) -> None:
         conn.close()
 
 
+# monarch's own bookkeeping beside the data: the environment's lock, which a restore, copy or drop
+# holds like migrate (#12), and the audit events they write. Neither is part of what a backup
+# holds or a restore gives back, so contents compared here leave them out.
+BOOKKEEPING = frozenset({"monarch_lock", "monarch_events"})
+
+
 def contents(path: Path) -> dict[str, object]:
-    """The schema (every object's SQL) and every table's rows, sorted."""
+    """The schema (every object's SQL) and every table's rows, sorted (but monarch's
+    bookkeeping)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         schema = sorted(
             (str(t), str(n), str(s))
             for t, n, s in conn.execute("SELECT type, name, sql FROM sqlite_master")
+            if n not in BOOKKEEPING and not any(f"autoindex_{b}_" in n for b in BOOKKEEPING)
         )
         tables = [n for t, n, _ in schema if t == "table" and not n.startswith("sqlite_")]
         found: dict[str, object] = {"schema": schema}

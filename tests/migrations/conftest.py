@@ -15,7 +15,7 @@ from pymongo.database import Database
 from tests.migrations.driver import CliResult, Driver, migration_source
 from tests.migrations.sql_project import SQLProject
 
-__all__ = ["CliResult", "Driver", "Project", "SQLProject", "project_config"]
+__all__ = ["AnyProject", "CliResult", "Driver", "Project", "SQLProject", "project_config"]
 
 
 @dataclass
@@ -102,6 +102,26 @@ def project(
 @pytest.fixture(params=["postgres", "sqlite"])
 def sql_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLProject]:
     """The same project on a fresh PostgreSQL database, then on a new SQLite file."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+    (tmp_path / "monarch.toml").write_text(project_config(url, tmp_path))
+    (tmp_path / "migrations").mkdir()
+    made = SQLProject(tmp_path, request.param, url)
+    yield made
+    made.stop_spawned()
+
+
+AnyProject = Project | SQLProject
+
+
+@pytest.fixture(params=["mongo", "postgres", "sqlite"])
+def any_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyProject]:
+    """The same project on MongoDB (FerretDB), PostgreSQL and a SQLite file."""
+    if request.param == "mongo":
+        yield request.getfixturevalue("project")
+        return
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
     else:

@@ -15,7 +15,7 @@ from typing import Any
 
 from monarch.accounting import Ledger
 from monarch.errors import TransactionUnsupported
-from monarch.history import Acquisition, LockHolder, LockOwner, Record
+from monarch.history import Acquisition, Event, LockHolder, LockOwner, Record
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Transaction:
 class MemoryHistory:
     def __init__(self, *, transactions: bool) -> None:
         self.saved: dict[str, Record] = {}
+        self.stored_events: dict[str, Event] = {}
         self.transactions = transactions
         self.committed = 0
         self.aborted = 0
@@ -50,6 +51,13 @@ class MemoryHistory:
 
     def supports_transactions(self) -> bool:
         return self.transactions
+
+    def events(self, limit: int | None = None) -> list[Event]:
+        newest = sorted(self.stored_events.values(), key=lambda e: (e.at, e.id), reverse=True)
+        return newest[:limit] if limit is not None else newest
+
+    def add_event(self, event: Event) -> None:
+        self.stored_events.setdefault(event.id, event)
 
     @contextmanager
     def transaction(self) -> Iterator[object]:
@@ -133,6 +141,9 @@ class MemoryEngine:
 
     def migration_context(self) -> dict[str, Any]:
         return self.context
+
+    def disconnect(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -190,6 +190,33 @@ def test_after_sigkill_the_next_migrate_takes_over_and_reports_the_interrupted_o
     assert record["state"] == "applied" and record["run_count"] == 2
 
 
+def test_a_holder_killed_on_this_machine_is_taken_over_without_waiting_for_its_lease(
+    project: Project,
+) -> None:
+    project.write(
+        B,
+        """
+        n = self.db.runs.find_one_and_update(
+            {"_id": self.name}, {"$inc": {"n": 1}}, upsert=True, return_document=True
+        )["n"]
+        self.db.markers.insert_one({"attempt": n})
+        if n == 1:
+            __import__("time").sleep(60)
+        """,
+    )
+    victim = _spawn_and_wait_for_marker(project, "--lock-lease", "600")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=10)
+
+    started = time.monotonic()
+    survivor = project.process("migrate", "development", "--lock-timeout", "20")
+
+    assert survivor.returncode == 0, survivor.stderr
+    assert time.monotonic() - started < 20  # not the 600 s lease
+    assert "took over the migration lock of 'development' from" in survivor.stderr
+    assert f"(pid {victim.pid})" in survivor.stderr
+
+
 def test_interrupted_state_is_shown_until_the_next_migrate(project: Project) -> None:
     project.write(B, SLOW.format(seconds=60))
     victim = _spawn_and_wait_for_marker(project, "--lock-lease", "1")

@@ -7,6 +7,8 @@ once, passes them down to the feature packages (:mod:`monarch.migrations`,
 calls nothing else.
 
 ``migrations.py``: generate, list_migrations, migrate, migrate_one, rollback, unlock.
+``history.py``: baseline, mark, accept, list_history. ``locking.py``: the environment's lock
+that every command changing it holds, and the audit events they write.
 ``backups.py``: backup, list_backups, restore, copy_db, verify, prune, delete_backup, drop_db,
 recover, generate_query_set, list_query_sets, check_backups;
 ``reporting.py``: the metrics file and webhook events of backup and verify.

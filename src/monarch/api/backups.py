@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from monarch.api.locking import DEFAULT_LEASE, DEFAULT_TIMEOUT, check_lock_options, exclusive
 from monarch.api.reporting import RunReport
 from monarch.backups import backup as _backup_module
 from monarch.backups import copy as _copy_module
@@ -45,6 +46,7 @@ from monarch.backups.verify import verify as _verify
 from monarch.backups.writer import BackupResult, compression_method
 from monarch.engines import engine_for, registry
 from monarch.errors import ManifestError, StoreError, UsageError
+from monarch.history import COPY_DB, DROP_DB, RECOVER, RESTORE
 from monarch.querysets import files as _querysets
 from monarch.querysets.files import QuerySetInfo
 from monarch.safety import require_confirmation
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from monarch.config import Config, Environment
     from monarch.engines.base import Dropped, Engine
     from monarch.engines.selection import Selection
+    from monarch.migrations.progress import Notices
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
     from monarch.stores.base import Store
@@ -194,6 +197,9 @@ def restore(
     selection: Selection | None = None,
     database: str | None = None,
     identity: str | Path | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float = DEFAULT_LEASE,
+    reporter: Notices | None = None,
 ) -> RestoreResult:
     """Replace environment ``env_name``'s database with the backup ``backup_name``, exactly.
 
@@ -216,17 +222,40 @@ def restore(
     ``database`` restores into that database of the environment's server instead of its own,
     with the environment's URL and credentials; a protected environment still needs
     ``confirm``.
+
+    The restore holds the environment's lock (as ``migrate`` does, :mod:`monarch.api.locking`;
+    with ``database``, that database's): it waits up to ``lock_timeout`` seconds for a running
+    migration or restore, and makes them wait. Once the backup is in place it is recorded in
+    the history there; ``reporter`` hears a warning if that fails (the restore stays done).
     """
     environment = config.environment(env_name)
+    check_lock_options(lock_timeout, lock_lease)
     require_confirmation(environment, "restore", confirm)
     keys = keys_for(config.backups, identity=identity)
-    with _engines(config, env_name, database=database) as (engine,):
+    with _engines(config, env_name, database=database) as (engine,), exclusive(
+        engine, env_name, f"restore {backup_name} {env_name}", lock_timeout=lock_timeout,
+        lock_lease=lock_lease, notices=reporter,
+    ) as held:
         result = _restore_module.restore(
             open_store(config.backups), engine, backup_name, from_db=from_db,
             progress=progress, workers=workers, ceiling=_ceiling(config, max_size),
             selection=selection, keys=keys,
         )
+        what = _restored(len(result.collections) or len(result.tables), result.selection)
+        held.record(
+            engine,
+            f"restored {result.backup} into {env_name!r}",
+            lambda store: held.event(
+                store, RESTORE, f"restored backup {result.backup} ({what})", source=result.backup
+            ),
+        )
     return replace(result, other_database=_elsewhere(environment, database))
+
+
+def _restored(count: int, selection: str | None) -> str:
+    """How much a restore or copy put in place, for its history entry."""
+    what = f"{count} collection(s) or table(s)"
+    return f"{what} selected by {selection}" if selection else what
 
 
 def restore_preview(
@@ -273,6 +302,9 @@ def copy_db(
     workers: int | None = None,
     compression: str | None = None,
     selection: Selection | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float = DEFAULT_LEASE,
+    reporter: Notices | None = None,
 ) -> CopyResult:
     """Replace ``target_env``'s database with ``source_env``'s, exactly, streaming.
 
@@ -285,10 +317,12 @@ def copy_db(
     names (asked of the server, not judged from URLs), and environments of different engines.
     The target changes only in the final swap, as for a restore (docs/restore.md).
     ``selection`` copies only some collections (tables), possibly renamed, as for
-    :func:`restore`.
+    :func:`restore`. The copy holds the target's lock and is recorded in the target's history,
+    as a restore is.
     """
     source_environment = config.environment(source_env)
     target_environment = config.environment(target_env)
+    check_lock_options(lock_timeout, lock_lease)
     _copy_module.refuse_same(source_environment, target_environment)
     require_confirmation(target_environment, "copy_db into it", confirm)
     method = compression_method(config, compression)
@@ -306,11 +340,25 @@ def copy_db(
             _backup_module.refuse_query_set(source, query_set, "a copy")
             source.server_info()  # an unreachable source fails as such, not as a query set
             plan = query_set_for(config, query_set, source)  # a class-based one runs there
-        return _copy_module.copy_db(
-            source, target, query_set=plan,
-            keep_backup_in=store, compression=method, progress=progress, parallel=parallel,
-            workers=workers, retain=policy, selection=selection, keys=keys,
-        )
+        with exclusive(
+            target, target_env, f"copy_db {source_env} {target_env}", lock_timeout=lock_timeout,
+            lock_lease=lock_lease, notices=reporter,
+        ) as held:
+            result = _copy_module.copy_db(
+                source, target, query_set=plan,
+                keep_backup_in=store, compression=method, progress=progress, parallel=parallel,
+                workers=workers, retain=policy, selection=selection, keys=keys,
+            )
+            what = _restored(len(result.collections) or len(result.tables), result.selection)
+            held.record(
+                target,
+                f"copied {source_env!r} into {target_env!r}",
+                lambda store: held.event(
+                    store, COPY_DB, f"copied environment {source_env} into it ({what})",
+                    source=source_env,
+                ),
+            )
+            return result
 
 
 def verify(
@@ -425,22 +473,66 @@ def delete_backup(config: Config, name: str) -> DeleteResult:
     return _delete_backup(open_store(config.backups), name)
 
 
-def drop_db(config: Config, env_name: str, *, confirm: str | None = None) -> Dropped:
+def drop_db(
+    config: Config,
+    env_name: str,
+    *,
+    confirm: str | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float = DEFAULT_LEASE,
+    reporter: Notices | None = None,
+) -> Dropped:
     """Drop environment ``env_name``'s database; return what was removed.
 
     ``confirm`` must be the environment's name if it is protected (else ConfirmationRequired,
     and nothing is done). What "drop" means depends on the engine (docs/backups.md): MongoDB
     drops the database, PostgreSQL replaces it by an empty one with the same owner, grants and
     settings, SQLite removes the file. A database that does not exist is no error.
+
+    The drop holds the environment's lock, as ``migrate`` does, and is recorded in the
+    environment's audit trail, which outlives it (docs/migrations.md, "History"), except on
+    MongoDB, where the trail lives in the database and goes with it.
     """
     environment = config.environment(env_name)
+    check_lock_options(lock_timeout, lock_lease)
     require_confirmation(environment, "drop_db", confirm)
     with _engines(config, env_name) as (engine,):
         engine.server_info()  # an unreachable server fails as such, before anything else
-        return engine.drop()
+        takes = engine.capabilities.drop_takes_bookkeeping
+        if takes and not engine.inventory():
+            # Nothing to drop, and locking would create the database just to drop it again.
+            return engine.drop()
+        with exclusive(
+            engine, env_name, f"drop_db {env_name}", lock_timeout=lock_timeout,
+            lock_lease=lock_lease, notices=reporter,
+        ) as held:
+            if takes and held.lease is not None:
+                held.lease.pause()  # a renewal after the drop would create the database again
+            dropped = engine.drop()
+            if takes:
+                if held.lease is not None:
+                    held.lease.forget()  # the lock went with the database
+            elif dropped.existed:
+                held.record(
+                    engine,
+                    f"dropped the database of {env_name!r}",
+                    lambda store: held.event(
+                        store, DROP_DB, f"dropped the database ({len(dropped.removed)} "
+                        "collection(s) or table(s))",
+                    ),
+                )
+            return dropped
 
 
-def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str | None:
+def recover(
+    config: Config,
+    env_name: str,
+    *,
+    confirm: str | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float = DEFAULT_LEASE,
+    reporter: Notices | None = None,
+) -> str | None:
     """Finish (or clean up after) a restore or copy into ``env_name`` that was interrupted.
 
     Returns what was done, or None when nothing was pending. Any restore or copy_db into the
@@ -448,11 +540,20 @@ def recover(config: Config, env_name: str, *, confirm: str | None = None) -> str
     Scratch databases that killed runs (``rehearse``, restore drills) left on the
     environment's server (SQLite: in its folder) are removed too; a live run's are left alone
     (see :mod:`monarch.backups.scratch`).
+    It holds the environment's lock, and what it did is recorded in the history.
     """
     environment = config.environment(env_name)
+    check_lock_options(lock_timeout, lock_lease)
     require_confirmation(environment, "recover", confirm)
-    with _engines(config, env_name) as (engine,):
+    with _engines(config, env_name) as (engine,), exclusive(
+        engine, env_name, f"recover {env_name}", lock_timeout=lock_timeout,
+        lock_lease=lock_lease, notices=reporter,
+    ) as held:
         done = _restore_module.recover(engine)
+        if done is not None:
+            held.record(
+                engine, f"recovered {env_name!r}", lambda store: held.event(store, RECOVER, done)
+            )
     removed = remove_leftovers(environment)
     if not removed:
         return done

@@ -252,6 +252,10 @@ def _execute(
         )
         runners: list[Runner] = []
         with _telling_interrupts(runners), lease:
+            # What was read before the wait may be of a database that a restore has replaced
+            # since (ending our session, or renaming our file away): read it all afresh.
+            engine.disconnect()
+            store = engine.history()
             if lease.previous is not None:
                 report.message(
                     f"took over the migration lock of {env.name!r} from "

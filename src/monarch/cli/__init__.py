@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import click
 
 from monarch._version import __version__
-from monarch.cli import backups, maintenance, migrations, project, signals
+from monarch.cli import backups, history, maintenance, migrations, project, signals
 from monarch.cli.session import Session, redacting
 from monarch.errors import MonarchError
 
@@ -56,7 +56,7 @@ def cli(ctx: click.Context, config_path: str | None, traceback: bool) -> None:
 
 
 def _register() -> None:
-    for module in (project, migrations, backups, maintenance):
+    for module in (project, migrations, history, backups, maintenance):
         for command in module.COMMANDS:
             # The original tool's spelling (list_migrations) is canonical; dashes work too.
             command.name = (command.name or "").replace("-", "_")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 import monarch
-from monarch.cli.output import confirm_name, yes_option
+from monarch.cli.output import confirm_name, lock_options, notices, yes_option
 from monarch.cli.progress import progress_for
 from monarch.cli.session import Session
 from monarch.errors import UsageError
@@ -266,11 +266,12 @@ def _selection(options: dict[str, Any]) -> Selection | None:
 @_confirm
 @_quiet
 @_as_json
+@lock_options
 @click.pass_obj
 def restore(
     session: Session, /, *, spec: str | None, from_db: str | None, max_size: str | None,
     database: str | None, dry_run: bool, identity: str | None, confirm: str | None,
-    quiet: bool, as_json: bool, **options: Any,
+    quiet: bool, as_json: bool, lock_timeout: float, lock_lease: float, **options: Any,
 ) -> None:
     """Restore BACKUP (a backup name, or a mongodump archive or folder) into ENV.
 
@@ -294,7 +295,8 @@ def restore(
         confirm = confirm_name(environment.name, f"restore {backup_name} into it", confirm)
     result = monarch.restore(session.config, backup_name, env, from_db=from_db, confirm=confirm,
                              progress=_progress(quiet or as_json), max_size=max_size,
-                             selection=selection, database=database, identity=identity)
+                             selection=selection, database=database, identity=identity,
+                             lock_timeout=lock_timeout, lock_lease=lock_lease, reporter=notices())
     show(result, quiet=quiet, as_json=as_json)
 
 
@@ -305,10 +307,11 @@ def restore(
 @_selection_options
 @_confirm
 @_quiet
+@lock_options
 @click.pass_obj
 def copy_db(
     session: Session, /, *, spec: str | None, query_set: str | None, keep_backup: bool,
-    confirm: str | None, quiet: bool, **options: Any,
+    confirm: str | None, quiet: bool, lock_timeout: float, lock_lease: float, **options: Any,
 ) -> None:
     """Copy FROM's database into TO (TO then holds exactly FROM's data).
 
@@ -328,15 +331,19 @@ def copy_db(
         confirm = confirm_name(environment.name, f"copy {source} over it", confirm)
     result = monarch.copy_db(session.config, source, target, query_set=query_set,
                              keep_backup=keep_backup, confirm=confirm, progress=_progress(quiet),
-                             selection=selection)
+                             selection=selection, lock_timeout=lock_timeout,
+                             lock_lease=lock_lease, reporter=notices())
     show(result, quiet=quiet)
 
 
 @click.command()
 @click.argument("env")
 @_confirm
+@lock_options
 @click.pass_obj
-def recover(session: Session, *, env: str, confirm: str | None) -> None:
+def recover(
+    session: Session, *, env: str, confirm: str | None, lock_timeout: float, lock_lease: float
+) -> None:
     """Finish or clean up a restore or copy_db into ENV that was interrupted.
 
     Every restore and copy_db does this first by itself; this does it without restoring again.
@@ -346,7 +353,9 @@ def recover(session: Session, *, env: str, confirm: str | None) -> None:
     environment = session.environment(env)
     if environment.protected:
         confirm = confirm_name(environment.name, "recover an interrupted restore", confirm)
-    show(Recovered(env, monarch.recover(session.config, env, confirm=confirm)))
+    done = monarch.recover(session.config, env, confirm=confirm, lock_timeout=lock_timeout,
+                           lock_lease=lock_lease, reporter=notices())
+    show(Recovered(env, done))
 
 
 @click.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 import monarch
-from monarch.cli.output import confirm_name, yes_option
+from monarch.cli.output import confirm_name, lock_options, notices, yes_option
 from monarch.cli.session import Session
 
 
@@ -33,8 +33,11 @@ def list_query_sets(session: Session, as_json: bool) -> None:
     "--confirm", metavar="NAME", help="Type the protected environment's name (for scripts and CI)."
 )
 @yes_option
+@lock_options
 @click.pass_obj
-def drop_db(session: Session, *, env: str, confirm: str | None) -> None:
+def drop_db(
+    session: Session, *, env: str, confirm: str | None, lock_timeout: float, lock_lease: float
+) -> None:
     """Drop ENV's database and everything in it (PostgreSQL: replace it by an empty one)."""
     from monarch.cli.render.backups import DropReport, show  # noqa: PLC0415
 
@@ -42,7 +45,8 @@ def drop_db(session: Session, *, env: str, confirm: str | None) -> None:
     if environment.protected:
         confirm = confirm_name(environment.name, f"drop its database {environment.database}",
                                confirm)
-    dropped = monarch.drop_db(session.config, env, confirm=confirm)
+    dropped = monarch.drop_db(session.config, env, confirm=confirm, lock_timeout=lock_timeout,
+                              lock_lease=lock_lease, reporter=notices())
     show(DropReport(env, environment.engine, dropped))
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
+
+from monarch.migrations.progress import StreamReporter
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -48,3 +52,22 @@ def confirm_name(environment_name: str, action: str, confirm: str | None) -> str
         f"Type its name to {action}", default="", show_default=False, err=True
     )
     return typed.strip()
+
+
+def lock_options(func: F) -> F:
+    """``--lock-timeout`` and ``--lock-lease``: every command that changes an environment holds
+    its lock (migrate's), and waits for it like migrate does."""
+    timeout = click.option(
+        "--lock-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+        metavar="SECONDS", help="How long to wait for another command's lock (0: do not wait).",
+    )
+    lease = click.option(
+        "--lock-lease", type=click.FloatRange(min=1), default=60.0, show_default=True,
+        metavar="SECONDS", help="How long the lock outlives this process if it dies.",
+    )
+    return timeout(lease(func))
+
+
+def notices() -> StreamReporter:
+    """Where a command's notices go (waiting for the lock, a takeover, a warning): stderr."""
+    return StreamReporter(sys.stdout, sys.stderr, tty=sys.stderr.isatty())

@@ -153,6 +153,11 @@ class Capabilities:
     """``restore`` also takes mongodump archives and directory dumps, and monarch 0.0.x's zips."""
     schemas: bool = False
     """Names are ``schema.table``; a selection may name schemas (PostgreSQL)."""
+    drop_takes_bookkeeping: bool = False
+    """``drop`` takes the environment's lock and audit trail with the database (MongoDB has no
+    empty databases: they live in it), so nothing can be written there afterwards: writing
+    would create the database again. (PostgreSQL carries them into the empty database it
+    swaps in; SQLite keeps them beside the file it removes.)"""
 
 
 @dataclass(frozen=True)
@@ -352,6 +357,12 @@ class Engine(Protocol):
         Leftovers of an interrupted restore are cleaned up first. A database that does not
         exist is no error (``existed`` is False).
         """
+        ...
+
+    def disconnect(self) -> None:
+        """Let go of the connection that the history and migrations use (locks stay held); the
+        next use opens a fresh one. A command that waited for the lock calls it: a restore that
+        held the lock meanwhile may have replaced the database (and ended its sessions)."""
         ...
 
     def close(self) -> None:

@@ -1,4 +1,7 @@
-"""Holding the migration lock: waiting for it, renewing its lease, noticing its loss.
+"""Holding an environment's lock: waiting for it, renewing its lease, noticing its loss.
+
+Every command that changes an environment holds it (see :mod:`monarch.api.locking`): migration
+runs, history repairs, restores, copies into it, drops.
 
 The engine's :class:`~monarch.history.MigrationLock` provides the atomic primitives;
 this module adds what every engine shares: the bounded wait with a message naming the holder, a
@@ -26,7 +29,7 @@ from types import TracebackType
 from monarch._version import __version__
 from monarch.errors import LockError, MonarchError, ServerBusy
 from monarch.history import LockHolder, LockOwner, MigrationLock
-from monarch.migrations.progress import Reporter
+from monarch.migrations.progress import Notices
 from monarch.migrations.results import when
 from monarch.retry import backoff, retrying
 
@@ -68,7 +71,7 @@ class Lease:
         environment: str,
         lease: float = DEFAULT_LEASE,
         timeout: float = DEFAULT_TIMEOUT,
-        reporter: Reporter,
+        reporter: Notices,
     ) -> None:
         if lease < MIN_LEASE:
             raise LockError(f"the lock lease must be at least {MIN_LEASE:g} s, not {lease:g}")
@@ -106,10 +109,22 @@ class Lease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.pause()
+        if self._held:
+            self._release()
+
+    def pause(self) -> None:
+        """Stop renewing the lease; the lock stays held until released or its lease ends."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._release()
+            self._thread = None
+
+    def forget(self) -> None:
+        """Let go of the lock without a word to the database: for a command that removed the
+        database the lock lived in (writing to it would create it again)."""
+        self.pause()
+        self._held = False
 
     def _release(self) -> None:
         try:
@@ -170,8 +185,8 @@ class Lease:
                 announced = holder.token
                 self.reporter.message(
                     f"waiting up to {remaining:.0f} s for the migration lock of "
-                    f"{self.environment!r}, held by {holder.describe()} "
-                    f"(lease until {when(holder.expires_at)})"
+                    f"{self.environment!r}, held by {holder.describe()} since "
+                    f"{when(holder.acquired_at)} (lease until {when(holder.expires_at)})"
                 )
             # Jitter keeps a crowd of waiters from polling in lockstep.
             time.sleep(min(POLL * random.uniform(0.5, 1.5), max(remaining, 0.01)))

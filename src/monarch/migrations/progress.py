@@ -62,12 +62,17 @@ class LoopProgress:
         return text
 
 
-class Reporter(Protocol):
-    """Receives a run's events as they happen."""
+class Notices(Protocol):
+    """Receives notices: waiting for the lock, a takeover, drift, a backup made, a history
+    entry that could not be written. All that commands other than runs report."""
 
     def message(self, text: str, *, warning: bool = False) -> None:
         """A notice: waiting for the lock, a takeover, drift, a backup made."""
         ...
+
+
+class Reporter(Notices, Protocol):
+    """Receives a run's events as they happen."""
 
     def started(self, step: Step) -> None: ...
 

@@ -32,7 +32,7 @@ from monarch.history import (
     LockHolder,
     Record,
 )
-from monarch.migrations.progress import LoopProgress, Reporter
+from monarch.migrations.progress import LoopProgress, Notices, Reporter
 from monarch.migrations.results import Interrupted, Outcome, Step
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ MAX_ERROR = 8000  # characters of traceback kept in a record
 
 
 def mark_interrupted(
-    store: HistoryStore, previous: LockHolder | None, reporter: Reporter
+    store: HistoryStore, previous: LockHolder | None, reporter: Notices
 ) -> list[Interrupted]:
     """Mark records left ``running`` as ``interrupted``; call it only while holding the lock.
 

@@ -53,7 +53,7 @@ class MongoEngine:
 
     name = "mongo"
     backup_format = ARCHIVE_FORMAT
-    capabilities = Capabilities(query_sets=True, mongodump_input=True)
+    capabilities = Capabilities(query_sets=True, mongodump_input=True, drop_takes_bookkeeping=True)
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -209,6 +209,10 @@ class MongoEngine:
             self.client.drop_database(database)
         removed = tuple(n for n in names if not is_operational(n))
         return Dropped(database, True, removed, "dropped the database", recovered)
+
+    def disconnect(self) -> None:
+        """Nothing to do: a restore renames collections under a live client, which stays
+        valid (and reconnects by itself when a server ends its connections)."""
 
     def close(self) -> None:
         self._mongoengine.release()

@@ -25,7 +25,7 @@ from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
 from monarch.engines.mongo.errors import first_line
 from monarch.errors import BackupError
-from monarch.history import LOCK_NAME
+from monarch.history import EVENTS_NAME, LOCK_NAME
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -34,9 +34,11 @@ JOURNAL = "monarch_restore_journal"
 STAGING_PREFIX = "monarch_staging_"
 ASIDE_PREFIX = "monarch_aside_"
 PROBE_PREFIX = "monarch_probe_"
-OPERATIONAL = frozenset({JOURNAL, LOCK_NAME})
-"""monarch's own bookkeeping, which a restore neither replaces nor removes (the migration
-history, ``monarch_migrations``, is data: it is restored like any collection)."""
+OPERATIONAL = frozenset({JOURNAL, LOCK_NAME, EVENTS_NAME})
+"""monarch's own bookkeeping, which a backup leaves out and a restore neither replaces nor
+removes: the restore journal, the environment's lock and its audit trail belong to the
+environment, not to its data (the migration history, ``monarch_migrations``, is data: it is
+restored like any collection)."""
 INDEX_FIELDS_DROPPED = ("v", "ns", "background")
 """Index-spec fields that say nothing about the index itself (format version, namespace, how
 to build it): dropped, since FerretDB refuses them. Everything else is passed to the server,

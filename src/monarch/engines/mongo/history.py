@@ -1,7 +1,9 @@
 """Migration history in MongoDB: the ``monarch_migrations`` collection, and the server's clock.
 
-One document per migration, ``_id`` = the migration's name. Transactions are used only where the
-server has them (a replica set or sharded cluster; not a standalone server, not FerretDB).
+One document per migration, ``_id`` = the migration's name. Audit events (repairs, restores,
+copies, drops) are documents of ``monarch_events``, ``_id`` = the event's id. Transactions are
+used only where the server has them (a replica set or sharded cluster; not a standalone server,
+not FerretDB).
 
 The history that monarch 0.0.x left in ``mongo_migration_history`` is read in place alongside (see
 :mod:`.legacy_history`); the first time monarch saves a record for one of its names, the new
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from monarch.engines.mongo.errors import translated
 from monarch.engines.mongo.legacy_history import legacy_documents, legacy_record, provenance
 from monarch.errors import TransactionUnsupported
-from monarch.history import HISTORY_NAME, Record
+from monarch.history import EVENTS_NAME, HISTORY_NAME, Event, Record
 from monarch.retry import retrying
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from monarch.engines.mongo import MongoEngine
 
 HISTORY_COLLECTION = HISTORY_NAME
+EVENTS_COLLECTION = EVENTS_NAME
 
 
 class ServerClock:
@@ -118,6 +121,28 @@ class MongoHistory:
             session,
             lambda: self._collection.update_one(
                 {"_id": name}, {"$set": {"checkpoint": items}}, session=_session(session)
+            ),
+        )
+
+    def events(self, limit: int | None = None) -> list[Event]:
+        def read() -> list[dict[str, Any]]:
+            with translated(self._engine.environment, "reading the audit events"):
+                cursor = self._engine.db[EVENTS_COLLECTION].find({}).sort([("at", -1), ("_id", -1)])
+                if limit is not None:
+                    cursor = cursor.limit(limit)
+                return list(cursor)
+
+        return [Event.from_dict({**doc, "id": str(doc["_id"])}) for doc in retrying(read)]
+
+    def add_event(self, event: Event) -> None:
+        doc = event.to_dict()
+        key = doc.pop("id")
+        # $setOnInsert: an event stored already stays exactly as it was written.
+        self._write(
+            f"recording the {event.kind} event",
+            None,
+            lambda: self._engine.db[EVENTS_COLLECTION].update_one(
+                {"_id": key}, {"$setOnInsert": doc}, upsert=True
             ),
         )
 

@@ -8,13 +8,22 @@ epoch, so it needs no conditional update — which matters on FerretDB, whose up
 are a read followed by a write and so cannot serve as compare-and-set. After inserting, the winner
 checks that its epoch is the highest (a process that slept through other acquisitions may insert
 a stale, lower epoch; it backs off), then deletes older epochs.
+
+A holder that died (SIGKILL, a crash) is noticed before its lease ends where that can be told
+for sure: each document names its process's machine, boot and PID namespace, and a holder of
+this very machine, boot and namespace whose PID is gone is over (another machine's, or another
+container's, holder waits for its lease, as before).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.mongo.errors import translated
@@ -49,10 +58,12 @@ class MongoLock:
         with translated(self._engine.environment, "taking the migration lock"):
             now = self._clock.now()
             latest = self._latest()
-            if latest is not None and _held(latest, now):
+            if latest is not None and _held(latest, now) and not _died_here(latest):
                 return Acquisition(False, holder=_holder(latest, now))
             previous = _holder(latest, now) if latest is not None and _live(latest) else None
-            epoch = int(latest["epoch"]) + 1 if latest is not None else 1
+            if previous is not None and previous.expires_at > now:
+                previous = replace(previous, expires_at=now)  # its process died: over now
+            epoch = _epoch(latest) + 1 if latest is not None else 1
             doc_id = f"{self.name}:{epoch:012d}"
             document = {
                 "_id": doc_id,
@@ -68,6 +79,7 @@ class MongoLock:
                 "renewed_at": now,
                 "expires_at": now + timedelta(seconds=lease),
                 "released_at": None,
+                **_PLACE,
             }
             try:
                 self._collection.insert_one(document)
@@ -162,12 +174,59 @@ class MongoLock:
         return self._collection.find_one({"lock": self.name}, sort=[("epoch", -1)])
 
 
+def _place() -> dict[str, str]:
+    """Where this process runs, finely enough to tell whether a PID of it is this process's
+    neighbour: the machine, its boot, and the PID namespace (containers have their own)."""
+    place = {"boot_id": "", "pid_ns": ""}
+    with suppress(OSError):
+        place["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    with suppress(OSError):
+        place["pid_ns"] = os.readlink("/proc/self/ns/pid")
+    return place
+
+
+_PLACE = _place()
+
+
+def _died_here(doc: dict[str, Any]) -> bool:
+    """Whether the holder ``doc`` names ran beside this process and its process is gone."""
+    if not (_PLACE["boot_id"] and _PLACE["pid_ns"]):
+        return False  # cannot tell: wait for the lease
+    if doc.get("host") != socket.gethostname() or any(
+        doc.get(key) != value for key, value in _PLACE.items()
+    ):
+        return False
+    try:
+        os.kill(int(doc.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False  # alive as someone else's process, or not a PID
+    return False
+
+
+def _epoch(doc: dict[str, Any]) -> int:
+    """The document's epoch; for one that lacks the field (not written by monarch), the number
+    its ``_id`` ends with, so that the next epoch's ``_id`` is a new one."""
+    epoch = doc.get("epoch")
+    if isinstance(epoch, int):
+        return epoch
+    digits = str(doc.get("_id", "")).rpartition(":")[2]
+    return int(digits) if digits.isdigit() else 0
+
+
 def _live(doc: dict[str, Any]) -> bool:
     return doc.get("released_at") is None
 
 
 def _held(doc: dict[str, Any], now: datetime) -> bool:
-    return _live(doc) and _aware(doc["expires_at"]) > now
+    expires = doc.get("expires_at")
+    return _live(doc) and isinstance(expires, datetime) and _aware(expires) > now
+
+
+def _time(value: object, now: datetime) -> datetime:
+    """A stored time, or ``now`` for a document that lacks it (one not written by monarch)."""
+    return _aware(value) if isinstance(value, datetime) else now
 
 
 def _aware(value: datetime) -> datetime:
@@ -181,8 +240,8 @@ def _holder(doc: dict[str, Any], now: datetime) -> LockHolder:
         host=str(doc.get("host", "?")),
         pid=int(doc.get("pid", 0)),
         command=str(doc.get("command", "")),
-        acquired_at=_aware(doc["acquired_at"]),
-        expires_at=_aware(doc["expires_at"]),
+        acquired_at=_time(doc.get("acquired_at"), now),
+        expires_at=_time(doc.get("expires_at"), now),
         checked_at=now,
     )
 

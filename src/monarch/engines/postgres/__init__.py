@@ -25,7 +25,7 @@ from monarch.engines.postgres.drop import drop as drop_to_empty
 from monarch.engines.postgres.dump import dump as dump_database
 from monarch.engines.postgres.errors import translated
 from monarch.engines.postgres.fingerprint import TABLES, fingerprint
-from monarch.engines.postgres.history import PostgresHistory, ServerClock
+from monarch.engines.postgres.history import EVENTS_TABLE, PostgresHistory, ServerClock
 from monarch.engines.postgres.lock import PostgresLock
 from monarch.engines.postgres.partial import restore_selected
 from monarch.engines.postgres.restore import recover
@@ -193,6 +193,8 @@ class PostgresEngine:
             tables = self.connection.execute(TABLES).fetchall()
             found = {}
             for _oid, schema, table in tables:
+                if table == EVENTS_TABLE:
+                    continue  # the audit trail is the environment's, not data
                 query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
                 row = self.connection.execute(query).fetchone()
                 found[f"{schema}.{table}"] = int(row[0]) if row else 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from monarch.engines.base import Dropped
 from monarch.engines.postgres import dbprops
 from monarch.engines.postgres.errors import translated
+from monarch.engines.postgres.history import carry_events
 from monarch.engines.postgres.swap import (
     admin_connection,
     drop_database,
@@ -51,6 +52,7 @@ def drop(engine: PostgresEngine) -> Dropped:
         try:
             with translated(env, "creating the empty database", dbname=admin_db):
                 admin.execute(dbprops.create_statement(scratch, props))
+            carry_events(env, db, scratch)  # the audit trail is the environment's
             with translated(env, "swapping in the empty database", dbname=admin_db):
                 swap(admin, env, scratch, old, props)
         except BaseException:

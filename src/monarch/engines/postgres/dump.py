@@ -6,8 +6,9 @@ that ``gzip -dc``/``zstd -dc`` turn back into a plain custom-format dump
 (docs/postgres-sqlite.md, "Backups").
 
 The dump leaves out the rows of ``monarch_lock`` (who holds this database's migration lock is
-not data, and a restored row would name a holder that never held the copy); the table itself,
-and the migration history, are dumped like any other.
+not data, and a restored row would name a holder that never held the copy) and the audit
+trail, ``monarch_events`` (the environment's, not its data's: a restore keeps the target's); the
+lock table itself, and the migration history, are dumped like any other.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from monarch.engines.base import CollectionDump, DumpStats
 from monarch.engines.postgres.conninfo import child_environment
 from monarch.engines.postgres.errors import tool_failed, translated
+from monarch.engines.postgres.history import EVENTS_TABLE
 from monarch.engines.postgres.lock import LOCK_TABLE
 from monarch.engines.postgres.tools import CHUNK, Tool, find_tool
 from monarch.progress import Item, NullProgress
@@ -54,6 +56,7 @@ def dump_command(engine: PostgresEngine) -> tuple[list[str], dict[str, str], str
         "--compress=0",
         "--no-password",  # never prompt on a terminal: fail instead
         f"--exclude-table-data={LOCK_TABLE}",
+        f"--exclude-table={EVENTS_TABLE}",
         f"--dbname={dbname}",
     ]
     return argv, env, version

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from monarch.engines.postgres.urlparts import address, secrets_of
-from monarch.errors import BackupError, ConnectionFailed, MonarchError, ServerBusy
+from monarch.errors import BackupError, ConnectionFailed, DatabaseMissing, MonarchError, ServerBusy
 from monarch.secrets import redact_exception, redact_text
 
 if TYPE_CHECKING:
@@ -77,8 +77,16 @@ def connection_error(
     where = describe(environment, dbname)
     text = scrub(environment, str(exc)).lower()
     database = dbname or environment.database
+    if "just been dropped or renamed" in text:
+        # A connection that arrived while a restore renamed databases: a moment later the name
+        # is there again.
+        return ServerBusy(
+            f"database {database!r} on PostgreSQL at {address(environment)} was being swapped "
+            f"(renamed) while {doing}",
+            hint="a restore or drop_db was swapping it in; run the command again",
+        )
     if "database" in text and "does not exist" in text:
-        return ConnectionFailed(
+        return DatabaseMissing(
             f"database {database!r} does not exist on PostgreSQL at {address(environment)} "
             f"(environment {environment.name!r})",
             hint=f"create it ({_createdb(environment, database)}), "

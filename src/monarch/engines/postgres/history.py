@@ -3,6 +3,7 @@
 One row per migration, keyed by its name, one column per field of
 :class:`~monarch.history.Record` (the checkpoint as JSONB). The table is created on the
 first write, and columns a newer monarch added are added then too; reading never creates it.
+Audit events are rows of ``monarch_events`` (created on the first event), keyed by their id.
 
 History writes go through the engine's connection, the same one migrations get as ``self.conn``:
 inside :meth:`PostgresHistory.transaction` a migration's statements and its record commit
@@ -19,16 +20,32 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.errors import translated
 from monarch.errors import MigrationError
-from monarch.history import FAILED, HISTORY_NAME, INTERRUPTED, Record
+from monarch.history import EVENTS_NAME, FAILED, HISTORY_NAME, INTERRUPTED, Event, Record
 
 if TYPE_CHECKING:
     import psycopg
 
+    from monarch.config import Environment
     from monarch.engines.postgres import PostgresEngine
 
 HISTORY_TABLE = HISTORY_NAME
+EVENTS_TABLE = EVENTS_NAME
+EVENT_COLUMNS = {
+    "id": "text PRIMARY KEY",
+    "kind": "text NOT NULL DEFAULT ''",
+    "at": "timestamptz NOT NULL",
+    "user": "text NOT NULL DEFAULT ''",
+    "host": "text NOT NULL DEFAULT ''",
+    "pid": "bigint NOT NULL DEFAULT 0",
+    "command": "text NOT NULL DEFAULT ''",
+    "version": "text NOT NULL DEFAULT ''",
+    "summary": "text NOT NULL DEFAULT ''",
+    "changes": "jsonb",
+    "source": "text",
+}
 
 # Record field annotation -> column type; unknown annotations are stored as JSONB.
 _TYPES = {
@@ -143,6 +160,35 @@ class PostgresHistory:
     def supports_transactions(self) -> bool:
         return True
 
+    def events(self, limit: int | None = None) -> list[Event]:
+        from psycopg.rows import dict_row
+
+        with translated(self._engine.environment, "reading the audit events"):
+            conn = self._engine.connection
+            if not _exists(conn, EVENTS_TABLE):
+                return []
+            with conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(
+                    f'SELECT * FROM "{EVENTS_TABLE}" ORDER BY at DESC, id DESC LIMIT %s', (limit,)
+                ).fetchall()
+        return [Event.from_dict({k: _from_sql(v) for k, v in row.items()}) for row in rows]
+
+    def add_event(self, event: Event) -> None:
+        from psycopg.types.json import Jsonb
+
+        data = event.to_dict()
+        names = list(EVENT_COLUMNS)
+        values = [Jsonb(data[n]) if n == "changes" else data[n] for n in names]
+        quoted = ", ".join(f'"{name}"' for name in names)
+        with translated(self._engine.environment, f"recording the {event.kind} event"):
+            conn = self._connection(None)
+            ensure_table(conn, EVENTS_TABLE, EVENT_COLUMNS)
+            conn.execute(
+                f'INSERT INTO "{EVENTS_TABLE}" ({quoted}) VALUES '
+                f"({', '.join(['%s'] * len(names))}) ON CONFLICT (id) DO NOTHING",
+                values,
+            )
+
     @contextmanager
     def transaction(self) -> Iterator[object]:
         """A transaction on the engine's connection; yields that connection.
@@ -206,6 +252,34 @@ class PostgresHistory:
         ensure_table(conn, HISTORY_TABLE, column_types())
         # Inside a transaction the creation may yet be rolled back: check again next time.
         self._ready = conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
+def carry_events(environment: Environment, source: str, target: str) -> None:
+    """Give database ``target`` the audit events of database ``source``, and no others.
+
+    A restore or drop_db swaps a new database in for the environment's (``target`` is that new
+    database, not yet in place); the audit trail belongs to the environment, not to the data it
+    replaces, so it moves across with the swap: both or neither. Events a dump brought into
+    ``target`` (a dump made by pg_dump itself) are not this environment's and go.
+    """
+    from psycopg import sql
+
+    table = sql.Identifier(EVENTS_TABLE)
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in EVENT_COLUMNS)
+    with (
+        connect(environment, dbname=source, doing="reading the audit events") as old,
+        connect(environment, dbname=target, doing="carrying the audit events across") as new,
+        translated(environment, "carrying the audit events across", dbname=target),
+    ):
+        new.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        if not _exists(old, EVENTS_TABLE):
+            return
+        ensure_table(new, EVENTS_TABLE, EVENT_COLUMNS)
+        out = sql.SQL("COPY {} ({}) TO STDOUT").format(table, columns)
+        into = sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)
+        with old.cursor().copy(out) as reading, new.cursor().copy(into) as writing:
+            for block in reading:
+                writing.write(block)
 
 
 def ensure_table(conn: psycopg.Connection[Any], table: str, columns: dict[str, str]) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.errors import translated
 from monarch.engines.postgres.history import ensure_table
-from monarch.errors import LockError
+from monarch.errors import ConnectionFailed, LockError, MonarchError, ServerBusy
 from monarch.history import LOCK_NAME, Acquisition, LockHolder, LockOwner
 
 if TYPE_CHECKING:
@@ -104,8 +104,16 @@ class PostgresLock:
         self._spare: psycopg.Connection[Any] | None = None  # holds nothing; reused to probe
 
     def try_acquire(self, owner: LockOwner, lease: float) -> Acquisition:
-        env = self._engine.environment
         conn = self._probe()
+        try:
+            return self._try_acquire(conn, owner, lease)
+        except ConnectionFailed as error:
+            raise self._session_lost(conn, error) from error
+
+    def _try_acquire(
+        self, conn: psycopg.Connection[Any], owner: LockOwner, lease: float
+    ) -> Acquisition:
+        env = self._engine.environment
         with translated(env, "taking the migration lock"):
             got = self._try_lock(conn)
             previous = None
@@ -182,8 +190,11 @@ class PostgresLock:
 
     def holder(self) -> LockHolder | None:
         conn = self._probe()
-        with translated(self._engine.environment, "reading the migration lock"):
-            state = self._state(conn)
+        try:
+            with translated(self._engine.environment, "reading the migration lock"):
+                state = self._state(conn)
+        except ConnectionFailed as error:
+            raise self._session_lost(conn, error) from error
         self._spare = conn
         if not state.live_row:
             return None
@@ -224,6 +235,21 @@ class PostgresLock:
             self._spare = None
 
     # -- internals
+
+    def _session_lost(self, conn: psycopg.Connection[Any], error: ConnectionFailed) -> MonarchError:
+        """``error`` as a moment's trouble (ServerBusy, retried by the waiting caller) when it
+        only ended the session that was probing: a restore or drop_db ends every session on the
+        database when it swaps the new one in, a waiting process's too."""
+        if isinstance(error, ServerBusy) or not (conn.closed or conn.broken):
+            return error
+        conn.close()
+        if self._spare is conn:
+            self._spare = None
+        return ServerBusy(
+            f"the session probing the lock of environment {self._engine.environment.name!r} "
+            f"was ended ({error.message})",
+            hint="a restore or drop_db swapping the database in ends every session; run again",
+        )
 
     def _probe(self) -> psycopg.Connection[Any]:
         """A connection of this lock that holds nothing (a fresh one if needed)."""

@@ -4,13 +4,15 @@
 2. ``CREATE DATABASE <db>__monarch_restore_<token>`` with the target's encoding, locale and
    tablespace; ``pg_restore --exit-on-error --no-owner`` into it (objects end up owned by the
    restoring role, as on a server where the dump's owners may not exist).
-3. Only if pg_restore exited 0 and read the whole dump, and the caller's ``before_swap`` did not
+3. The target's audit trail is copied into the scratch database (it belongs to the
+   environment: :func:`.history.carry_events`).
+4. Only if pg_restore exited 0 and read the whole dump, and the caller's ``before_swap`` did not
    raise: the swap. Other sessions on the target are ended (``pg_terminate_backend``: renaming a
    database needs it to have none; applications must reconnect, and see the new contents).
    Then, in one transaction: rename the target to ``<db>__monarch_old_<token>``, the scratch
    database to the target's name, and give it the old one's owner, GRANTs, settings and comment
    (see :mod:`.dbprops`).
-4. The old database is dropped.
+5. The old database is dropped.
 
 A failure or a kill before the swap commits leaves the target untouched (the scratch database is
 dropped then, or by the next restore); a kill after it leaves only the old copy, dropped by the
@@ -28,6 +30,7 @@ from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.postgres import dbprops
 from monarch.engines.postgres.conninfo import child_environment
 from monarch.engines.postgres.errors import tool_failed, translated
+from monarch.engines.postgres.history import carry_events
 from monarch.engines.postgres.swap import (
     admin_connection,
     drop_database,
@@ -88,6 +91,8 @@ def restore(
             load_scratch(env, inp, scratch, tool_path, progress, privileges=privileges)
             tables = list_tables(env, scratch) or ()
             before = list_tables(env, db) if props is not None else ()
+            if props is not None:
+                carry_events(env, db, scratch)
             if before_swap is not None:
                 before_swap()
             with translated(env, "swapping in the restored database", dbname=admin_db):

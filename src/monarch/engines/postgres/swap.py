@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from monarch.engines.postgres import dbprops
 from monarch.engines.postgres.conninfo import connect
 from monarch.engines.postgres.errors import translated
+from monarch.engines.postgres.history import EVENTS_TABLE
 from monarch.engines.postgres.lock import advisory_key
 from monarch.errors import BackupError, ConnectionFailed, MonarchError, RestoreBusy
 
@@ -207,7 +208,8 @@ def drop_scratch(admin: psycopg.Connection[Any], env: Environment, name: str) ->
 
 
 def list_tables(env: Environment, dbname: str) -> tuple[str, ...] | None:
-    """``schema.name`` of the tables, views and foreign tables of ``dbname``; None if unknown."""
+    """``schema.name`` of the tables, views and foreign tables of ``dbname`` (not the audit
+    trail's table: it is the environment's, not data); None if unknown."""
     try:
         conn = connect(env, dbname=dbname, doing="listing tables")
     except MonarchError:
@@ -219,7 +221,8 @@ def list_tables(env: Environment, dbname: str) -> tuple[str, ...] | None:
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') "
                 "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                "AND n.nspname !~ '^pg_toast' ORDER BY 1"
+                "AND n.nspname !~ '^pg_toast' AND c.relname <> %s ORDER BY 1",
+                (EVENTS_TABLE,),
             ).fetchall()
         return tuple(str(r[0]) for r in rows)
     except MonarchError:

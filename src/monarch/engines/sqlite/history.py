@@ -3,7 +3,8 @@
 One row per migration, keyed by its name, one column per field of
 :class:`~monarch.history.Record`: times as ISO 8601 text in UTC, the checkpoint as JSON
 text, flags as 0/1. The table is created on the first write (with columns a newer monarch adds
-added then); reading never creates it, nor the database file.
+added then); reading never creates it, nor the database file. Audit events live beside the
+database, not in it (:mod:`.events`): a restore or drop must not take them away.
 
 Writes go through the engine's connection, which migrations get as ``self.conn``. The sqlite3
 module runs it with ``isolation_level=None``: no implicit transactions, each statement commits
@@ -22,15 +23,15 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from monarch.engines.sqlite.errors import translated
-from monarch.errors import MigrationError
-from monarch.history import FAILED, HISTORY_NAME, INTERRUPTED, Record
+from monarch.engines.sqlite.errors import translated, where
+from monarch.engines.sqlite.events import append_event, read_events
+from monarch.errors import MigrationError, MonarchError
+from monarch.history import FAILED, HISTORY_NAME, INTERRUPTED, Event, Record
 
 if TYPE_CHECKING:
     from monarch.engines.sqlite import SQLiteEngine
 
 HISTORY_TABLE = HISTORY_NAME
-
 # Record field annotation -> (column type, kind of conversion); unknown ones are JSON text.
 _TYPES = {
     "str": ("TEXT NOT NULL DEFAULT ''", "plain"),
@@ -139,6 +140,24 @@ class SQLiteHistory:
 
     def supports_transactions(self) -> bool:
         return True
+
+    def events(self, limit: int | None = None) -> list[Event]:
+        try:
+            return read_events(self._engine.path, limit)
+        except OSError as exc:
+            raise self._trail_error("reading", exc) from exc
+
+    def add_event(self, event: Event) -> None:
+        try:
+            append_event(self._engine.path, event)
+        except (OSError, TimeoutError) as exc:
+            raise self._trail_error(f"recording the {event.kind} event in", exc) from exc
+
+    def _trail_error(self, doing: str, exc: BaseException) -> MonarchError:
+        return MonarchError(
+            f"{where(self._engine.environment)}: failed {doing} its audit trail beside it: {exc}",
+            hint="check that the folder next to the database file is writable",
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[object]:
