@@ -226,6 +226,7 @@ class PostgresHistory:
         A whole record saved outside the runner's transaction must be durable at once, so a
         transaction the migration itself left open is dealt with first: after a failure it is
         rolled back (its work was lost anyway); after a success it is an error in the migration.
+        A session an interrupt left mid-command is replaced by a new one.
         """
         from psycopg import pq
 
@@ -233,6 +234,13 @@ class PostgresHistory:
             return cast("psycopg.Connection[Any]", session)
         conn = self._engine.connection
         status = conn.info.transaction_status
+        if status in (pq.TransactionStatus.ACTIVE, pq.TransactionStatus.UNKNOWN):
+            # An interrupt arrived mid-command and left the session unusable ("another command
+            # is already in progress"). Ending it makes the server roll back what it had open
+            # (work the record says was lost); the write goes through a new session.
+            self._engine.disconnect()
+            conn = self._engine.connection
+            status = conn.info.transaction_status
         if record is None or status == pq.TransactionStatus.IDLE:
             return conn
         if record.state in (FAILED, INTERRUPTED) or status == pq.TransactionStatus.INERROR:
