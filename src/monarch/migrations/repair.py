@@ -133,21 +133,7 @@ def plan_mark(
         return Repair((_applied(file, old, owner, now),), (Change(full, STATE, was, APPLIED),))
     if old is None or was == PENDING:
         return Repair((), ())
-    pending = replace(
-        old,
-        state=ROLLED_BACK,
-        action=ROLLBACK,
-        finished_at=now,
-        duration=0.0,
-        user=owner.user,
-        host=owner.host,
-        pid=owner.pid,
-        version=owner.version,
-        error=None,
-        checkpoint={},
-        run_id=owner.token,
-        transactional=False,
-    )
+    pending = replace(old, state=ROLLED_BACK, action=ROLLBACK, **_stamped(owner, now))
     return Repair((pending,), (Change(full, STATE, was, PENDING),))
 
 
@@ -180,16 +166,24 @@ def _applied(file: MigrationFile, old: Record | None, owner: LockOwner, now: dat
         action=MIGRATE,
         checksum=file.checksum,
         started_at=now,
-        finished_at=now,
-        duration=0.0,
-        user=owner.user,
-        host=owner.host,
-        pid=owner.pid,
-        version=owner.version,
-        error=None,
-        checkpoint={},
-        run_id=owner.token,
         applied_at=now,
         out_of_order=False,
-        transactional=False,
+        **_stamped(owner, now),
     )
+
+
+def _stamped(owner: LockOwner, now: datetime) -> dict[str, Any]:
+    """The fields a repair sets on a record: done by ``owner`` just now, in no time, nothing
+    failed, no checkpoint left, outside any transaction."""
+    return {
+        "finished_at": now,
+        "duration": 0.0,
+        "user": owner.user,
+        "host": owner.host,
+        "pid": owner.pid,
+        "version": owner.version,
+        "error": None,
+        "checkpoint": {},
+        "run_id": owner.token,
+        "transactional": False,
+    }
