@@ -1,4 +1,4 @@
-"""Insertion threads: raw batches go to the server while the next ones are read and split.
+"""Insertion threads: raw batches go to the server while the next ones are read.
 
 The queue is bounded, so memory stays at a few batches whatever the dump's size. A failed insert
 stops everything: the first error is raised to the caller at its next ``submit`` or ``finish``.
@@ -11,16 +11,17 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from monarch.engines.mongo.errors import first_line, translated
+from monarch.engines.mongo.raw_batches import insert_raw
 from monarch.errors import BackupError
 
 if TYPE_CHECKING:
-    from bson.raw_bson import RawBSONDocument
     from pymongo.database import Database
 
     from monarch.config import Environment
+    from monarch.io import Buffer
     from monarch.progress import Progress
 
-_Item = tuple[str, str, list["RawBSONDocument"], int] | None
+_Item = tuple[str, str, list["Buffer"], int] | None
 _POLL = 0.1
 
 
@@ -51,13 +52,12 @@ class Inserter:
         for thread in self._threads:
             thread.start()
 
-    def submit(
-        self, name: str, staging: str, documents: list[RawBSONDocument], size: int
-    ) -> None:
-        """Queue a batch for ``staging``, counted under ``name``; blocks while the queue is full."""
+    def submit(self, name: str, staging: str, runs: list[Buffer], size: int) -> None:
+        """Queue a batch for ``staging`` (runs of whole BSON documents, ``size`` bytes in all),
+        counted under ``name``; blocks while the queue is full."""
         with self._lock:
             self._outstanding[name] = self._outstanding.get(name, 0) + 1
-        self._put((name, staging, documents, size))
+        self._put((name, staging, runs, size))
 
     def end(self, name: str) -> None:
         """No more batches will come for ``name``."""
@@ -112,9 +112,9 @@ class Inserter:
                 return
             if self._stop.is_set():
                 continue
-            name, staging, documents, size = item
+            name, staging, runs, size = item
             try:
-                self._insert(staging, documents)
+                inserted = self._insert(staging, runs, size)
             except BaseException as exc:
                 with self._lock:
                     if self._error is None:
@@ -122,21 +122,19 @@ class Inserter:
                 self._stop.set()
                 continue
             with self._lock:
-                self._counts[name] = self._counts.get(name, 0) + len(documents)
+                self._counts[name] = self._counts.get(name, 0) + inserted
                 self._outstanding[name] -= 1
                 done = name in self._ended and not self._outstanding[name]
-            self._progress.advance(name, len(documents), size)
+            self._progress.advance(name, inserted, size)
             if done:
                 self._progress.finish_item(name)
 
-    def _insert(self, staging: str, documents: list[RawBSONDocument]) -> None:
+    def _insert(self, staging: str, runs: list[Buffer], size: int) -> int:
         from pymongo.errors import BulkWriteError
 
         with translated(self._environment, "inserting into a staging collection"):
             try:
-                self._db[staging].insert_many(
-                    documents, ordered=False, bypass_document_validation=True
-                )
+                return insert_raw(self._db[staging], runs, size)
             except BulkWriteError as exc:
                 raise _write_error(staging, dict(exc.details)) from None
 

@@ -13,20 +13,29 @@ pymongo internals this leans on are missing, :func:`find_counted` falls back on
 ``find_raw_batches`` with counts of None, which the archive writer then takes by walking the
 documents.
 
-:func:`raw_documents` hands a run of documents to ``insert_many`` as ``RawBSONDocument`` objects
-made without re-checking each one (the archive reader already did): ``bson.decode_all`` spent
-most of a restore's CPU making them (docs/backups.md).
+:func:`insert_raw` sends runs of documents (as the archive reader hands them out, already walked
+and checked) to the server as they are: one ``insert`` command whose documents are the runs'
+bytes, joined once, so no Python object is made per document. Profiled on the wire server
+(docs/backups.md), making one ``RawBSONDocument`` per document for ``insert_many`` was most of a
+restore's CPU. It checks out a connection, adds what pymongo adds to every command (the server
+API version, the cluster time, the compression the connection negotiated) and reads the reply
+as ``insert_many`` would, raising ``BulkWriteError`` for documents the server refused. Where the
+pymongo internals it leans on are missing, or the client encrypts documents itself, it falls
+back on ``insert_many`` with :func:`raw_documents`.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import random
 import struct
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import bson
 from bson import raw_bson
+from bson.codec_options import DEFAULT_CODEC_OPTIONS
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
 from monarch.io import Buffer
@@ -38,6 +47,15 @@ Batch = tuple[bytes, int | None]
 """Whole BSON documents, concatenated, and how many (None: not known)."""
 
 _unpack_int32 = struct.Struct("<i").unpack_from
+_pack_int32 = struct.Struct("<i").pack
+_pack_header = struct.Struct("<iiii").pack
+_OP_MSG = 2013
+_BODY_START = struct.pack("<IB", 0, 0)  # no flags; section 0: the command
+_DOCUMENTS = b"\x01"  # section 1: a sequence of documents,
+_SEQUENCE_NAME = b"documents\0"  # the insert command's documents
+_ENVELOPE = 64 * 1024
+"""Room left in a message for its header and command beside the documents."""
+_request_ids = itertools.count(random.randrange(1 << 30))
 _TO_STREAM: Any = getattr(bson, "_array_of_documents_to_buffer", None)
 _RAW_ARRAYS: Any = getattr(raw_bson, "_RAW_ARRAY_BSON_OPTIONS", None)
 
@@ -119,6 +137,93 @@ def raw_documents(data: Buffer) -> list[RawBSONDocument]:
         add(_Trusted(blob[pos:pos + size]))
         pos += size
     return documents
+
+
+def insert_raw(collection: Collection[Any], runs: Sequence[Buffer], size: int) -> int:
+    """Insert the documents of ``runs`` (whole BSON documents, concatenated, already walked and
+    checked; ``size`` bytes in all) into ``collection``, unordered and bypassing validation, in
+    one command; return how many the server acknowledged.
+
+    Documents the server refuses raise ``BulkWriteError`` with the server's write errors, as
+    ``insert_many`` does; other failures raise what pymongo raises for a command.
+    """
+    from pymongo.errors import BulkWriteError
+
+    client = collection.database.client
+    internals = _raw_insert_internals()
+    if internals is None or client.options.auto_encryption_opts is not None:
+        return _insert_many(collection, runs)
+    compress, check = internals
+    command: dict[str, Any] = {"insert": collection.name, "ordered": False,
+                               "bypassDocumentValidation": True}
+    concern = collection.write_concern
+    if not concern.is_server_default and concern.acknowledged:
+        command["writeConcern"] = concern.document
+    command["$db"] = collection.database.name
+    with client._conn_for_writes(None, "insert") as conn:
+        if size + _ENVELOPE > conn.max_message_size:
+            reply = None  # too big for one message: pymongo's insert_many splits it
+        else:
+            conn.add_server_api(command)
+            conn.send_cluster_time(command, None, client)
+            compression = getattr(conn, "compression_context", None)
+            request_id, message = _message(command, runs, size, compress if compression else None,
+                                           compression)
+            conn.send_message(message, 0)
+            reply = conn.receive_message(request_id).command_response(DEFAULT_CODEC_OPTIONS)
+            client._process_response(reply, None)
+            check(reply, None)  # in the checkout, so pymongo learns of a primary that stepped down
+    if reply is None:
+        return _insert_many(collection, runs)
+    refused, concern_error = reply.get("writeErrors"), reply.get("writeConcernError")
+    if refused or concern_error:
+        raise BulkWriteError({"writeErrors": refused or [], "nInserted": reply.get("n", 0),
+                              "writeConcernErrors": [concern_error] if concern_error else []})
+    return int(reply["n"])
+
+
+def _message(command: dict[str, Any], runs: Sequence[Buffer], size: int, compress: Any,
+             compression: Any) -> tuple[int, bytes]:
+    """An OP_MSG of ``command`` with ``runs`` as its documents (compressed with pymongo's
+    ``compress`` in the connection's ``compression`` context, if any): request id and bytes."""
+    encoded = bson.encode(command)
+    sequence = [_DOCUMENTS, _pack_int32(4 + len(_SEQUENCE_NAME) + size), _SEQUENCE_NAME, *runs]
+    if compress is not None:
+        request_id, message = compress(_OP_MSG, b"".join([_BODY_START, encoded, *sequence]),
+                                       compression)
+        return int(request_id), bytes(message)
+    request_id = next(_request_ids) & 0x7FFFFFFF
+    length = 16 + len(_BODY_START) + len(encoded) + 1 + 4 + len(_SEQUENCE_NAME) + size
+    header = _pack_header(length, request_id, 0, _OP_MSG)
+    return request_id, b"".join([header, _BODY_START, encoded, *sequence])
+
+
+def _insert_many(collection: Collection[Any], runs: Sequence[Buffer]) -> int:
+    documents = [document for run in runs for document in raw_documents(run)]
+    collection.insert_many(documents, ordered=False, bypass_document_validation=True)
+    return len(documents)
+
+
+@functools.cache
+def _raw_insert_internals() -> tuple[Any, Any] | None:
+    """pymongo's message compressor and reply check, if every pymongo internal that
+    :func:`insert_raw` leans on is there (None otherwise)."""
+    try:
+        from pymongo import helpers_shared, message
+        from pymongo.synchronous.mongo_client import MongoClient
+        from pymongo.synchronous.pool import Connection
+    except ImportError:
+        return None
+    compress = getattr(message, "_compress", None)
+    check = getattr(helpers_shared, "_check_command_response", None)
+    needed = {MongoClient: ("_conn_for_writes", "_process_response"),
+              Connection: ("add_server_api", "send_cluster_time", "send_message",
+                           "receive_message")}
+    if compress is None or check is None or not all(
+        hasattr(owner, name) for owner, names in needed.items() for name in names
+    ):
+        return None
+    return compress, check
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """Restoring a dump into MongoDB: staging collections, raw inserts, verification, then the swap.
 
-Documents travel as raw BSON from the dump to the server (``RawBSONDocument``; never decoded
-into dicts). Nothing the user sees changes until every collection has been loaded, counted
+Documents travel as raw BSON from the dump to the server: the dump reader's runs of documents
+become the insert commands' bytes (:func:`~monarch.engines.mongo.raw_batches.insert_raw`), never
+decoded. Nothing the user sees changes until every collection has been loaded, counted
 against the dump and indexed; only then does :mod:`monarch.engines.mongo.journal` swap the
 staging collections in.
 """
@@ -13,8 +14,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from bson.raw_bson import RawBSONDocument
 
 from monarch.archive.events import CollectionEnd
 from monarch.archive.meta import COLLECTION, TIMESERIES, VIEW, invalid_collection_name
@@ -31,7 +30,6 @@ from monarch.engines.mongo.journal import (
     is_operational,
     name_fits,
 )
-from monarch.engines.mongo.raw_batches import raw_documents
 from monarch.engines.selection import WHOLE, Selection
 from monarch.errors import (
     ArchiveError,
@@ -41,7 +39,7 @@ from monarch.errors import (
     MonarchError,
     UsageError,
 )
-from monarch.io import Readable
+from monarch.io import Buffer, Readable
 from monarch.progress import Item, NullProgress
 
 if TYPE_CHECKING:
@@ -222,7 +220,7 @@ class _Staging:
         """Insert every selected document into staging; return the acknowledged counts."""
         self._progress.start("restore", [Item(name) for name in self.targets])
         inserter = Inserter(self._db, self._engine.environment, self.workers, self._progress)
-        pending: dict[str, tuple[list[RawBSONDocument], int]] = {}
+        pending: dict[str, tuple[list[Buffer], int, int]] = {}
         ok = False
         try:
             for event in reader:
@@ -230,21 +228,22 @@ class _Staging:
                 if target is None:
                     continue
                 name = event.collection
-                batch, size = pending.pop(name, ([], 0))
+                batch, size, count = pending.pop(name, ([], 0, 0))
                 if isinstance(event, CollectionEnd):
                     target.expected = event.documents
                     if batch:
                         inserter.submit(name, target.staging, batch, size)
                     inserter.end(name)
                     continue
-                batch.extend(raw_documents(event.data))
+                batch.append(event.data)
                 size += len(event.data)
+                count += event.count
                 target.size += len(event.data)
-                if len(batch) >= BATCH_DOCUMENTS or size >= BATCH_BYTES:
+                if count >= BATCH_DOCUMENTS or size >= BATCH_BYTES:
                     inserter.submit(name, target.staging, batch, size)
-                    batch, size = [], 0
-                pending[name] = (batch, size)
-            for name, (batch, size) in pending.items():
+                    batch, size, count = [], 0, 0
+                pending[name] = (batch, size, count)
+            for name, (batch, size, _) in pending.items():
                 if batch:  # only a dump without a CollectionEnd leaves any; verify() refuses it
                     inserter.submit(name, self.targets[name].staging, batch, size)
             counts = inserter.finish()
