@@ -43,27 +43,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import children
 import pyrage
 from bson import ObjectId
-from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from tests.servers import mongo_tools, start_mongo
 
 from monarch.archive import (
     ArchiveReader,
     Documents,
-    iter_documents,
     open_compressed_writer,
     open_decompressed_reader,
 )
 from monarch.archive.compression import CompressedWriter
 from monarch.backups.encryption import EncryptingWriter
+from monarch.engines.mongo import restore
 from monarch.engines.mongo.dump import BATCH_BYTES
+from monarch.engines.mongo.raw_batches import insert_raw
 from monarch.history import EVENTS_NAME, LOCK_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
-ENV = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+ENV = children.environment()
 
 
 @dataclass
@@ -263,26 +264,35 @@ def raw_read(url: str, parallel: int) -> None:
 
 
 def raw_insert(url: str, archive: str) -> None:
-    """Child: insert an uncompressed archive's documents as raw BSON, 1000 per insert.
+    """Child: send an uncompressed archive's runs of documents to the server as they are, in
+    batches of the restore's size (``insert_raw``, as a restore inserts).
 
-    One thread reads and splits while the main thread inserts (as a restore overlaps them);
-    nothing else: no staging, no checks, no indexes.
+    One thread reads while the main thread inserts (as a restore overlaps them); nothing else:
+    no staging, no checks, no indexes, one insert at a time.
     """
     db = MongoClient(url).get_default_database()
-    batches: queue.Queue[tuple[str, list[RawBSONDocument]] | None] = queue.Queue(maxsize=8)
+    batches: queue.Queue[tuple[str, list[memoryview], int] | None] = queue.Queue(maxsize=8)
 
     def read() -> None:
+        runs: dict[str, tuple[list[memoryview], int, int]] = {}
         with open(archive, "rb") as f:
             for event in ArchiveReader(f):
                 if isinstance(event, Documents):
-                    docs = [RawBSONDocument(bytes(d)) for d in iter_documents(event.data)]
-                    for i in range(0, len(docs), 1000):
-                        batches.put((event.collection, docs[i : i + 1000]))
+                    batch, size, count = runs.pop(event.collection, ([], 0, 0))
+                    batch.append(event.data)
+                    size, count = size + len(event.data), count + event.count
+                    if size >= restore.BATCH_BYTES or count >= restore.BATCH_DOCUMENTS:
+                        batches.put((event.collection, batch, size))
+                        batch, size, count = [], 0, 0
+                    runs[event.collection] = (batch, size, count)
+        for name, (batch, size, _) in runs.items():
+            if batch:
+                batches.put((name, batch, size))
         batches.put(None)
 
     threading.Thread(target=read, daemon=True).start()
     while (item := batches.get()) is not None:
-        db[item[0]].insert_many(item[1], ordered=False)
+        insert_raw(db[item[0]], item[1], item[2])
 
 
 def compress_alone(raw: Path, rounds: int = 5) -> list[Run]:
