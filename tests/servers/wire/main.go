@@ -5,6 +5,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/zlib"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -16,9 +18,12 @@ import (
 )
 
 const (
-	opReply = 1
-	opQuery = 2004
-	opMsg   = 2013
+	opReply      = 1
+	opQuery      = 2004
+	opCompressed = 2012
+	opMsg        = 2013
+
+	zlibCompressor = 2 // the compressor id of zlib in OP_COMPRESSED
 
 	maxBatchBytes = 16 << 20
 )
@@ -92,6 +97,12 @@ func readMessage(r *bufio.Reader, buf []byte) (*request, []byte, error) {
 		id: int32(binary.LittleEndian.Uint32(header[4:])),
 		op: int32(binary.LittleEndian.Uint32(header[12:])),
 	}
+	if req.op == opCompressed {
+		var err error
+		if req.op, body, err = decompress(body); err != nil {
+			return nil, buf, err
+		}
+	}
 	switch req.op {
 	case opMsg:
 		flags := binary.LittleEndian.Uint32(body)
@@ -160,6 +171,32 @@ func readMessage(r *bufio.Reader, buf []byte) (*request, []byte, error) {
 		return nil, buf, fmt.Errorf("unsupported opcode %d", req.op)
 	}
 	return req, buf, nil
+}
+
+// decompress opens an OP_COMPRESSED body (original opcode, uncompressed size, compressor id,
+// then the compressed original body): the original opcode and body. Only zlib is offered.
+func decompress(body []byte) (int32, []byte, error) {
+	if len(body) < 9 {
+		return 0, nil, fmt.Errorf("short compressed message")
+	}
+	op := int32(binary.LittleEndian.Uint32(body))
+	size := int(binary.LittleEndian.Uint32(body[4:]))
+	if body[8] != zlibCompressor {
+		return 0, nil, fmt.Errorf("unsupported compressor %d", body[8])
+	}
+	if size < 0 || size > 64<<20 {
+		return 0, nil, fmt.Errorf("bad uncompressed size %d", size)
+	}
+	zr, err := zlib.NewReader(bytes.NewReader(body[9:]))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer zr.Close()
+	out := make([]byte, size)
+	if _, err := io.ReadFull(zr, out); err != nil {
+		return 0, nil, fmt.Errorf("compressed message: %w", err)
+	}
+	return op, out, nil
 }
 
 func strElem(s string) []byte {

@@ -113,6 +113,11 @@ func (s *server) command(name, db string, req *request, w *Builder, conn int32) 
 		w.Int32("minWireVersion", 0)
 		w.Int32("maxWireVersion", 17)
 		w.Bool("readOnly", false)
+		if offersZlib(cmd) {
+			arr := w.SubArray("compression")
+			w.Str("0", "zlib")
+			w.End(arr)
+		}
 	case "buildinfo":
 		w.Str("version", "6.0.0")
 		arr := w.SubArray("versionArray")
@@ -254,6 +259,18 @@ func (s *server) command(name, db string, req *request, w *Builder, conn int32) 
 	}
 	w.Double("ok", 1)
 	return nil
+}
+
+// offersZlib tells whether a hello lists zlib among the compressors the client can use.
+func offersZlib(cmd Doc) bool {
+	if e, ok := cmd.Get("compression"); ok && e.Type == 0x04 {
+		for _, c := range e.Doc() {
+			if c.Type == 0x02 && c.Str() == "zlib" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func batchSize(cmd Doc) int64 {
