@@ -25,7 +25,7 @@ TERMINATOR = -1
 
 DEFAULT_READ_SIZE = 4 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = 256 * 1024
-"""Bytes of documents per run handed out. A restore turns each run into objects to insert, so
+"""Bytes of documents per run handed out. A restore gathers runs into its insert batches, so
 this bounds how far a batch passes its limits; larger runs bought no speed (docs/backups.md)."""
 
 _INT32 = struct.Struct("<i")

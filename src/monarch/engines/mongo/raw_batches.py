@@ -161,8 +161,9 @@ def insert_raw(collection: Collection[Any], runs: Sequence[Buffer], size: int) -
         command["writeConcern"] = concern.document
     command["$db"] = collection.database.name
     with client._conn_for_writes(None, "insert") as conn:
-        if size + _ENVELOPE > conn.max_message_size:
-            reply = None  # too big for one message: pymongo's insert_many splits it
+        limit = getattr(conn, "max_message_size", None)
+        if not isinstance(limit, int) or size + _ENVELOPE > limit:
+            reply = None  # too big for one message (or no limit known): insert_many splits it
         else:
             conn.add_server_api(command)
             conn.send_cluster_time(command, None, client)
@@ -210,6 +211,7 @@ def _raw_insert_internals() -> tuple[Any, Any] | None:
     :func:`insert_raw` leans on is there (None otherwise)."""
     try:
         from pymongo import helpers_shared, message
+        from pymongo.message import _OpMsg
         from pymongo.synchronous.mongo_client import MongoClient
         from pymongo.synchronous.pool import Connection
     except ImportError:
@@ -218,7 +220,8 @@ def _raw_insert_internals() -> tuple[Any, Any] | None:
     check = getattr(helpers_shared, "_check_command_response", None)
     needed = {MongoClient: ("_conn_for_writes", "_process_response"),
               Connection: ("add_server_api", "send_cluster_time", "send_message",
-                           "receive_message")}
+                           "receive_message"),
+              _OpMsg: ("command_response",)}
     if compress is None or check is None or not all(
         hasattr(owner, name) for owner, names in needed.items() for name in names
     ):
