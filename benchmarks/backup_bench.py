@@ -59,7 +59,7 @@ from monarch.archive.compression import CompressedWriter
 from monarch.backups.encryption import EncryptingWriter
 from monarch.engines.mongo import restore
 from monarch.engines.mongo.dump import BATCH_BYTES
-from monarch.engines.mongo.raw_batches import insert_raw
+from monarch.engines.mongo.raw_batches import find_counted, insert_raw
 from monarch.history import EVENTS_NAME, LOCK_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,7 +231,8 @@ def generate(db: object, total: int, seed: int = 1) -> int:
 
 
 def raw_read(url: str, parallel: int) -> None:
-    """Child: read every collection as raw batches with ``parallel`` threads; keep nothing.
+    """Child: read every collection as raw batches with ``parallel`` threads (one cursor per
+    collection, the counting cursor monarch's dump reads through); keep nothing.
 
     Same query shape as monarch's dump (biggest collection first, ~4 MB batches), so the
     difference between the two is the archive writing, compression, hashing and storing.
@@ -253,7 +254,7 @@ def raw_read(url: str, parallel: int) -> None:
                 name = todo.pop()
             avg = sizes[name][1]
             batch = max(1, BATCH_BYTES // avg) if avg else 1000
-            for _ in db[name].find_raw_batches(batch_size=batch):
+            for _ in find_counted(db[name], batch_size=batch):
                 pass
 
     threads = [threading.Thread(target=work) for _ in range(parallel)]

@@ -21,7 +21,7 @@ def row(shape: str, gb: float, label: str, tool: str, seconds: float) -> dict[st
 
 
 def fixture(path: Path) -> None:
-    cases = [("raw read limit (find_raw_batches)", "limit", 1.0),
+    cases = [("raw read limit (raw batches)", "limit", 1.0),
              ("monarch backup (zstd)", "monarch", 1.3), ("monarch backup (gzip)", "monarch", 1.2),
              ("mongodump --archive", "mongodump", 1.4),
              ("monarch copy_db", "monarch", 2.0),
