@@ -9,6 +9,7 @@ driver exception.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -283,6 +284,11 @@ class HistoryStore(Protocol):
         Raises TransactionUnsupported when the server has no transactions.
         """
         ...
+
+
+AuditEntry = Callable[[HistoryStore, int], Event]
+"""Makes a restore's (or copy's) audit event from the history it goes into and the number of
+collections (tables) put in place: see :meth:`monarch.engines.base.Engine.restore`."""
 
 
 class MigrationLock(Protocol):

@@ -76,6 +76,22 @@ def fingerprint(env: Environment) -> dict[str, object]:
         engine.close()
 
 
+def holding_a_scratch(home: Environment, lease: int) -> tuple[subprocess.Popen[str], str]:
+    """A child process (its own process group) holding a scratch database on ``home``'s
+    server with a lease of ``lease`` seconds, and the database's name."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, home.url.reveal()], cwd=REPO, stdout=subprocess.PIPE,
+        text=True, start_new_session=True,
+        env={**os.environ, "MONARCH_SCRATCH_LEASE": str(lease)},
+    )
+    assert child.stdout is not None
+    name = child.stdout.readline().strip()
+    if not name.startswith(PREFIX):
+        os.killpg(child.pid, signal.SIGKILL)
+        raise AssertionError(f"the child holds no scratch database: {child.communicate()}")
+    return child, name
+
+
 def test_a_scratch_database_is_new_usable_and_gone_afterwards(home: Environment) -> None:
     seed(home)
     before = fingerprint(home)
@@ -117,14 +133,8 @@ def test_a_kept_scratch_stays_and_is_no_leftover(home: Environment) -> None:
 def test_a_live_runs_scratch_is_left_alone_and_a_killed_ones_is_removed_by_the_next_run(
     home: Environment,
 ) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, home.url.reveal()], cwd=REPO, stdout=subprocess.PIPE,
-        text=True, start_new_session=True, env={**os.environ, "MONARCH_SCRATCH_LEASE": "2"},
-    )
+    child, name = holding_a_scratch(home, lease=2)
     try:
-        assert child.stdout is not None
-        name = child.stdout.readline().strip()
-        assert name.startswith(PREFIX)
         if home.engine == "mongo":
             time.sleep(2.5)  # longer than the lease: only the heartbeat keeps it live
         assert name not in remove_leftovers(home)
@@ -137,6 +147,22 @@ def test_a_live_runs_scratch_is_left_alone_and_a_killed_ones_is_removed_by_the_n
     with scratch(home) as s:
         assert name in s.removed
         assert on_server(home) == [s.name]
+    assert on_server(home) == []
+
+
+def test_a_run_killed_on_this_machine_leaves_a_scratch_removed_at_once_not_after_its_lease(
+    home: Environment,
+) -> None:
+    child, name = holding_a_scratch(home, lease=60)
+    try:
+        assert name not in remove_leftovers(home)  # alive: its lease has 60 s to go
+        assert on_server(home) == [name]
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+    started = time.monotonic()
+    assert remove_leftovers(home) == [name]
+    assert time.monotonic() - started < 10  # the lease (60 s) was not waited for
     assert on_server(home) == []
 
 

@@ -5,6 +5,7 @@ PostgreSQL and SQLite, with real processes."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 import monarch
+from monarch.engines import engine_for
+from monarch.history import RESTORE, Event, HistoryStore
 from monarch.progress import Item, Summary
 from tests.migrations.conftest import AnyProject, Project, SQLProject
 
@@ -187,6 +190,90 @@ def test_restore_and_drop_are_recorded_and_earlier_audit_entries_survive_them(
     else:
         # MongoDB's trail lives in the database, which is gone: nothing is left to record in.
         assert entries == ()
+
+
+class LookAtTheSwap:
+    """A restore's progress that, when PostgreSQL says the database is in place (after the
+    swap ended the session of the restore's lock, before the restore returns), reads the
+    history as a migrate that took the lock at that moment would."""
+
+    def __init__(self, project: SQLProject) -> None:
+        self.project = project
+        self.seen: list[tuple[str, str | None]] = []
+
+    def start(self, action: str, items: Sequence[Item]) -> None:
+        pass
+
+    def advance(self, item: str, documents: int, size: int) -> None:
+        pass
+
+    def finish_item(self, item: str) -> None:
+        entries = monarch.list_history(self.project.config(), "development").entries
+        self.seen = [(e.kind, e.migration) for e in entries]
+
+    def finish(self, summary: Summary | None) -> None:
+        pass
+
+
+def _a_applied(p: SQLProject) -> SQLProject:
+    p.counting(A)
+    assert p.cli("migrate", "development").code == 0
+    return p
+
+
+ON_POSTGRES = pytest.mark.parametrize("sql_project", ["postgres"], indirect=True)
+
+
+@ON_POSTGRES
+def test_a_postgres_restore_is_in_the_history_as_soon_as_its_data_is_in_place(
+    sql_project: SQLProject,
+) -> None:
+    p = _a_applied(sql_project)
+    backup = str(monarch.backup(p.config(), "development").name)
+    look = LookAtTheSwap(p)
+
+    result = monarch.restore(p.config(), backup, "development", progress=look)
+
+    # The swap ended the lock's session: the entry must already be there, with the data.
+    assert look.seen == [("restore", None), ("migrate", A)]
+    entries = monarch.list_history(p.config(), "development").entries
+    assert [(e.kind, e.migration) for e in entries] == look.seen
+    assert entries[0].source == backup
+    assert entries[0].summary == (
+        f"restored backup {backup} ({len(result.tables)} collection(s) or table(s))")
+
+
+@ON_POSTGRES
+def test_a_postgres_restore_that_fails_before_the_swap_leaves_neither_data_nor_entry(
+    sql_project: SQLProject,
+) -> None:
+    p = _a_applied(sql_project)
+    engine = engine_for(p.config().environment("development"))
+    try:
+        dump = io.BytesIO()
+        engine.dump(dump)
+        p.counting(B)
+        assert p.cli("migrate", "development").code == 0
+        before = monarch.list_history(p.config(), "development").entries
+        made: list[Event] = []
+
+        def audit(store: HistoryStore, count: int) -> Event:
+            event = Event(id="failed-restore", kind=RESTORE, at=store.now(), user="t", host="h",
+                          pid=1, command="restore", version="0", summary=f"restored {count}")
+            made.append(event)
+            return event
+
+        def refuse() -> None:
+            raise RuntimeError("refused just before the swap")
+
+        with pytest.raises(RuntimeError, match="refused just before the swap"):
+            engine.restore(io.BytesIO(dump.getvalue()), audit=audit, before_swap=refuse)
+    finally:
+        engine.close()
+    assert [e.id for e in made] == ["failed-restore"]  # written into the new database...
+    after = monarch.list_history(p.config(), "development").entries
+    assert after == before  # ...which never came: no entry, and B's record is still there
+    assert _states(p) == {A: "applied", B: "applied"}
 
 
 def _drop_everything(p: AnyProject) -> None:

@@ -45,6 +45,7 @@ from monarch.backups.verify import VerifyResult
 from monarch.backups.verify import verify as _verify
 from monarch.backups.writer import BackupResult, compression_method
 from monarch.engines import engine_for, registry
+from monarch.engines.selection import described
 from monarch.errors import ManifestError, StoreError, UsageError
 from monarch.history import COPY_DB, DROP_DB, RECOVER, RESTORE
 from monarch.querysets import files as _querysets
@@ -236,19 +237,18 @@ def restore(
         engine, env_name, f"restore {backup_name} {env_name}", lock_timeout=lock_timeout,
         lock_lease=lock_lease, notices=reporter,
     ) as held:
+        picked = described(selection)
+        entry = held.entry(
+            RESTORE, lambda count: f"restored backup {backup_name} ({_restored(count, picked)})",
+            source=backup_name,
+        )
         result = _restore_module.restore(
             open_store(config.backups), engine, backup_name, from_db=from_db,
             progress=progress, workers=workers, ceiling=_ceiling(config, max_size),
-            selection=selection, keys=keys,
+            selection=selection, keys=keys, audit=entry,
         )
-        what = _restored(len(result.collections) or len(result.tables), result.selection)
-        held.record(
-            engine,
-            f"restored {result.backup} into {env_name!r}",
-            lambda store: held.event(
-                store, RESTORE, f"restored backup {result.backup} ({what})", source=result.backup
-            ),
-        )
+        entry.record(engine, f"restored {result.backup} into {env_name!r}",
+                     len(result.collections) or len(result.tables))
     return replace(result, other_database=_elsewhere(environment, database))
 
 
@@ -344,20 +344,20 @@ def copy_db(
             target, target_env, f"copy_db {source_env} {target_env}", lock_timeout=lock_timeout,
             lock_lease=lock_lease, notices=reporter,
         ) as held:
+            picked = described(selection)
+            entry = held.entry(
+                COPY_DB,
+                lambda count: f"copied environment {source_env} into it "
+                f"({_restored(count, picked)})",
+                source=source_env,
+            )
             result = _copy_module.copy_db(
                 source, target, query_set=plan,
                 keep_backup_in=store, compression=method, progress=progress, parallel=parallel,
-                workers=workers, retain=policy, selection=selection, keys=keys,
+                workers=workers, retain=policy, selection=selection, keys=keys, audit=entry,
             )
-            what = _restored(len(result.collections) or len(result.tables), result.selection)
-            held.record(
-                target,
-                f"copied {source_env!r} into {target_env!r}",
-                lambda store: held.event(
-                    store, COPY_DB, f"copied environment {source_env} into it ({what})",
-                    source=source_env,
-                ),
-            )
+            entry.record(target, f"copied {source_env!r} into {target_env!r}",
+                         len(result.collections) or len(result.tables))
             return result
 
 

@@ -11,7 +11,10 @@ environment's history. The audit trail (like the lock) belongs to the environmen
 data: backups leave it out, and each engine keeps it across a restore, copy or drop
 (MongoDB leaves ``monarch_events`` alone in the swap, PostgreSQL copies it into the database
 it swaps in, SQLite keeps it beside the file). The event is written after the work is done; a
-failure to write it is reported as a warning and never undoes the work.
+failure to write it is reported as a warning and never undoes the work. The exception is a
+PostgreSQL restore or copy of a whole database: its swap ends the session that holds the lock,
+so the engine writes the event (an :class:`Entry`) into the new database before the swap, and
+the data and its entry arrive together; a restore that fails leaves neither.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from monarch.migrations.results import when
 if TYPE_CHECKING:
     from monarch.engines.base import Engine
 
-__all__ = ["DEFAULT_LEASE", "DEFAULT_TIMEOUT", "Held", "check_lock_options", "exclusive"]
+__all__ = [
+    "DEFAULT_LEASE", "DEFAULT_TIMEOUT", "Entry", "Held", "check_lock_options", "exclusive",
+]
 
 
 def check_lock_options(lock_timeout: float, lock_lease: float) -> None:
@@ -99,6 +104,35 @@ class Held:
             )
             return None
         return event
+
+    def entry(self, kind: str, summary: Callable[[int], str], source: str | None = None) -> Entry:
+        """The audit entry of a restore or copy, whose ``summary`` says how many collections
+        (tables) it put in place: hand it to the restore as ``audit``, then call
+        :meth:`Entry.record`."""
+        return Entry(self, kind, summary, source)
+
+
+@dataclass
+class Entry:
+    """A restore's or copy's audit entry (a :data:`~monarch.history.AuditEntry`): the engine
+    writes it with the data where its swap ends the lock's session (PostgreSQL), else
+    :meth:`record` writes it after the work."""
+
+    held: Held
+    kind: str
+    summary: Callable[[int], str]
+    source: str | None = None
+    made: bool = False
+
+    def __call__(self, store: HistoryStore, count: int) -> Event:
+        self.made = True
+        return self.held.event(store, self.kind, self.summary(count), source=self.source)
+
+    def record(self, engine: Engine, done: str, count: int) -> None:
+        """Write the entry into the history unless the engine wrote it with the data (a
+        failure is a warning, as for :meth:`Held.record`)."""
+        if not self.made:
+            self.held.record(engine, done, lambda store: self(store, count))
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from monarch.backups.backup import refuse_query_set
 from monarch.backups.manifest import ARCHIVE_FORMAT, unit_of
 from monarch.backups.writer import DEFAULT_COMPRESSION, BackupWriter
 from monarch.engines import registry
+from monarch.engines.selection import described
 from monarch.errors import UsageError
 from monarch.progress import NullProgress, Summary
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from monarch.config import Environment
     from monarch.engines.base import CollectionRestored, DumpStats, Engine
     from monarch.engines.selection import Selection
+    from monarch.history import AuditEntry
     from monarch.io import Writable
     from monarch.progress import Item, Progress
     from monarch.querysets.plan import QueryPlan
@@ -87,6 +89,7 @@ def copy_db(
     retain: RetentionPolicy | None = None,
     selection: Selection | None = None,
     keys: BackupKeys | None = None,
+    audit: AuditEntry | None = None,
 ) -> CopyResult:
     """Replace ``target``'s database with ``source``'s, exactly, streaming.
 
@@ -94,6 +97,8 @@ def copy_db(
     takes them). With ``keep_backup_in`` the stream is also written there as a normal, listed
     backup of the source (``compression``, ``retain`` and ``keys`` as for a backup), committed just
     before the swap. ``parallel`` collections are read at once; ``workers`` threads insert.
+    ``audit`` makes the copy's audit entry, for a target engine that writes it with the data
+    (see :meth:`~monarch.engines.base.Engine.restore`).
 
     Refuses the same database under two names (asked of the server, not judged from URLs).
     The target changes only in the final swap, as for a restore (docs/restore.md).
@@ -118,7 +123,7 @@ def copy_db(
             stats = target.restore(
                 stream.reader(), from_db=source.environment.database,
                 progress=_RestoreSide(progress), workers=workers, before_swap=stream.before_swap,
-                selection=selection,
+                selection=selection, audit=audit,
             )
         finally:
             stream.stop()
@@ -142,7 +147,7 @@ def copy_db(
         backup=keep.committed if keep is not None else None,
         format=source.backup_format,
         tables=tuple(c.name for c in stats.collections) if opaque else (),
-        selection=selection.describe() if selection is not None and selection.partial else None,
+        selection=described(selection),
     )
 
 

@@ -21,6 +21,7 @@ from monarch.archive.directory import EntriesReader
 from monarch.backups.manifest import ARCHIVE_FORMAT, unit_of
 from monarch.backups.sources import open_source
 from monarch.backups.stored import CheckedStream
+from monarch.engines.selection import described
 from monarch.errors import ArchiveError, ConnectionFailed, MonarchError
 from monarch.io import Readable
 from monarch.progress import Item, NullProgress, Summary
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from monarch.backups.sources import Source
     from monarch.engines.base import CollectionRestored, Engine
     from monarch.engines.selection import Selection
+    from monarch.history import AuditEntry
     from monarch.progress import Progress
     from monarch.stores.base import Store
 
@@ -86,6 +88,7 @@ def restore(
     ceiling: tuple[str | int | None, str] = (None, "--max-size"),
     selection: Selection | None = None,
     keys: BackupKeys | None = None,
+    audit: AuditEntry | None = None,
 ) -> RestoreResult:
     """Replace ``engine``'s database with the backup ``backup_name``, exactly.
 
@@ -96,7 +99,9 @@ def restore(
     number of insertion threads (default: measured best for one server). ``ceiling`` caps what
     a dump without a manifest may decompress to (a size, and where it was set); a backup is
     held to its manifest's sizes instead. Reading stops at the first byte beyond. ``keys``
-    authenticate the manifest and decrypt an encrypted backup.
+    authenticate the manifest and decrypt an encrypted backup. ``audit`` makes the restore's
+    audit entry, for an engine that writes it with the data (see
+    :meth:`~monarch.engines.base.Engine.restore`).
 
     Afterwards the database holds exactly the backup's collections (tables), documents and
     indexes; those not in the backup are gone. A corrupt archive, a refused index or any other
@@ -116,7 +121,7 @@ def restore(
             stats = engine.restore(
                 source.input, from_db=source.database,
                 progress=_Announce(progress, "restore", source.expected), workers=workers,
-                selection=selection,
+                selection=selection, audit=audit,
             )
         except MonarchError as exc:
             progress.finish(None)
@@ -149,7 +154,7 @@ def restore(
         format=backup_format,
         tables=tuple(c.name for c in stats.collections) if opaque else (),
         stream_bytes=stream_bytes,
-        selection=selection.describe() if selection is not None and selection.partial else None,
+        selection=described(selection),
     )
 
 

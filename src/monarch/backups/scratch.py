@@ -16,8 +16,10 @@ The guarantees, and how they are kept:
 - **Live runs are marked.** While the block runs, the scratch database's lock
   (:meth:`~monarch.engines.base.Engine.scratch_lock`) is held, its lease renewed by
   :class:`~monarch.migrations.lease.Lease`'s heartbeat. The lock outlives a restore into the
-  database, and its holder's death frees it (PostgreSQL and SQLite at once; MongoDB when the
-  lease, ``MONARCH_SCRATCH_LEASE`` seconds, default 30, runs out).
+  database, and its holder's death frees it (PostgreSQL and SQLite at once; MongoDB at once
+  for a holder of this machine whose process is gone, by the rule of the environment's lock,
+  :mod:`monarch.engines.mongo.lock`, else when the lease, ``MONARCH_SCRATCH_LEASE`` seconds,
+  default 30, runs out).
 - **Leftovers are removed, never a live run's.** A run killed with SIGKILL cannot clean up.
   :func:`remove_leftovers` (run first by every :func:`scratch`, and by ``monarch recover``)
   takes the lock of each scratch database on the server; one it can take belongs to no live

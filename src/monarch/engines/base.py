@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from monarch.archive.events import DumpReader
     from monarch.config import Environment
     from monarch.engines.selection import Selection
-    from monarch.history import HistoryStore, MigrationLock
+    from monarch.history import AuditEntry, HistoryStore, MigrationLock
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -276,6 +276,7 @@ class Engine(Protocol):
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
         selection: Selection | None = None,
+        audit: AuditEntry | None = None,
     ) -> RestoreStats:
         """Replace this database with the dump read from ``inp``, exactly and atomically.
 
@@ -291,6 +292,13 @@ class Engine(Protocol):
         every other one of this database stays untouched and ``dropped`` is empty. A rename
         onto an existing name is refused (UsageError, nothing done) unless
         ``selection.replace_existing``. An engine that cannot select raises UsageError.
+
+        ``audit`` makes the restore's entry for the audit trail. An engine whose swap puts a
+        new database, history and all, in the place of the one whose lock the caller holds
+        (PostgreSQL's whole restore) calls it and writes the entry into the new database
+        before the swap, so that the data and its entry arrive together (or neither, on a
+        failure): the swap ends the lock's session. The others ignore it: their
+        history and lock stay where they are, and the caller writes the entry afterwards.
         """
         ...
 
@@ -339,8 +347,9 @@ class Engine(Protocol):
         """The lock that marks this database as a live run's scratch database (see
         :mod:`monarch.backups.scratch`). It outlives a restore into the database, and its
         holder's death frees it: at once on PostgreSQL (a session's advisory lock, taken on
-        the maintenance database) and SQLite (a file lock), when its lease runs out on
-        MongoDB (a lease in the database's ``monarch_lock``)."""
+        the maintenance database) and SQLite (a file lock); on MongoDB (a lease in the
+        database's ``monarch_lock``) at once when the holder ran on this machine, as for the
+        environment's lock, else when its lease runs out."""
         ...
 
     def recover_restore(self) -> str | None:

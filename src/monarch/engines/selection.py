@@ -204,6 +204,11 @@ WHOLE = Selection()
 """Everything, under its own names."""
 
 
+def described(selection: Selection | None) -> str | None:
+    """What a partial ``selection`` takes, for results and the history; None for everything."""
+    return selection.describe() if selection is not None and selection.partial else None
+
+
 def parse_renames(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """``OLD=NEW`` strings (``--rename``) as pairs; UsageError for a malformed one."""
     pairs = []

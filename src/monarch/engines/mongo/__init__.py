@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from monarch.config import Environment
     from monarch.engines.base import DumpStats, Engine, Fingerprint, RestoreStats, StreamCheck
     from monarch.engines.selection import Selection
+    from monarch.history import AuditEntry
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -131,9 +132,11 @@ class MongoEngine:
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
         selection: Selection | None = None,
+        audit: AuditEntry | None = None,
     ) -> RestoreStats:
         """See :meth:`monarch.engines.base.Engine.restore`: ``inp`` is a mongodump archive
-        stream or an opened dump reader; ``from_db`` defaults to the dump's only database."""
+        stream or an opened dump reader; ``from_db`` defaults to the dump's only database.
+        ``audit`` is ignored: the lock and audit trail stay out of the swap."""
         return restore_dump(self, inp, db=from_db, progress=progress, workers=workers,
                             before_swap=before_swap, selection=selection or WHOLE)
 

@@ -249,7 +249,10 @@ def _holder(doc: dict[str, Any], now: datetime) -> LockHolder:
 class ScratchLock(MongoLock):
     """The lock of a scratch database (named ``scratch``), which its holder drops while
     holding it: renewing or releasing it then writes nothing, since any write would create the
-    database again (FerretDB creates a collection even for an update that matches nothing)."""
+    database again (FerretDB creates a collection even for an update that matches nothing).
+
+    Taking it is :meth:`MongoLock.try_acquire`: a leftover of a run that died on this machine
+    is free at once, another machine's when its lease runs out."""
 
     def __init__(self, engine: MongoEngine, clock: ServerClock) -> None:
         super().__init__(engine, clock, "scratch")

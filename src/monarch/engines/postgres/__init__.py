@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         StreamCheck,
     )
     from monarch.engines.selection import Selection
+    from monarch.history import AuditEntry
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -148,6 +149,7 @@ class PostgresEngine:
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
         selection: Selection | None = None,
+        audit: AuditEntry | None = None,
         privileges: bool = True,
     ) -> RestoreStats:
         """Replace the database with the custom-format dump read from ``inp``, exactly.
@@ -156,15 +158,17 @@ class PostgresEngine:
         one transaction; a failure or a kill before that (or ``before_swap`` raising) leaves the
         target as it was. Other sessions on the target are ended for the swap. ``from_db`` and
         ``workers`` are ignored (one database, one pg_restore). ``privileges=False`` skips the
-        dump's GRANTs (for a server that lacks the roles they name).
+        dump's GRANTs (for a server that lacks the roles they name). ``audit``: a whole
+        restore writes its entry into the new database's audit trail before the swap (the
+        swap ends the session of the caller's lock); a selective one, which swaps nothing,
+        ignores it.
         """
         stream = byte_stream(inp, self.backup_format)
         if selection is not None and selection.partial:
             return restore_selected(self, stream, selection, progress=progress,
                                     before_swap=before_swap, privileges=privileges)
-        return restore_dump(
-            self, stream, progress=progress, before_swap=before_swap, privileges=privileges
-        )
+        return restore_dump(self, stream, progress=progress, before_swap=before_swap,
+                            privileges=privileges, audit=audit)
 
     @staticmethod
     def check(inp: Readable, *, progress: Progress | None = None) -> StreamCheck:

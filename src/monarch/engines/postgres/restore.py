@@ -5,7 +5,10 @@
    tablespace; ``pg_restore --exit-on-error --no-owner`` into it (objects end up owned by the
    restoring role, as on a server where the dump's owners may not exist).
 3. The target's audit trail is copied into the scratch database (it belongs to the
-   environment: :func:`.history.carry_events`).
+   environment: :func:`.history.carry_events`), and the caller's entry for this restore is
+   added to it (``audit``): the swap ends the session of the caller's environment lock, so an
+   entry written after it could land behind a migration that took the lock at once; written
+   here, it arrives with the data, or not at all.
 4. Only if pg_restore exited 0 and read the whole dump, and the caller's ``before_swap`` did not
    raise: the swap. Other sessions on the target are ended (``pg_terminate_backend``: renaming a
    database needs it to have none; applications must reconnect, and see the new contents).
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
     from monarch.config import Environment
     from monarch.engines.postgres import PostgresEngine
+    from monarch.history import AuditEntry
     from monarch.io import Readable
     from monarch.progress import Progress
 
@@ -64,6 +68,7 @@ def restore(
     progress: Progress | None = None,
     before_swap: Callable[[], None] | None = None,
     privileges: bool = True,
+    audit: AuditEntry | None = None,
 ) -> RestoreStats:
     """Replace ``engine``'s database with the dump read from ``inp`` (see the module doc).
 
@@ -93,6 +98,8 @@ def restore(
             before = list_tables(env, db) if props is not None else ()
             if props is not None:
                 carry_events(env, db, scratch)
+            if audit is not None:
+                _add_entry(engine, scratch, audit, len(tables))
             if before_swap is not None:
                 before_swap()
             with translated(env, "swapping in the restored database", dbname=admin_db):
@@ -113,6 +120,16 @@ def restore(
         recovered=recovered,
         seconds=time.monotonic() - started,
     )
+
+
+def _add_entry(engine: PostgresEngine, scratch: str, audit: AuditEntry, count: int) -> None:
+    """Add the entry ``audit`` makes to the audit trail of database ``scratch``."""
+    inside = type(engine)(engine.environment.with_database(scratch))
+    try:
+        history = inside.history()
+        history.add_event(audit(history, count))
+    finally:
+        inside.close()
 
 
 def load_scratch(env: Environment, inp: Readable, scratch: str, tool_path: Path,

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         StreamCheck,
     )
     from monarch.engines.selection import Selection
+    from monarch.history import AuditEntry
     from monarch.io import Readable, Writable
     from monarch.progress import Progress
     from monarch.querysets.plan import QueryPlan
@@ -172,13 +173,15 @@ class SQLiteEngine:
         workers: int | None = None,
         before_swap: Callable[[], None] | None = None,
         selection: Selection | None = None,
+        audit: AuditEntry | None = None,
     ) -> RestoreStats:
         """Replace the database file with the SQLite database read from ``inp``, atomically.
 
         The file is staged and checked first; ``before_swap`` runs then, and if it raises the
         database stays as it was. Refused (RestoreBusy) while other connections hold the
         database open in WAL mode; applications must reopen the database afterwards.
-        ``from_db`` and ``workers`` are ignored (one file).
+        ``from_db``, ``workers`` and ``audit`` are ignored (one file; the lock and audit trail
+        stay beside it).
         """
         stream = byte_stream(inp, self.backup_format)
         return restore_file(self, stream, progress=progress, before_swap=before_swap,
