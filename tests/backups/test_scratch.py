@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from monarch.api.backups import recover
 from monarch.backups.scratch import KEPT_PREFIX, PREFIX, new_name, remove_leftovers, scratch
 from monarch.config import Environment, config_from_dict
 from monarch.engines import engine_for
+from monarch.migrations.lease import current_owner
 from tests.engines.conftest import REPO, environment
 
 CHILD = """
@@ -142,9 +144,7 @@ def test_a_live_runs_scratch_is_left_alone_and_a_killed_ones_is_removed_by_the_n
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.communicate()
-    if home.engine == "mongo":
-        time.sleep(2.5)  # the dead run's lease runs out
-    with scratch(home) as s:
+    with scratch(home) as s:  # it died on this machine: no wait for its lease
         assert name in s.removed
         assert on_server(home) == [s.name]
     assert on_server(home) == []
@@ -164,6 +164,23 @@ def test_a_run_killed_on_this_machine_leaves_a_scratch_removed_at_once_not_after
     assert remove_leftovers(home) == [name]
     assert time.monotonic() - started < 10  # the lease (60 s) was not waited for
     assert on_server(home) == []
+
+
+def test_a_mongo_scratch_held_from_another_machine_waits_for_its_lease(mongo_url: str) -> None:
+    home = environment(mongo_url)
+    name = new_name()
+    engine = engine_for(home.with_database(name))
+    try:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+        elsewhere = replace(current_owner("rehearse elsewhere"), host="another-machine",
+                            pid=int(gone.stdout))  # a PID gone here says nothing there
+        assert engine.scratch_lock().try_acquire(elsewhere, 60).acquired
+        assert name not in remove_leftovers(home)
+        assert name in engine.databases(PREFIX)
+    finally:
+        engine.remove()
+        engine.close()
 
 
 def test_recover_removes_a_leftover_scratch_database_and_leaves_the_environment_alone(
