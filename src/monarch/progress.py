@@ -15,7 +15,7 @@ nothing; the renderers the CLI picks live in :mod:`monarch.cli.progress`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -107,6 +107,27 @@ class NullProgress:
 
     def finish(self, summary: Summary | None) -> None:
         pass
+
+
+class Relabelled:
+    """``inner``, hearing every operation reported to it as ``action``: an operation run as a
+    step of another (``rehearse`` copying an environment) is named after what the user ran."""
+
+    def __init__(self, inner: Progress, action: str) -> None:
+        self._inner = inner
+        self._action = action
+
+    def start(self, action: str, items: Sequence[Item]) -> None:
+        self._inner.start(self._action, items)
+
+    def advance(self, item: str, documents: int, size: int) -> None:
+        self._inner.advance(item, documents, size)
+
+    def finish_item(self, item: str) -> None:
+        self._inner.finish_item(item)
+
+    def finish(self, summary: Summary | None) -> None:
+        self._inner.finish(None if summary is None else replace(summary, action=self._action))
 
 
 def format_size(size: float) -> str:

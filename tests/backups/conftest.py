@@ -26,6 +26,8 @@ from tests.servers import S3Bucket
 from tests.servers.s3 import store_params
 
 ROOT = Path(__file__).resolve().parents[2]
+LISTED_DAY = r"(?:[A-Z][a-z]{2} \d{1,2}|\d{4}-\d\d-\d\d)"
+"""A day as ``list_backups`` shows when a backup was checked: ``Dec 2`` this year, else ISO."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from monarch import list_backups
-from tests.backups.conftest import Project, write_config
+from tests.backups.conftest import LISTED_DAY, Project, write_config
 
 
 def test_backup_list_verify_delete_round(shop: Project) -> None:
@@ -23,8 +23,8 @@ def test_backup_list_verify_delete_round(shop: Project) -> None:
     listed = shop.cli("list_backups")
     assert listed.code == 0
     header, _rule, row = listed.stdout.splitlines()
-    assert header.split() == ["NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE",
-                              "COLLECTIONS", "DOCUMENTS", "COMPRESSION", "VERIFIED", "DRILLED"]
+    assert header.split() == ["NAME", "SIZE", "COLLECTIONS", "DOCUMENTS", "COMPRESSION",
+                              "VERIFIED", "DRILLED"]
     assert row.startswith(name[1]) and " 4 " in row and "1,000" in row and "gzip" in row
 
     checked = shop.cli("verify", name[1])
@@ -33,6 +33,22 @@ def test_backup_list_verify_delete_round(shop: Project) -> None:
     deleted = shop.cli("delete_backup", name[1])
     assert deleted.code == 0
     assert shop.cli("list_backups").stdout.startswith("No backups in ")
+
+
+def test_a_typical_listing_fits_in_100_columns(shop: Project) -> None:
+    """The name says where and when: the table has no room to spend on saying it again."""
+    for args in ((), (), ("--compression", "zstd")):
+        assert shop.cli("backup", "development", *args).code == 0
+    checked, *_ = (b.name for b in list_backups(shop.config()))
+    assert shop.cli("verify", checked).code == 0
+
+    listed = shop.cli("list_backups")
+
+    assert listed.code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 5 and max(len(line) for line in lines) <= 100, listed.stdout
+    row = next(line for line in lines if line.startswith(checked))
+    assert re.search(rf"  ok {LISTED_DAY}  +never$", row), row
 
 
 def test_backup_quiet_prints_only_the_name(shop: Project) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monarch import copy_db, list_backups, restore, verify
+from monarch import copy_db, list_backups, list_history, restore, verify
 from monarch.backups.copy import CopyResult
 from monarch.cli.render.backups import text
 from monarch.config import load_config
@@ -36,6 +36,8 @@ def test_copy_db_makes_the_target_identical_to_the_source(two_dbs: TwoDbs) -> No
     assert result.dropped == ("stale",) and result.backup is None
     assert result.documents == 2 * (300 + 500 + 100)
     assert list_backups(two_dbs.config()) == []  # no backup unless asked for
+    (entry,) = list_history(two_dbs.config(), "staging").entries
+    assert entry.summary == "copied environment development into it (4 collections)"
 
 
 def test_copy_db_leaves_the_source_untouched(two_dbs: TwoDbs) -> None:

@@ -32,7 +32,7 @@ from monarch.backups.scratch import is_scratch
 from monarch.config import Config, load_config
 from monarch.errors import ChecksError, UsageError
 from monarch.stores import open_store
-from tests.backups.conftest import CliResult, environ, run_cli
+from tests.backups.conftest import LISTED_DAY, CliResult, environ, run_cli
 from tests.backups.encryption_support import encrypt_to, make_key
 from tests.backups.sql_support import flip_byte
 from tests.servers import MongoServer, PostgresServer
@@ -242,7 +242,7 @@ def test_list_backups_shows_when_each_backup_was_verified_and_drilled(tmp_path: 
     header, _rule, *rows = text.stdout.splitlines()
     assert header.split()[-3:] == ["COMPRESSION", "VERIFIED", "DRILLED"]
     row = {line.split()[0]: line.rstrip() for line in rows}
-    when = r"\d{4}-\d\d-\d\d"
+    when = LISTED_DAY
     assert re.search(rf" ok {when} +ok {when}$", row[drilled])
     assert re.search(rf" ok {when} +never$", row[verified])
     assert re.search(r" never +never$", row[never])
@@ -266,7 +266,7 @@ def test_list_backups_shows_a_failed_drill_as_failed_after_a_passing_verify(
     assert monarch.verify(config, name).ok  # the archive is sound; its data is not
     later = shop.cli("list_backups")
 
-    day = r"\d{4}-\d\d-\d\d"
+    day = LISTED_DAY
     assert failed.code == 0 and failed.stderr == ""
     assert re.search(rf"  FAILED {day}  FAILED {day}$", failed.stdout.splitlines()[2])
     assert re.search(rf"  ok {day} +FAILED {day}$", later.stdout.splitlines()[2])

@@ -149,6 +149,8 @@ def test_pg_copy_db_makes_the_target_an_exact_copy(local_project: SQLProject) ->
     assert contents(p.urls["staging"]) == contents(p.urls["development"])
     assert same_schema(p, "staging", "development")
     assert monarch.list_backups(p.config()) == []
+    (entry,) = monarch.list_history(p.config(), "staging").entries
+    assert entry.summary == "copied environment development into it (5 tables)"
 
 
 def test_copy_db_keep_backup_also_stores_a_listed_backup(sql_project: SQLProject) -> None:

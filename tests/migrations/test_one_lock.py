@@ -175,6 +175,10 @@ def test_restore_and_drop_are_recorded_and_earlier_audit_entries_survive_them(
     data = json.loads(p.cli("history", "development", "--json").stdout)
     assert [e["kind"] for e in data["entries"]] == ["restore", "baseline", "migrate"]
     assert data["entries"][0]["source"] == backup
+    # The entry counts what was restored in the engine's own noun, singular for one.
+    engine = p.config().environment("development").engine
+    what = {"mongo": "1 collection", "postgres": "2 tables", "sqlite": "1 table"}[engine]
+    assert data["entries"][0]["summary"] == f"restored backup {backup} ({what})"
     # The restored history has no baseline: A is pending again, as in the backup.
     assert _states(p) == {A: "pending", B: "pending", C: "applied"}
 
@@ -186,6 +190,7 @@ def test_restore_and_drop_are_recorded_and_earlier_audit_entries_survive_them(
         # PostgreSQL carries the trail into the empty database it swaps in; SQLite keeps it
         # beside the file it removes. The migration records went with the data.
         assert [e.kind for e in entries] == ["drop_db", "restore", "baseline"]
+        assert entries[0].summary == f"dropped the database ({what})"
         assert _states(p) == {A: "pending", B: "pending", C: "pending"}
     else:
         # MongoDB's trail lives in the database, which is gone: nothing is left to record in.

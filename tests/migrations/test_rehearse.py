@@ -138,6 +138,21 @@ def test_a_rehearsal_from_the_latest_backup_does_not_read_the_environment(
     shop.db.users.delete_one({"_id": 999})
 
 
+def test_the_progress_of_filling_the_copy_is_named_after_rehearse_not_copy_db(
+    shop: Project,
+) -> None:
+    shop.write("20260201000000_add_plan", USERS, rollback=UNDO_USERS)
+    copied = shop.cli("rehearse", "development")
+    assert shop.cli("backup", "development", "-q").code == 0
+    restored = shop.cli("rehearse", "development", "--from-backup", "latest")
+
+    assert copied.code == 0 and restored.code == 0, copied.output + restored.output
+    assert "rehearse: copying development: 3 collections (~52 documents)" in copied.stderr
+    assert "rehearse: restoring development-" in restored.stderr
+    for result in (copied, restored):
+        assert "copy_db" not in result.stderr and "restore:" not in result.stderr
+
+
 def test_a_rehearsal_killed_midway_leaves_a_scratch_database_the_next_one_removes(
     shop: Project, tmp_path: Path,
 ) -> None:

@@ -48,6 +48,7 @@ from monarch.engines import engine_for, registry
 from monarch.engines.selection import described
 from monarch.errors import ManifestError, StoreError, UsageError
 from monarch.history import COPY_DB, DROP_DB, RECOVER, RESTORE
+from monarch.progress import counted
 from monarch.querysets import files as _querysets
 from monarch.querysets.files import QuerySetInfo
 from monarch.safety import require_confirmation
@@ -239,7 +240,8 @@ def restore(
     ) as held:
         picked = described(selection)
         entry = held.entry(
-            RESTORE, lambda count: f"restored backup {backup_name} ({_restored(count, picked)})",
+            RESTORE,
+            lambda count: f"restored backup {backup_name} ({_restored(engine, count, picked)})",
             source=backup_name,
         )
         result = _restore_module.restore(
@@ -252,10 +254,15 @@ def restore(
     return replace(result, other_database=_elsewhere(environment, database))
 
 
-def _restored(count: int, selection: str | None) -> str:
-    """How much a restore or copy put in place, for its history entry."""
-    what = f"{count} collection(s) or table(s)"
+def _restored(engine: Engine, count: int, selection: str | None) -> str:
+    """How much a restore or copy put in place, for its history entry: ``"3 tables"``."""
+    what = _counted(engine, count)
     return f"{what} selected by {selection}" if selection else what
+
+
+def _counted(engine: Engine, count: int) -> str:
+    """``count`` collections (tables) of ``engine``'s database, in its own noun."""
+    return counted(count, registry.noun_of(engine.environment.engine))
 
 
 def restore_preview(
@@ -348,7 +355,7 @@ def copy_db(
             entry = held.entry(
                 COPY_DB,
                 lambda count: f"copied environment {source_env} into it "
-                f"({_restored(count, picked)})",
+                f"({_restored(target, count, picked)})",
                 source=source_env,
             )
             result = _copy_module.copy_db(
@@ -517,8 +524,8 @@ def drop_db(
                     engine,
                     f"dropped the database of {env_name!r}",
                     lambda store: held.event(
-                        store, DROP_DB, f"dropped the database ({len(dropped.removed)} "
-                        "collection(s) or table(s))",
+                        store, DROP_DB,
+                        f"dropped the database ({_counted(engine, len(dropped.removed))})",
                     ),
                 )
             return dropped

@@ -23,6 +23,7 @@ from monarch.backups.scratch import Scratch, scratch
 from monarch.engines import engine_for, registry
 from monarch.errors import BackupNotFound, ConfigError, Terminated, UsageError
 from monarch.migrations.discovery import MigrationFile, discover
+from monarch.progress import Relabelled
 from monarch.rehearsal import Rehearsal, Runs, rehearse_in
 from monarch.stores import open_store
 
@@ -162,7 +163,8 @@ def _copy(config: Config, environment: Environment, query_set: str | QueryPlan |
     source = engine_for(environment)
     try:
         plan = query_set_for(config, query_set, source) if query_set is not None else None
-        copy_db(source, target, query_set=plan, progress=progress)
+        copy_db(source, target, query_set=plan,
+                progress=_step(progress, f"copying {environment.name}"))
         theirs = source.history().records()
         history = target.history()
         ours = history.records()
@@ -187,9 +189,15 @@ def _restore(config: Config, environment: Environment, name: str, target: Engine
                 hint=f"make one (`monarch backup {environment.name}`), or rehearse on a copy "
                 "of the environment itself (without --from-backup)")
         name = found[-1].name
-    restore(store, target, name, progress=progress, keys=keys_for(config.backups,
-                                                                 identity=identity))
+    restore(store, target, name, progress=_step(progress, f"restoring {name}"),
+            keys=keys_for(config.backups, identity=identity))
     return name
+
+
+def _step(progress: Progress | None, doing: str) -> Progress | None:
+    """``progress`` for a step of the rehearsal: it is the rehearsal the user ran, not the
+    copy or restore that fills its scratch database, so the lines say ``rehearse: copying``."""
+    return None if progress is None else Relabelled(progress, f"rehearse: {doing}")
 
 
 def _display(environment: Environment) -> str:

@@ -127,7 +127,7 @@ def _against_manifest(manifest: Manifest, prints: tuple[CollectionPrint, ...],
     an engine whose manifests count exactly; else only nothing that the backup did not have)."""
     row = registry.by_name(manifest.engine)
     exact = row is None or row.exact_counts
-    noun = row.noun if row is not None else "collection"
+    noun = registry.noun_of(manifest.engine)
     found = {p.name: p.count for p in prints}
     entries = {c.name: c for c in manifest.collections
                if c.name not in skipped and not _bookkeeping(c.name)}

@@ -89,8 +89,7 @@ def preview(
     env = engine.environment
     with open_source(store, backup_name, engine, from_db, ceiling, keys=keys) as source:
         counts, counted_from = _backup_counts(source)
-    row = registry.by_name(env.engine)
-    noun = row.noun if row is not None else "collection"
+    noun = registry.noun_of(env.engine)
     where = f"the backup {backup_name!r}"
     selection.require_matches(counts, noun, where, qualified=qualified)
     chosen = {name: n for name, n in counts.items() if _selects(selection, name, qualified)}

@@ -24,7 +24,7 @@ from monarch.backups.stored import CheckedStream
 from monarch.engines.selection import described
 from monarch.errors import ArchiveError, ConnectionFailed, MonarchError
 from monarch.io import Readable
-from monarch.progress import Item, NullProgress, Summary
+from monarch.progress import Item, NullProgress, Relabelled, Summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -199,16 +199,15 @@ def _damage(source: Source, engine: Engine, failure: MonarchError,
     return None
 
 
-class _Announce:
+class _Announce(Relabelled):
     """Progress as the engine reports it, renamed (``copy_db``) and with expected sizes."""
 
     def __init__(self, inner: Progress, action: str, expected: dict[str, Item]) -> None:
-        self._inner = inner
-        self._action = action
+        super().__init__(inner, action)
         self._expected = expected
 
     def start(self, action: str, items: Sequence[Item]) -> None:
-        self._inner.start(self._action, [self._announced(i) for i in items])
+        super().start(action, [self._announced(i) for i in items])
 
     def _announced(self, item: Item) -> Item:
         found = self._expected.get(item.name)
@@ -217,12 +216,6 @@ class _Announce:
             (only,) = self._expected.values()
             return Item(item.name, only.documents, only.size, unit=item.unit)
         return found or item
-
-    def advance(self, item: str, documents: int, size: int) -> None:
-        self._inner.advance(item, documents, size)
-
-    def finish_item(self, item: str) -> None:
-        self._inner.finish_item(item)
 
     def finish(self, summary: Summary | None) -> None:
         pass  # the caller closes the operation, once

@@ -120,6 +120,13 @@ def by_name(name: str) -> EngineRow | None:
     return _BY_NAME.get(name)
 
 
+def noun_of(name: str) -> str:
+    """What engine ``name``'s database holds, singular (``"table"``); ``"collection"`` for a
+    name no engine has (a manifest of monarch 0.0.x names none)."""
+    row = _BY_NAME.get(name)
+    return row.noun if row is not None else "collection"
+
+
 def by_scheme(scheme: str) -> EngineRow | None:
     """The engine of URL scheme ``scheme`` (any case, without ``://``), or None."""
     return _BY_SCHEME.get(scheme.lower())

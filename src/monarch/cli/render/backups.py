@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,41 +144,42 @@ def _list_text(listing: BackupList) -> list[str]:
     if not backups:
         where = f" of {listing.env}" if listing.env else ""
         return [f"No backups{where} in {listing.store_url}."]
-    headers = ("NAME", "ENVIRONMENT", "CREATED", "DURATION", "SIZE", *_count_headers(backups),
-               "COMPRESSION", "VERIFIED", "DRILLED")
-    return [table(headers, [_legacy_row(b) if isinstance(b, LegacyBackup) else _backup_row(b)
-                            for b in backups])]
+    # No environment, time or duration columns: the name says where and when (to the second,
+    # UTC), and --json has the rest; the table stays under 100 columns for usual names.
+    headers = ("NAME", "SIZE", *_count_headers(backups), "COMPRESSION", "VERIFIED", "DRILLED")
+    year = datetime.now(UTC).year
+    return [table(headers, [_legacy_row(b) if isinstance(b, LegacyBackup)
+                            else _backup_row(b, year) for b in backups])]
 
 
-def _checked_cells(b: BackupInfo) -> tuple[str, str]:
+def _checked_cells(b: BackupInfo, year: int) -> tuple[str, str]:
     """The day the backup was last verified and drilled, and how it went; ``never`` for what
-    was never done. Day only, and no drill environment (``--json`` has both in full): the
-    table is wide already."""
+    was never done. Day only, and no drill environment (``--json`` has both in full)."""
     record = b.checked
     drill = record.drill if record is not None else None
-    return ("never" if record is None else _outcome(record.ok, record.verified_at),
-            "never" if drill is None else _outcome(drill.ok, drill.drilled_at))
+    return ("never" if record is None else _outcome(record.ok, record.verified_at, year),
+            "never" if drill is None else _outcome(drill.ok, drill.drilled_at, year))
 
 
-def _outcome(ok: bool, at: datetime) -> str:
-    return f"{'ok' if ok else 'FAILED'} {at:%Y-%m-%d}"
+def _outcome(ok: bool, at: datetime, year: int) -> str:
+    """``ok Dec 2`` (a day of the year ``year``), ``FAILED 2025-12-02`` (of another)."""
+    at = at.astimezone(UTC)
+    day = f"{at:%b} {at.day}" if at.year == year else f"{at:%Y-%m-%d}"
+    return f"{'ok' if ok else 'FAILED'} {day}"
 
 
-def _backup_row(b: BackupInfo) -> tuple[object, ...]:
-    created = b.created.strftime("%Y-%m-%d %H:%M:%S UTC")
+def _backup_row(b: BackupInfo, year: int) -> tuple[object, ...]:
     if b.encrypted:  # counts are sealed in the manifest
-        return (b.name, b.environment, created, format_duration(b.duration), format_size(b.size),
-                "-", "-", b.compression + ", encrypted (age)", *_checked_cells(b))
-    return (b.name, b.environment, created, format_duration(b.duration), format_size(b.size),
-            b.collections, f"{b.documents:,}",
+        return (b.name, format_size(b.size), "-", "-", b.compression + ", encrypted (age)",
+                *_checked_cells(b, year))
+    return (b.name, format_size(b.size), b.collections, f"{b.documents:,}",
             b.compression + (f" (query set {b.query_set})" if b.query_set else ""),
-            *_checked_cells(b))
+            *_checked_cells(b, year))
 
 
 def _legacy_row(b: LegacyBackup) -> tuple[object, ...]:
     """A 0.0.x zip: no manifest, so nothing to verify against or drill (``-``, not never)."""
-    created = b.created.strftime("%Y-%m-%d %H:%M:%S UTC" if b.time_known else "%Y-%m-%d")
-    return (b.name, "-", created, "-", format_size(b.size), "-", "-",
+    return (b.name, format_size(b.size), "-", "-",
             f"legacy zip (monarch 0.0.x, database {b.database})", "-", "-")
 
 
