@@ -245,7 +245,7 @@ def test_a_postgres_restore_is_in_the_history_as_soon_as_its_data_is_in_place(
     assert [(e.kind, e.migration) for e in entries] == look.seen
     assert entries[0].source == backup
     assert entries[0].summary == (
-        f"restored backup {backup} ({len(result.tables)} collection(s) or table(s))")
+        f"restored backup {backup} ({len(result.tables)} tables)")
 
 
 @ON_POSTGRES
