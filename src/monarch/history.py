@@ -287,8 +287,9 @@ class HistoryStore(Protocol):
 
 
 AuditEntry = Callable[[HistoryStore, int], Event]
-"""Makes a restore's (or copy's) audit event from the history it goes into and the number of
-collections (tables) put in place: see :meth:`monarch.engines.base.Engine.restore`."""
+"""Makes a restore's, copy's or drop's audit event from the history it goes into and the number
+of collections (tables) put in place or removed: see :meth:`monarch.engines.base.Engine.restore`
+and :meth:`~monarch.engines.base.Engine.drop`."""
 
 
 class MigrationLock(Protocol):

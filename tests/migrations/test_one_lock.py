@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 import monarch
+from monarch.config import Environment
 from monarch.engines import engine_for
+from monarch.engines.postgres import drop as postgres_drop
+from monarch.errors import MonarchError
 from monarch.history import RESTORE, Event, HistoryStore
 from monarch.progress import Item, Summary
 from tests.migrations.conftest import AnyProject, Project, SQLProject
@@ -279,6 +283,79 @@ def test_a_postgres_restore_that_fails_before_the_swap_leaves_neither_data_nor_e
     after = monarch.list_history(p.config(), "development").entries
     assert after == before  # ...which never came: no entry, and B's record is still there
     assert _states(p) == {A: "applied", B: "applied"}
+
+
+def _kinds(p: SQLProject) -> list[str]:
+    return [e.kind for e in monarch.list_history(p.config(), "development").entries]
+
+
+@ON_POSTGRES
+def test_a_postgres_drop_is_in_the_history_as_soon_as_the_empty_database_is_in_place(
+    sql_project: SQLProject, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = sql_project
+    p.counting(A)
+    assert p.cli("baseline", "development", "--to", A).code == 0  # an audit entry to carry
+    seen: list[str] = []
+    real_swap = postgres_drop.swap
+
+    def swap_then_look(*args: Any) -> None:
+        real_swap(*args)
+        # The swap ended the session of drop_db's lock: a migrate waiting for it may take it
+        # now, and reads the history this way.
+        seen.extend(_kinds(p))
+
+    monkeypatch.setattr(postgres_drop, "swap", swap_then_look)
+
+    dropped = monarch.drop_db(p.config(), "development")
+
+    assert dropped.removed == ("public.monarch_lock", "public.monarch_migrations")
+    assert seen == ["drop_db", "baseline"]  # the entry came with the empty database
+    entries = monarch.list_history(p.config(), "development").entries
+    assert [e.kind for e in entries] == seen  # and was not written a second time
+    assert entries[0].command == "drop_db development"
+    assert entries[0].summary == "dropped the database (2 tables)"
+    assert p.tables() == ["monarch_events"]  # the data went; the trail stayed
+
+
+@ON_POSTGRES
+def test_a_postgres_drop_that_fails_before_the_swap_leaves_neither_emptiness_nor_entry(
+    sql_project: SQLProject, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = _a_applied(sql_project)
+    before = monarch.list_history(p.config(), "development").entries
+    tables = sorted(p.tables())
+    inside: list[str] = []
+    in_the_way: list[str] = []
+    real_swap = postgres_drop.swap
+
+    def swap_onto_a_taken_name(
+        admin: Any, env: Environment, scratch: str, old: str, props: Any,
+    ) -> None:
+        engine = engine_for(env.with_database(scratch))
+        try:
+            inside.extend(e.kind for e in engine.history().events())
+        finally:
+            engine.close()
+        # The name the old database moves to is taken: the server refuses the swap's rename.
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(old)))
+        in_the_way.append(old)
+        real_swap(admin, env, scratch, old, props)
+
+    monkeypatch.setattr(postgres_drop, "swap", swap_onto_a_taken_name)
+    with pytest.raises(MonarchError, match="already exists"):
+        monarch.drop_db(p.config(), "development")
+    monkeypatch.undo()
+
+    assert inside == ["drop_db"]  # the entry was in the new database...
+    after = monarch.list_history(p.config(), "development").entries
+    assert after == before  # ...which never came: no entry, and A's record is still there
+    assert sorted(p.tables()) == tables
+    assert _states(p) == {A: "applied"}
+    # The database in the way is a leftover: the next drop removes it, and is recorded.
+    dropped = monarch.drop_db(p.config(), "development")
+    assert dropped.recovered is not None and in_the_way[0] in dropped.recovered
+    assert _kinds(p) == ["drop_db"]
 
 
 def _drop_everything(p: AnyProject) -> None:

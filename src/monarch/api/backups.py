@@ -498,7 +498,9 @@ def drop_db(
 
     The drop holds the environment's lock, as ``migrate`` does, and is recorded in the
     environment's audit trail, which outlives it (docs/migrations.md, "History"), except on
-    MongoDB, where the trail lives in the database and goes with it.
+    MongoDB, where the trail lives in the database and goes with it. PostgreSQL writes the
+    entry into the empty database before swapping it in (the swap ends the lock's session):
+    a drop that fails records nothing.
     """
     environment = config.environment(env_name)
     check_lock_options(lock_timeout, lock_lease)
@@ -515,19 +517,16 @@ def drop_db(
         ) as held:
             if takes and held.lease is not None:
                 held.lease.pause()  # a renewal after the drop would create the database again
-            dropped = engine.drop()
+            entry = held.entry(
+                DROP_DB, lambda count: f"dropped the database ({_counted(engine, count)})"
+            )
+            dropped = engine.drop(audit=entry)
             if takes:
                 if held.lease is not None:
                     held.lease.forget()  # the lock went with the database
             elif dropped.existed:
-                held.record(
-                    engine,
-                    f"dropped the database of {env_name!r}",
-                    lambda store: held.event(
-                        store, DROP_DB,
-                        f"dropped the database ({_counted(engine, len(dropped.removed))})",
-                    ),
-                )
+                entry.record(engine, f"dropped the database of {env_name!r}",
+                             len(dropped.removed))
             return dropped
 
 

@@ -12,9 +12,10 @@ data: backups leave it out, and each engine keeps it across a restore, copy or d
 (MongoDB leaves ``monarch_events`` alone in the swap, PostgreSQL copies it into the database
 it swaps in, SQLite keeps it beside the file). The event is written after the work is done; a
 failure to write it is reported as a warning and never undoes the work. The exception is a
-PostgreSQL restore or copy of a whole database: its swap ends the session that holds the lock,
-so the engine writes the event (an :class:`Entry`) into the new database before the swap, and
-the data and its entry arrive together; a restore that fails leaves neither.
+PostgreSQL restore or copy of a whole database, or drop_db: its swap ends the session that
+holds the lock, so the engine writes the event (an :class:`Entry`) into the new database before
+the swap, and the data (or the emptiness) and its entry arrive together; a restore or drop
+that fails leaves neither.
 """
 
 from __future__ import annotations
@@ -106,16 +107,16 @@ class Held:
         return event
 
     def entry(self, kind: str, summary: Callable[[int], str], source: str | None = None) -> Entry:
-        """The audit entry of a restore or copy, whose ``summary`` says how many collections
-        (tables) it put in place: hand it to the restore as ``audit``, then call
-        :meth:`Entry.record`."""
+        """The audit entry of a restore, copy or drop, whose ``summary`` says how many
+        collections (tables) it put in place (or removed): hand it to the engine's restore or
+        drop as ``audit``, then call :meth:`Entry.record`."""
         return Entry(self, kind, summary, source)
 
 
 @dataclass
 class Entry:
-    """A restore's or copy's audit entry (a :data:`~monarch.history.AuditEntry`): the engine
-    writes it with the data where its swap ends the lock's session (PostgreSQL), else
+    """A restore's, copy's or drop's audit entry (a :data:`~monarch.history.AuditEntry`): the
+    engine writes it with the data where its swap ends the lock's session (PostgreSQL), else
     :meth:`record` writes it after the work."""
 
     held: Held

@@ -360,11 +360,17 @@ class Engine(Protocol):
         """Whether ``other`` reaches the very same database (whatever the URLs say)."""
         ...
 
-    def drop(self) -> Dropped:
+    def drop(self, audit: AuditEntry | None = None) -> Dropped:
         """Remove the database and everything in it; refused (RestoreBusy) during a restore.
 
         Leftovers of an interrupted restore are cleaned up first. A database that does not
         exist is no error (``existed`` is False).
+
+        ``audit`` makes the drop's entry for the audit trail, from the number of collections
+        (tables) removed, as for :meth:`restore`: an engine that swaps a new, empty database
+        in (PostgreSQL) writes it into that database before the swap, which ends the lock's
+        session; the others ignore it, and the caller writes the entry afterwards (or, on
+        MongoDB, none: the trail goes with the database).
         """
         ...
 

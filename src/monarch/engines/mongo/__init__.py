@@ -198,8 +198,9 @@ class MongoEngine:
             selection=selection,
         )
 
-    def drop(self) -> Dropped:
-        """Drop the database (``dropDatabase``), after finishing an interrupted restore."""
+    def drop(self, audit: AuditEntry | None = None) -> Dropped:
+        """Drop the database (``dropDatabase``), after finishing an interrupted restore.
+        ``audit`` is ignored: the audit trail lives in the database and goes with it."""
         database = self.environment.database
         # Not listDatabases: a user with rights on this database only may not run it.
         with translated(self.environment, "listing collections"):

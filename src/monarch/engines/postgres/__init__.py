@@ -243,10 +243,12 @@ class PostgresEngine:
         """Remove what an interrupted restore into this database left; say what (None: nothing)."""
         return recover(self)
 
-    def drop(self) -> Dropped:
+    def drop(self, audit: AuditEntry | None = None) -> Dropped:
         """Replace the database by a new, empty one with the same owner, encoding, locale,
-        grants, settings and comment, swapped in as a restore does (see :mod:`.drop`)."""
-        return drop_to_empty(self)
+        grants, settings and comment, swapped in as a restore does (see :mod:`.drop`).
+        ``audit``: the drop's entry goes into the new database's audit trail before the swap
+        (the swap ends the session of the caller's lock)."""
+        return drop_to_empty(self, audit)
 
     def _identity(self) -> tuple[str, str]:
         """(server identity, database name): the cluster's ``system_identifier`` where the role

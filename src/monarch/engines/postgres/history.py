@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from monarch.config import Environment
     from monarch.engines.postgres import PostgresEngine
+    from monarch.history import AuditEntry
 
 HISTORY_TABLE = HISTORY_NAME
 EVENTS_TABLE = EVENTS_NAME
@@ -288,6 +289,23 @@ def carry_events(environment: Environment, source: str, target: str) -> None:
         with old.cursor().copy(out) as reading, new.cursor().copy(into) as writing:
             for block in reading:
                 writing.write(block)
+
+
+def add_entry(engine: PostgresEngine, database: str, audit: AuditEntry, count: int) -> None:
+    """Add the entry ``audit`` makes (``count``: the tables put in place or removed) to the
+    audit trail of database ``database``, on ``engine``'s server.
+
+    A restore, copy or drop_db calls it on the new database before swapping it in: the swap
+    ends the session of the caller's environment lock, so an entry written afterwards could
+    land behind a migration that took the lock at once; written here, it arrives with the
+    swap, or not at all.
+    """
+    inside = type(engine)(engine.environment.with_database(database))
+    try:
+        history = inside.history()
+        history.add_event(audit(history, count))
+    finally:
+        inside.close()
 
 
 def ensure_table(conn: psycopg.Connection[Any], table: str, columns: dict[str, str]) -> None:

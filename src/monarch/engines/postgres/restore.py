@@ -33,7 +33,7 @@ from monarch.engines.base import CollectionRestored, RestoreStats
 from monarch.engines.postgres import dbprops
 from monarch.engines.postgres.conninfo import child_environment
 from monarch.engines.postgres.errors import tool_failed, translated
-from monarch.engines.postgres.history import carry_events
+from monarch.engines.postgres.history import add_entry, carry_events
 from monarch.engines.postgres.swap import (
     admin_connection,
     drop_database,
@@ -99,7 +99,7 @@ def restore(
             if props is not None:
                 carry_events(env, db, scratch)
             if audit is not None:
-                _add_entry(engine, scratch, audit, len(tables))
+                add_entry(engine, scratch, audit, len(tables))
             if before_swap is not None:
                 before_swap()
             with translated(env, "swapping in the restored database", dbname=admin_db):
@@ -120,16 +120,6 @@ def restore(
         recovered=recovered,
         seconds=time.monotonic() - started,
     )
-
-
-def _add_entry(engine: PostgresEngine, scratch: str, audit: AuditEntry, count: int) -> None:
-    """Add the entry ``audit`` makes to the audit trail of database ``scratch``."""
-    inside = type(engine)(engine.environment.with_database(scratch))
-    try:
-        history = inside.history()
-        history.add_event(audit(history, count))
-    finally:
-        inside.close()
 
 
 def load_scratch(env: Environment, inp: Readable, scratch: str, tool_path: Path,

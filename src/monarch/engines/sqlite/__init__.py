@@ -259,9 +259,10 @@ class SQLiteEngine:
         """Remove what an interrupted restore left; say what (None: nothing)."""
         return recover(self)
 
-    def drop(self) -> Dropped:
+    def drop(self, audit: AuditEntry | None = None) -> Dropped:
         """Remove the database file (and its -wal/-shm/-journal), as safely as a restore
-        replaces it; a later use creates a new, empty database."""
+        replaces it; a later use creates a new, empty database. ``audit`` is ignored (the
+        lock and audit trail stay beside the file)."""
         return remove_database(self)
 
     def disconnect(self) -> None:
