@@ -278,7 +278,11 @@ def raw_insert(url: str, archive: str) -> None:
         runs: dict[str, tuple[list[memoryview], int, int]] = {}
         with open(archive, "rb") as f:
             for event in ArchiveReader(f):
-                if isinstance(event, Documents):
+                if not isinstance(event, Documents):  # the collection's end: send the rest
+                    batch, size, _ = runs.pop(event.collection, ([], 0, 0))
+                    if batch:
+                        batches.put((event.collection, batch, size))
+                else:
                     batch, size, count = runs.pop(event.collection, ([], 0, 0))
                     batch.append(event.data)
                     size, count = size + len(event.data), count + event.count
