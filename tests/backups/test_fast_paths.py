@@ -1,20 +1,24 @@
 """The pieces that made the dump, the restore and the backup's output cheaper keep their promises:
-counts taken from a reply's array sizes, RawBSONDocuments made without per-document checks, the
-output thread that raises its sink's failure, and the pipe that keeps immutable bytes uncopied."""
+a cursor reply's batch cut out where it lies, counts taken from a reply's array sizes,
+RawBSONDocuments made without per-document checks, the output thread that raises its sink's
+failure, and the pipe that keeps immutable bytes uncopied."""
 
 from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Mapping
 
 import bson
 import pytest
+from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
 from bson.raw_bson import RawBSONDocument
 
 from monarch.archive.meta import CollectionMeta
 from monarch.archive.writer import ArchiveWriter
 from monarch.backups._pipe import Pipe, PipeClosed, WriterThread, frozen
-from monarch.engines.mongo.raw_batches import documents_in_array, raw_documents
+from monarch.engines.mongo import raw_batches
+from monarch.engines.mongo.raw_batches import cursor_reply, documents_in_array, raw_documents
 from monarch.io import Buffer
 
 
@@ -128,3 +132,60 @@ def test_the_pipe_keeps_immutable_bytes_and_copies_what_may_change() -> None:
     pipe.write(buffer)
     pipe.close()
     assert pipe.read() == b"2345zbcd"
+
+
+def plain(value: object) -> object:
+    """``value`` with every mapping (raw BSON ones included) made a dict, for comparing."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def what_the_reply_says(payload: bytes) -> object:
+    """The reply decoded plainly, its batch as ``[(documents concatenated, count)]``."""
+    reply = bson.decode(payload)
+    for key in ("firstBatch", "nextBatch"):
+        docs = reply["cursor"].get(key)
+        if docs is not None:
+            reply["cursor"][key] = [(b"".join(bson.encode(d) for d in docs), len(docs))] if docs \
+                else []
+    return plain(reply)
+
+
+GOSSIP = {"$clusterTime": {"clusterTime": Timestamp(1700000000, 3),
+                           "signature": {"hash": Binary(b"h" * 20), "keyId": Int64(7)}},
+          "operationTime": Timestamp(1700000000, 3)}
+
+
+@pytest.mark.parametrize("reply", [
+    {"cursor": {"firstBatch": [{"_id": i, "v": "x" * i} for i in range(50)], "id": Int64(9),
+                "ns": "db.c"}, "ok": 1.0},
+    {"cursor": {"nextBatch": [{"_id": i} for i in range(3)], "id": Int64(0), "ns": "db.c",
+                "postBatchResumeToken": {"$recordId": Int64(3)}}, "ok": 1.0, **GOSSIP},
+    {"cursor": {"id": Int64(0), "ns": "db.a.b", "firstBatch": []}, "ok": 1, **GOSSIP},
+    {"ok": 1.0, "cursor": {"ns": "db.c", "atClusterTime": Timestamp(5, 1),
+                           "partialResultsReturned": False, "id": Int64(1),
+                           "firstBatch": [{"_id": ObjectId(), "d": Decimal128("1.5")}]}},
+    # A type whose size the walk does not know, before the batch: decoded whole instead.
+    {"cursor": {"pattern": Regex("^a", "i"), "nextBatch": [{"_id": 1}], "id": Int64(0),
+                "ns": "db.c"}, "ok": 1.0},
+], ids=["first", "next-gossip", "empty", "odd-order", "regex-before"])
+def test_a_cursor_reply_is_the_server_reply_with_its_batch_cut_out_whole(reply: dict) -> None:
+    payload = bson.encode(reply)
+    for given in (payload, memoryview(b"\0" + payload)[1:]):
+        assert plain(cursor_reply(given)) == what_the_reply_says(payload)
+
+
+def test_a_reply_without_a_cursor_is_decoded_as_it_is() -> None:
+    payload = bson.encode({"ok": 0.0, "errmsg": "no", "code": 2})
+    assert plain(cursor_reply(payload)) == {"ok": 0.0, "errmsg": "no", "code": 2}
+
+
+def test_the_batch_is_found_where_the_walk_knows_every_type_before_it() -> None:
+    known = bson.encode({"cursor": {"id": Int64(1), "ns": "d.c", "nextBatch": [{"_id": 1}]},
+                         "ok": 1.0, **GOSSIP})
+    odd = bson.encode({"cursor": {"p": Regex("x"), "nextBatch": [{"_id": 1}]}, "ok": 1.0})
+    assert raw_batches._batch_span(known) is not None
+    assert raw_batches._batch_span(odd) is None

@@ -3,10 +3,12 @@
 pymongo's ``find_raw_batches`` decodes every reply twice: once into one ``RawBSONDocument`` per
 document (thrown away), once more to cut the batch out of the reply's array. Profiled on the
 wire server (docs/backups.md), that first pass was most of a dump's reading CPU. The cursor here
-decodes only the reply's envelope, cuts the batch out of the array in C as pymongo does, and
-counts its documents from the array's size: an array of N documents carries, besides the
-documents, one type byte, the key ``str(i)`` and a NUL for each index i, so the bytes that were
-cut away tell N exactly (and a reply whose sizes do not add up is counted the slow way).
+finds the batch's array where it lies in the reply (walking the few elements before it),
+decodes only the rest of the envelope, cuts the documents out of the array in C as pymongo
+does (the one copy of the batch), and counts them from the array's size: an array of N
+documents carries, besides the documents, one type byte, the key ``str(i)`` and a NUL for each
+index i, so the bytes that were cut away tell N exactly (and a reply whose sizes do not add up
+is counted the slow way).
 
 Everything else (sessions, retries, getMore, killCursors) is pymongo's own cursor. Where the
 pymongo internals this leans on are missing, :func:`find_counted` falls back on
@@ -48,6 +50,7 @@ Batch = tuple[bytes, int | None]
 
 _unpack_int32 = struct.Struct("<i").unpack_from
 _pack_int32 = struct.Struct("<i").pack
+_pack_int32_into = struct.Struct("<i").pack_into
 _pack_header = struct.Struct("<iiii").pack
 _OP_MSG = 2013
 _BODY_START = struct.pack("<IB", 0, 0)  # no flags; section 0: the command
@@ -229,6 +232,97 @@ def _raw_insert_internals() -> tuple[Any, Any] | None:
     return compress, check
 
 
+def cursor_reply(payload: Buffer) -> dict[str, Any]:
+    """A find or getMore reply (``payload``, its BSON) decoded, but for its batch of documents:
+    ``reply["cursor"]["firstBatch"]`` (or ``nextBatch``) is ``[(documents, count)]``, the batch's
+    documents concatenated and how many (None: not known), or ``[]`` for an empty batch.
+
+    The batch is cut out of the reply where it lies (no copy of it but the one that drops the
+    array's keys), and only the rest, a few fields, is decoded. A reply whose layout the walk
+    does not know is decoded whole instead, with its arrays kept raw: the same result.
+    """
+    try:
+        span = _batch_span(payload)
+    except (IndexError, ValueError, struct.error):
+        span = None
+    if span is None:
+        reply = dict(bson.decode(payload, _RAW_ARRAYS))
+        if reply.get("cursor") is None:
+            return reply
+        cursor = reply["cursor"] = dict(reply["cursor"])
+        batches = {key: cursor[key] for key in ("firstBatch", "nextBatch") if key in cursor}
+    else:
+        cursor_at, start, end, key = span
+        view = memoryview(payload).cast("B")
+        shrink = end - start - len(_EMPTY_ARRAY)
+        envelope = bytearray(view[:start])
+        envelope += _EMPTY_ARRAY
+        envelope += view[end:]
+        _pack_int32_into(envelope, 0, _unpack_int32(view, 0)[0] - shrink)
+        _pack_int32_into(envelope, cursor_at, _unpack_int32(view, cursor_at)[0] - shrink)
+        reply = dict(bson.decode(bytes(envelope), _RAW_ARRAYS))
+        cursor = reply["cursor"] = dict(reply["cursor"])
+        batches = {key: view[start:end]}
+    for key, array in batches.items():
+        stream = _TO_STREAM(array)
+        count = documents_in_array(len(array), len(stream))
+        cursor[key] = [(stream, count)] if stream else []
+    return reply
+
+
+_EMPTY_ARRAY = b"\x05\x00\x00\x00\x00"
+_BATCH_KEYS = (b"firstBatch", b"nextBatch")
+_FIXED_SIZES = {0x01: 8, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8,
+                0x13: 16, 0x7F: 0, 0xFF: 0}
+"""Value sizes of the BSON types of fixed size (double ... decimal128, min/max key)."""
+
+
+def _batch_span(doc: Buffer) -> tuple[int, int, int, str] | None:
+    """Where the batch array of reply ``doc`` lies: the offset of the ``cursor`` document, the
+    start and end of the array's value, and its key; None if the walk meets a type whose size
+    it does not know, or finds no batch."""
+    view = memoryview(doc).cast("B")
+    for kind, name, at, size in _elements(view, 0):
+        if kind == 0x03 and name == b"cursor" and size is not None:
+            for kind2, name2, at2, size2 in _elements(view, at):
+                if kind2 == 0x04 and name2 in _BATCH_KEYS and size2 is not None:
+                    return (at, at2, at2 + size2, name2.decode()) if at2 + size2 < at + size \
+                        else None
+            return None
+    return None
+
+
+def _elements(view: memoryview, at: int) -> Generator[tuple[int, bytes, int, int | None]]:
+    """The elements of the document at ``at``: type, name, value offset and value size (None,
+    and the walk ends, for a type of unknown size)."""
+    end = at + _unpack_int32(view, at)[0] - 1
+    pos = at + 4
+    while pos < end:
+        kind = view[pos]
+        name_end = pos + 1
+        while view[name_end]:
+            name_end += 1
+        value = name_end + 1
+        size = _value_size(kind, view, value)
+        yield kind, bytes(view[pos + 1:name_end]), value, size
+        if size is None or value + size > end:
+            return
+        pos = value + size
+
+
+def _value_size(kind: int, view: memoryview, at: int) -> int | None:
+    fixed = _FIXED_SIZES.get(kind)
+    if fixed is not None:
+        return fixed
+    if kind in (0x03, 0x04):  # document, array: their int32 size counts itself
+        return int(_unpack_int32(view, at)[0])
+    if kind == 0x02:  # string: int32 length (with its NUL), then the bytes
+        return 4 + int(_unpack_int32(view, at)[0])
+    if kind == 0x05:  # binary: int32 length, subtype byte, then the bytes
+        return 5 + int(_unpack_int32(view, at)[0])
+    return None
+
+
 @functools.cache
 def _cursor_class() -> type[Any] | None:
     """pymongo's raw-batch cursor with a cheaper reply decoding, or None where the pymongo
@@ -245,17 +339,6 @@ def _cursor_class() -> type[Any] | None:
             if legacy_response or not isinstance(response, _OpMsg):
                 return super()._unpack_response(response, cursor_id, codec_options,
                                                 user_fields, legacy_response)
-            # Arrays stay raw bytes: only the envelope's few fields become Python objects.
-            reply = dict(bson.decode(response.payload_document, _RAW_ARRAYS))
-            cursor = reply.get("cursor")
-            if cursor is not None:
-                cursor = reply["cursor"] = dict(cursor)
-                for key in ("firstBatch", "nextBatch"):
-                    array = cursor.get(key)
-                    if array is not None:
-                        stream = _TO_STREAM(array)
-                        count = documents_in_array(len(array), len(stream))
-                        cursor[key] = [(stream, count)] if stream else []
-            return [reply]
+            return [cursor_reply(response.payload_document)]
 
     return CountingRawBatchCursor
