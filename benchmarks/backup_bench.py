@@ -290,10 +290,7 @@ def raw_insert(url: str, archive: str) -> None:
                         batches.put((event.collection, batch, size))
                         batch, size, count = [], 0, 0
                     runs[event.collection] = (batch, size, count)
-        for name, (batch, size, _) in runs.items():
-            if batch:
-                batches.put((name, batch, size))
-        batches.put(None)
+        batches.put(None)  # the reader ends every collection with its end: nothing is left
 
     threading.Thread(target=read, daemon=True).start()
     while (item := batches.get()) is not None:
